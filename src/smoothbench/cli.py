@@ -1,0 +1,210 @@
+"""The ``smoothbench`` command: one subcommand per pipeline step.
+
+Each subcommand parses its arguments and calls one library function; the Snakefile
+calls these subcommands, never the library directly. Heavy imports (torch, pandas)
+happen inside the subcommand, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_data(a: argparse.Namespace) -> None:
+    from . import data
+
+    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir)
+
+
+def _parse_options(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option {item!r} must be KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _cmd_noise(a: argparse.Namespace) -> None:
+    from . import noise
+
+    noise.make_noisy_labels(a.data, a.kind, a.rate, a.seed, a.out, options=_parse_options(a.option))
+
+
+def _load_protocol(text: str) -> dict:
+    """``--protocol`` is inline JSON or a path to a YAML/JSON file holding a mapping."""
+    text = text.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    path = Path(text)
+    if not path.exists():
+        raise ValueError(f"--protocol {text!r} is neither inline JSON nor an existing file")
+    import yaml
+
+    obj = yaml.safe_load(path.read_text())
+    if not isinstance(obj, dict):
+        raise ValueError(f"--protocol file {text} must hold a mapping")
+    return obj
+
+
+def _cmd_train(a: argparse.Namespace) -> None:
+    from . import grid, train
+
+    train.train_group(
+        data_path=a.data,
+        labels_path=a.labels,
+        cells=grid.parse_cells(a.cells),
+        protocol=_load_protocol(a.protocol),
+        out_dir=a.out,
+        checkpoint_dir=a.checkpoint_dir,
+        device=a.device,
+        progress=not a.no_progress,
+    )
+
+
+def _cmd_collect(a: argparse.Namespace) -> None:
+    from . import report
+
+    report.collect(a.groups, results_out=a.out, curves_out=a.curves_out)
+
+
+def _cmd_report(a: argparse.Namespace) -> None:
+    from . import report
+
+    report.build_reports(a.results, a.curves, a.out_dir, reference_dir=a.reference_dir)
+
+
+def _cmd_validate(a: argparse.Namespace) -> None:
+    from . import grid
+
+    params = grid.load_params(a.params)
+    groups = grid.expand_groups(params)
+    ncells = sum(len(g.cells) for g in groups)
+    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells")
+
+
+def _cmd_grid(a: argparse.Namespace) -> None:
+    from . import grid
+
+    params = grid.load_params(a.params)
+    for g in grid.expand_groups(params):
+        print(f"{g.id}\t{grid.format_cells(g.cells)}")
+
+
+def _cmd_bench(a: argparse.Namespace) -> None:
+    from . import bench
+
+    if a.what == "loss":
+        bench.bench_loss(device=a.device, repeats=a.repeats)
+    else:
+        bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="smoothbench",
+        description=(
+            "Benchmark label smoothing (LS), negative label smoothing (NLS) and label "
+            "flipping under label noise. Each subcommand is one pipeline step; the "
+            "Snakefile chains them (run `snakemake --cores N` for the whole study)."
+        ),
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("data", help="write a registered dataset to the canonical .npz format",
+                       description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
+                       "(digits, mnist1d) need no network; the others are read from --cache-dir in their "
+                       "published on-disk format (downloaded with torchvision when online).")
+    s.add_argument("name", help="dataset name (see `smoothbench data --list`)")
+    s.add_argument("--out", required=True, help="output .npz path")
+    s.add_argument("--cache-dir", default="cache", help="folder for downloaded raw files (default: %(default)s)")
+    s.set_defaults(func=_cmd_data)
+
+    s = sub.add_parser("noise", help="corrupt a dataset's training labels",
+                       description="Corrupt the training labels of a dataset file with a noise kind at a rate, "
+                       "deterministically from --seed. Writes the labels (.npz) and their realised statistics "
+                       "(same path, .json).")
+    s.add_argument("--data", required=True, help="dataset .npz written by `smoothbench data`")
+    s.add_argument("--kind", required=True, help="symmetric, pairflip, asymmetric, instance or human")
+    s.add_argument("--rate", required=True,
+                   help="noise rate in [0, 1) (its valid range depends on the kind); for human: the label set "
+                   "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N)")
+    s.add_argument("--seed", type=int, required=True, help="noise seed (the study's seed)")
+    s.add_argument("--out", required=True, help="output .npz path (statistics go beside it as .json)")
+    s.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="kind-specific option, e.g. map='{\"0\": 1}' for asymmetric, human_dir=DIR for human")
+    s.set_defaults(func=_cmd_noise)
+
+    s = sub.add_parser("train", help="train one group of cells together",
+                       description="Train all cells of one group (same data, noisy labels and seed; different "
+                       "method/rate) as one stacked computation on the same batches. Resumes from the last "
+                       "checkpoint in --checkpoint-dir if there is one.")
+    s.add_argument("--data", required=True, help="dataset .npz")
+    s.add_argument("--labels", required=True, help="noisy-label .npz from `smoothbench noise`")
+    s.add_argument("--cells", required=True, help="cells spec, e.g. 'ce:0,ls:0.2,nls:-0.4,flip:0.18'")
+    s.add_argument("--protocol", required=True, help="training protocol: inline JSON or a YAML/JSON file")
+    s.add_argument("--out", required=True, help="output folder of the group")
+    s.add_argument("--checkpoint-dir", default=None, help="checkpoint folder (default: OUT/../.checkpoints-<name>)")
+    s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("collect", help="gather group.json files into the tidy results table",
+                       description="Gather every cell of the given group.json files into one tidy CSV (one row "
+                       "per cell) and their per-epoch curves into another.")
+    s.add_argument("groups", nargs="+", help="group.json files written by `smoothbench train`")
+    s.add_argument("--out", required=True, help="results CSV")
+    s.add_argument("--curves-out", required=True, help="curves CSV (all cells, all epochs)")
+    s.set_defaults(func=_cmd_collect)
+
+    s = sub.add_parser("report", help="paper-style tables, figures and summary from the results table",
+                       description="Write Markdown/LaTeX/CSV tables, seaborn figures (PNG and SVG) and "
+                       "summary.json from the tidy results.")
+    s.add_argument("--results", required=True, help="results CSV from `smoothbench collect`")
+    s.add_argument("--curves", required=True, help="curves CSV from `smoothbench collect`")
+    s.add_argument("--out-dir", required=True, help="reports folder")
+    s.add_argument("--reference-dir", default=None, help="folder of published reference numbers (CSV)")
+    s.set_defaults(func=_cmd_report)
+
+    s = sub.add_parser("validate", help="validate a params file against the schema",
+                       description="Validate a study params file; print one line per error, naming the key.")
+    s.add_argument("params", nargs="?", default="params.yaml")
+    s.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("grid", help="list the groups and cells of a params file")
+    s.add_argument("params", nargs="?", default="params.yaml")
+    s.set_defaults(func=_cmd_grid)
+
+    s = sub.add_parser("bench", help="benchmarks that print a table (loss core, training engine)",
+                       description="Speed benchmarks. `bench loss`: the vectorised GLS loss vs a Python loop over "
+                       "models and vs explicit one-hot soft-target CE. `bench train`: the group-vectorised engine vs "
+                       "one process per cell.")
+    s.add_argument("what", choices=["loss", "train"])
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CPU, plus CUDA when present)")
+    s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
+    s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
+    s.add_argument("--quick", action="store_true", help="smaller configurations (train)")
+    s.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"smoothbench {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
