@@ -1,0 +1,486 @@
+"""Model zoo of *stacked* models: one module holds M independent models.
+
+A group of cells is trained as one computation: the M models of a group see the
+same input batch (common random numbers) and are evaluated together with grouped
+convolutions and batched matrix products.
+
+Conventions (the training engine relies on them):
+
+* Every parameter and every buffer has the model dimension M first:
+
+  ======================  ======================================
+  conv weight             ``(M, out, in, k, k)``  (no bias)
+  BatchNorm weight/bias   ``(M, C)``
+  BatchNorm running stats ``(M, C)`` (no ``num_batches_tracked``: fixed momentum)
+  linear weight           ``(M, out, in)``  (nn.Linear order per model)
+  linear bias             ``(M, out)``
+  ======================  ======================================
+
+  so ``tensor[m]`` is model m, and a single model's state replicates to M copies
+  with ``repeat`` along dim 0 (:func:`replicate_state`).
+* ``forward(x)`` takes one shared batch ``x`` of shape ``(B, *input_shape)`` and
+  returns logits ``(M, B, K)``. Inside, image features are laid out
+  ``(B, M*C, H, W)`` (model-major channels); the first conv maps the shared input
+  with the weight viewed as ``(M*out, in, k, k)``, later convs use ``groups=M``.
+  The first layer also accepts per-model inputs ``(B, M*C, H, W)`` / ``(M, B, D)``.
+* :func:`build_model` initialises one model from ``torch.Generator().manual_seed(seed)``
+  on the CPU and copies it into all M slots: the M replicas are identical, and
+  identical to ``build_model(..., num_models=1, seed=seed)``.
+
+``model.to(memory_format=torch.channels_last)`` is accepted and only moves
+device/dtype (conv weights are 5-D); feed channels_last *inputs* instead: the
+grouped convolutions follow the input's memory format.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "MODELS",
+    "StackedModel",
+    "StackedConv2d",
+    "StackedBatchNorm2d",
+    "StackedLinear",
+    "build_model",
+    "init_model_",
+    "replicate_state",
+    "select_state",
+    "assign_model",
+    "count_flops_per_sample",
+    "params_per_model",
+]
+
+MODELS = ("mlp", "cnn", "resnet18", "resnet34", "fastnet")
+
+BN_MOMENTUM = 0.1
+BN_EPS = 1e-5
+
+
+# --------------------------------------------------------------------------- layers
+
+
+class StackedConv2d(nn.Module):
+    """M independent bias-free 2-D convolutions; weight ``(M, out, in, k, k)``.
+
+    Input ``(B, in, H, W)`` (shared by all models) or ``(B, M*in, H, W)``
+    (per model); output ``(B, M*out, H', W')``.
+    """
+
+    def __init__(self, num_models: int, in_ch: int, out_ch: int, kernel_size: int,
+                 stride: int = 1, padding: int | None = None):
+        super().__init__()
+        self.num_models, self.in_ch, self.out_ch = num_models, in_ch, out_ch
+        self.kernel_size, self.stride = kernel_size, stride
+        self.padding = kernel_size // 2 if padding is None else padding
+        self.weight = nn.Parameter(torch.empty(num_models, out_ch, in_ch, kernel_size, kernel_size))
+
+    def init_single(self, gen: torch.Generator) -> None:
+        w = torch.empty(self.weight.shape[1:])
+        nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=gen)
+        _fill(self.weight, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        M = self.num_models
+        w = self.weight.reshape(M * self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
+        if x.shape[1] == M * self.in_ch:
+            groups = M
+        elif x.shape[1] == self.in_ch:
+            groups = 1  # shared input: one conv with M*out output channels
+        else:
+            raise ValueError(f"StackedConv2d expects {self.in_ch} or {M * self.in_ch} input "
+                             f"channels, got {x.shape[1]}")
+        return F.conv2d(x, w, None, self.stride, self.padding, 1, groups)
+
+    def extra_repr(self) -> str:
+        return (f"M={self.num_models}, {self.in_ch}, {self.out_ch}, k={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class StackedBatchNorm2d(nn.Module):
+    """Per-model BatchNorm over ``(B, M*C, H, W)``; params and buffers ``(M, C)``.
+
+    BatchNorm over M*C channels is exactly per-model BN; the running statistics are
+    updated in place through flat views of the ``(M, C)`` buffers (keep them
+    contiguous). Fixed momentum, no ``num_batches_tracked``.
+    """
+
+    def __init__(self, num_models: int, num_features: int,
+                 momentum: float = BN_MOMENTUM, eps: float = BN_EPS):
+        super().__init__()
+        self.num_models, self.num_features = num_models, num_features
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(num_models, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_models, num_features))
+        self.register_buffer("running_mean", torch.zeros(num_models, num_features))
+        self.register_buffer("running_var", torch.ones(num_models, num_features))
+
+    def init_single(self, gen: torch.Generator) -> None:
+        with torch.no_grad():
+            self.weight.fill_(1.0)
+            self.bias.zero_()
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # .view (not reshape): the in-place running-stat update must land in the buffers
+        return F.batch_norm(x, self.running_mean.view(-1), self.running_var.view(-1),
+                            self.weight.reshape(-1), self.bias.reshape(-1),
+                            self.training, self.momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"M={self.num_models}, {self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+
+class StackedLinear(nn.Module):
+    """M independent linear maps; weight ``(M, out, in)``, bias ``(M, out)``.
+
+    Input ``(B, in)`` (shared) or ``(M, B, in)`` (per model); output ``(M, B, out)``.
+    """
+
+    def __init__(self, num_models: int, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.num_models, self.in_features, self.out_features = num_models, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(num_models, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(num_models, out_features)) if bias else None
+
+    def init_single(self, gen: torch.Generator) -> None:
+        # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
+        bound = 1.0 / math.sqrt(self.in_features)
+        w = torch.empty(self.weight.shape[1:]).uniform_(-bound, bound, generator=gen)
+        _fill(self.weight, w)
+        if self.bias is not None:
+            _fill(self.bias, torch.empty(self.bias.shape[1:]).uniform_(-bound, bound, generator=gen))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            y = torch.einsum("bi,moi->mbo", x, self.weight)
+        elif x.dim() == 3 and x.shape[0] == self.num_models:
+            y = torch.bmm(x, self.weight.transpose(1, 2))
+        else:
+            raise ValueError(f"StackedLinear expects (B, {self.in_features}) or "
+                             f"({self.num_models}, B, {self.in_features}), got {tuple(x.shape)}")
+        if self.bias is not None:
+            y = y + self.bias.unsqueeze(1).to(y.dtype)
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"M={self.num_models}, {self.in_features}, {self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+def _fill(param: torch.Tensor, single: torch.Tensor) -> None:
+    """Copy one model's tensor into every slot of a stacked tensor."""
+    with torch.no_grad():
+        param.copy_(single.unsqueeze(0).expand_as(param))
+
+
+def _per_model(x: torch.Tensor, num_models: int) -> torch.Tensor:
+    """Pooled features ``(B, M*C)`` -> ``(M, B, C)``."""
+    B = x.shape[0]
+    return x.reshape(B, num_models, -1).transpose(0, 1)
+
+
+def _maybe_pool(size: int) -> tuple[nn.Module, int]:
+    """2x2 max-pool when the spatial size allows it, else identity."""
+    if size >= 2:
+        return nn.MaxPool2d(2), size // 2
+    return nn.Identity(), size
+
+
+# --------------------------------------------------------------------------- models
+
+
+class StackedModel(nn.Module):
+    """Base class: remembers how it was built; forward returns ``(M, B, K)``."""
+
+    name = "?"
+
+    def __init__(self, num_models: int, input_shape: tuple[int, ...], num_classes: int, **model_args):
+        super().__init__()
+        self.num_models = num_models
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.model_args = dict(model_args)
+
+    def to(self, *args, **kwargs):  # noqa: D401 - see module docstring
+        """Like nn.Module.to; ``memory_format`` is ignored (5-D conv weights)."""
+        kwargs.pop("memory_format", None)
+        if not args and not kwargs:
+            return self
+        return super().to(*args, **kwargs)
+
+
+class MLP(StackedModel):
+    name = "mlp"
+
+    def __init__(self, num_models, input_shape, num_classes, hidden: Sequence[int] = (256, 256)):
+        super().__init__(num_models, input_shape, num_classes, hidden=list(hidden))
+        dims = [math.prod(input_shape), *[int(h) for h in hidden]]
+        self.hidden = nn.ModuleList(StackedLinear(num_models, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.head = StackedLinear(num_models, dims[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], -1)  # (B, D) shared
+        for layer in self.hidden:
+            h = F.relu(layer(h))       # (M, B, H)
+        return self.head(h)
+
+
+class ConvBNAct(nn.Sequential):
+    def __init__(self, M, cin, cout, k=3, stride=1, act: type[nn.Module] = nn.ReLU, momentum=BN_MOMENTUM):
+        super().__init__(StackedConv2d(M, cin, cout, k, stride), StackedBatchNorm2d(M, cout, momentum), act())
+
+
+class SmallCNN(StackedModel):
+    """conv-BN-ReLU x2, pool, conv-BN-ReLU x2, pool, conv-BN-ReLU, global avg pool, linear.
+
+    Widths ``(32, 64, 128) * width``; pools are skipped where the map is 1 pixel.
+    """
+
+    name = "cnn"
+
+    def __init__(self, num_models, input_shape, num_classes, width: float = 1.0):
+        super().__init__(num_models, input_shape, num_classes, width=width)
+        M, (C, H, W) = num_models, input_shape
+        w1, w2, w3 = (_scaled(b, width) for b in (32, 64, 128))
+        size = min(H, W)
+        pool1, size = _maybe_pool(size)
+        pool2, size = _maybe_pool(size)
+        self.features = nn.Sequential(
+            ConvBNAct(M, C, w1), ConvBNAct(M, w1, w1), pool1,
+            ConvBNAct(M, w1, w2), ConvBNAct(M, w2, w2), pool2,
+            ConvBNAct(M, w2, w3),
+        )
+        self.head = StackedLinear(num_models, w3, num_classes)
+
+    def forward(self, x):
+        h = self.features(x).mean(dim=(2, 3))
+        return self.head(_per_model(h, self.num_models))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, M, cin, cout, stride):
+        super().__init__()
+        self.conv1 = StackedConv2d(M, cin, cout, 3, stride)
+        self.bn1 = StackedBatchNorm2d(M, cout)
+        self.conv2 = StackedConv2d(M, cout, cout, 3, 1)
+        self.bn2 = StackedBatchNorm2d(M, cout)
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(StackedConv2d(M, cin, cout, 1, stride, 0), StackedBatchNorm2d(M, cout))
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(StackedModel):
+    """CIFAR ResNet: 3x3 stride-1 stem, no max-pool, BasicBlock stages, GAP, linear."""
+
+    def __init__(self, num_models, input_shape, num_classes, blocks: Sequence[int], width: float = 1.0):
+        super().__init__(num_models, input_shape, num_classes, width=width)
+        M, C = num_models, input_shape[0]
+        widths = [_scaled(b, width) for b in (64, 128, 256, 512)]
+        self.stem = ConvBNAct(M, C, widths[0])
+        layers, cin = [], widths[0]
+        for i, (n, cout) in enumerate(zip(blocks, widths)):
+            for j in range(n):
+                layers.append(BasicBlock(M, cin, cout, 2 if (i > 0 and j == 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.head = StackedLinear(M, cin, num_classes)
+
+    def forward(self, x):
+        h = self.layers(self.stem(x)).mean(dim=(2, 3))
+        return self.head(_per_model(h, self.num_models))
+
+
+class ResNet18(ResNet):
+    name = "resnet18"
+
+    def __init__(self, num_models, input_shape, num_classes, width: float = 1.0):
+        super().__init__(num_models, input_shape, num_classes, (2, 2, 2, 2), width)
+
+
+class ResNet34(ResNet):
+    name = "resnet34"
+
+    def __init__(self, num_models, input_shape, num_classes, width: float = 1.0):
+        super().__init__(num_models, input_shape, num_classes, (3, 4, 6, 3), width)
+
+
+class FastNet(StackedModel):
+    """A small fast CIFAR net in the spirit of airbench.
+
+    stem conv-BN-GELU (32 ch), then three blocks
+    ``conv -> maxpool -> BN -> GELU -> conv -> BN -> GELU`` of widths
+    ``(64, 256, 256) * width``, global max pool, bias-free linear whose output is
+    multiplied by ``logit_scale`` (1/9 as in airbench). No residuals.
+    """
+
+    name = "fastnet"
+
+    def __init__(self, num_models, input_shape, num_classes, width: float = 1.0,
+                 logit_scale: float = 1.0 / 9, bn_momentum: float = BN_MOMENTUM):
+        super().__init__(num_models, input_shape, num_classes, width=width,
+                         logit_scale=logit_scale, bn_momentum=bn_momentum)
+        M, (C, H, W) = num_models, input_shape
+        stem = _scaled(32, width)
+        widths = [_scaled(b, width) for b in (64, 256, 256)]
+        self.logit_scale = float(logit_scale)
+        mods: list[nn.Module] = [ConvBNAct(M, C, stem, act=nn.GELU, momentum=bn_momentum)]
+        size, cin = min(H, W), stem
+        for cout in widths:
+            pool, size = _maybe_pool(size)
+            mods += [StackedConv2d(M, cin, cout, 3), pool, StackedBatchNorm2d(M, cout, bn_momentum), nn.GELU(),
+                     ConvBNAct(M, cout, cout, act=nn.GELU, momentum=bn_momentum)]
+            cin = cout
+        self.features = nn.Sequential(*mods)
+        self.head = StackedLinear(M, cin, num_classes, bias=False)
+
+    def forward(self, x):
+        h = self.features(x).amax(dim=(2, 3))
+        return self.head(_per_model(h, self.num_models)) * self.logit_scale
+
+
+def _scaled(base: int, width: float) -> int:
+    return max(1, int(round(base * width)))
+
+
+_REGISTRY: dict[str, type[StackedModel]] = {
+    "mlp": MLP, "cnn": SmallCNN, "resnet18": ResNet18, "resnet34": ResNet34, "fastnet": FastNet,
+}
+assert tuple(_REGISTRY) == MODELS
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_model(name: str, num_models: int, input_shape: Sequence[int], num_classes: int,
+                seed: int, **model_args) -> StackedModel:
+    """Build a stack of ``num_models`` identical models of architecture ``name`` (on CPU).
+
+    ``input_shape`` is one sample's shape: ``(D,)`` for vectors, ``(C, H, W)`` for
+    images. ``model_args``: ``mlp``: ``hidden=[256, 256]``; ``cnn``/``resnet*``:
+    ``width`` (channel multiplier, default 1.0); ``fastnet``: ``width``,
+    ``logit_scale``, ``bn_momentum``.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
+    if int(num_models) < 1:
+        raise ValueError(f"num_models must be >= 1, got {num_models}")
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"model {name!r}: invalid input_shape {shape}")
+    if name != "mlp" and len(shape) != 3:
+        raise ValueError(f"model {name!r} needs image input_shape (C, H, W), got {shape}; "
+                         f"use 'mlp' for vectors")
+    try:
+        model = _REGISTRY[name](int(num_models), shape, int(num_classes), **model_args)
+    except TypeError as e:
+        raise ValueError(f"model {name!r}: bad model_args {sorted(model_args)}: {e}") from None
+    init_model_(model, seed)
+    return model
+
+
+def init_model_(model: nn.Module, seed: int) -> nn.Module:
+    """(Re)initialise every slot of a stacked model with the same single model drawn from ``seed``.
+
+    Draws happen on the CPU in module registration order, so the result does not
+    depend on M or on the device the model lives on.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    for mod in model.modules():
+        if isinstance(mod, (StackedConv2d, StackedBatchNorm2d, StackedLinear)):
+            mod.init_single(gen)
+    return model
+
+
+# --------------------------------------------------------------------------- state helpers
+
+
+def replicate_state(state_dict: Mapping[str, torch.Tensor], num_models: int) -> dict[str, torch.Tensor]:
+    """Turn the state of a one-model stack (dim 0 of size 1) into ``num_models`` copies."""
+    out = {}
+    for k, v in state_dict.items():
+        if v.dim() == 0 or v.shape[0] != 1:
+            raise ValueError(f"replicate_state: {k!r} has shape {tuple(v.shape)}; expected model dim 1 first")
+        out[k] = v.repeat(num_models, *([1] * (v.dim() - 1)))
+    return out
+
+
+def select_state(state_dict: Mapping[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+    """Model ``index``'s slice of a stacked state, keeping dim 0 (size 1); cloned."""
+    out = {}
+    for k, v in state_dict.items():
+        n = v.shape[0] if v.dim() else 0
+        if not -n <= index < n:
+            raise IndexError(f"select_state: index {index} out of range for {k!r} with {n} models")
+        i = index % n
+        out[k] = v[i:i + 1].clone()
+    return out
+
+
+def assign_model(module: nn.Module, index: int, state_of_one: Mapping[str, torch.Tensor]) -> None:
+    """Copy one model's params/buffers (dim 0 of size 1, or no model dim) into slot ``index``."""
+    with torch.no_grad():
+        for k, t in (*module.named_parameters(), *module.named_buffers()):
+            if k not in state_of_one:
+                raise KeyError(f"assign_model: state lacks {k!r}")
+            src = state_of_one[k]
+            if src.dim() == t.dim():
+                if src.shape[0] != 1:
+                    raise ValueError(f"assign_model: {k!r} has {src.shape[0]} models, expected 1")
+                src = src[0]
+            t[index].copy_(src)
+
+
+def params_per_model(model: StackedModel) -> int:
+    """Number of trainable parameters of one model of the stack."""
+    return sum(p.numel() for p in model.parameters()) // model.num_models
+
+
+def count_flops_per_sample(model: StackedModel, input_shape: Sequence[int]) -> int:
+    """Approximate forward multiply-adds (MACs) per sample per model (conv + linear only).
+
+    Multiply by 2 for FLOPs. Traced with meta tensors: no compute, no state change.
+    """
+    macs = [0]
+
+    def conv_hook(mod, inp, out):
+        macs[0] += out.shape[1] // mod.num_models * out.shape[2] * out.shape[3] * mod.in_ch * mod.kernel_size ** 2
+
+    def linear_hook(mod, inp, out):
+        macs[0] += mod.in_features * mod.out_features
+
+    handles = []
+    for mod in model.modules():
+        if isinstance(mod, StackedConv2d):
+            handles.append(mod.register_forward_hook(conv_hook))
+        elif isinstance(mod, StackedLinear):
+            handles.append(mod.register_forward_hook(linear_hook))
+    state = {k: torch.empty_like(v, device="meta")
+             for k, v in (*model.named_parameters(), *model.named_buffers())}
+    modes = [(m, m.training) for m in model.modules()]
+    dtype = next(iter(state.values())).dtype if state else torch.float32
+    try:
+        model.eval()
+        x = torch.empty((1, *input_shape), device="meta", dtype=dtype)
+        with torch.no_grad():
+            torch.func.functional_call(model, state, (x,))
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for h in handles:
+            h.remove()
+    return int(macs[0])
