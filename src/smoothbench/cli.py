@@ -16,6 +16,11 @@ from pathlib import Path
 def _cmd_data(a: argparse.Namespace) -> None:
     from . import data
 
+    if a.list:
+        print(data.describe_datasets())
+        return
+    if not a.name or not a.out:
+        raise ValueError("give a dataset NAME and --out FILE (or --list to see the registered datasets)")
     data.build_dataset(a.name, a.out, cache_dir=a.cache_dir)
 
 
@@ -122,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
                        "(digits, mnist1d) need no network; the others are read from --cache-dir in their "
                        "published on-disk format (downloaded with torchvision when online).")
-    s.add_argument("name", help="dataset name (see `smoothbench data --list`)")
-    s.add_argument("--out", required=True, help="output .npz path")
+    s.add_argument("name", nargs="?", help="dataset name (see `smoothbench data --list`)")
+    s.add_argument("--out", help="output .npz path")
+    s.add_argument("--list", action="store_true", help="list the registered datasets and exit")
     s.add_argument("--cache-dir", default="cache", help="folder for downloaded raw files (default: %(default)s)")
     s.set_defaults(func=_cmd_data)
 
@@ -151,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", required=True, help="cells spec, e.g. 'ce:0,ls:0.2,nls:-0.4,flip:0.18'")
     s.add_argument("--protocol", required=True, help="training protocol: inline JSON or a YAML/JSON file")
     s.add_argument("--out", required=True, help="output folder of the group")
-    s.add_argument("--checkpoint-dir", default=None, help="checkpoint folder (default: OUT/../.checkpoints-<name>)")
+    s.add_argument("--checkpoint-dir", default=None, help="checkpoint folder (default: OUT/.checkpoint; removed once the group is done)")
     s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
