@@ -76,11 +76,10 @@ def bench_loss(device: str = "auto", repeats: int = 20) -> list[dict]:
                 total = sum(gls_loss(x[i], labels, rates_list[i], check=False) for i in range(m))
                 total.backward()
 
-            onehot_labels = torch.nn.functional.one_hot(labels, k).float()
-
             def onehot():
                 x = base.clone().requires_grad_(True)
                 r = rates[:, None, None]
+                onehot_labels = torch.nn.functional.one_hot(labels, k).float()
                 target = (1 - r) * onehot_labels + r / k              # materialised (M, B, K) soft targets
                 (-(target * torch.log_softmax(x, -1)).sum(-1).mean(-1)).sum().backward()
 
