@@ -59,9 +59,19 @@ def _load_protocol(text: str) -> dict:
     return obj
 
 
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"--threads must be >= 1, got {n}")
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _cmd_train(a: argparse.Namespace) -> None:
     from . import grid, train
 
+    _set_threads(a.threads)
     train.train_group(
         data_path=a.data,
         labels_path=a.labels,
@@ -106,6 +116,7 @@ def _cmd_grid(a: argparse.Namespace) -> None:
 def _cmd_bench(a: argparse.Namespace) -> None:
     from . import bench
 
+    _set_threads(a.threads)
     if a.what == "loss":
         bench.bench_loss(device=a.device, repeats=a.repeats)
     else:
@@ -159,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder of the group")
     s.add_argument("--checkpoint-dir", default=None, help="checkpoint folder (default: OUT/.checkpoint; removed once the group is done)")
     s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    s.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); results are bit-reproducible for a "
+                   "fixed thread count")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
 
@@ -197,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
     s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
     s.add_argument("--quick", action="store_true", help="smaller configurations (train)")
+    s.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     s.set_defaults(func=_cmd_bench)
     return p
 
