@@ -300,3 +300,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     for cell in ("ce_0", "ls_0.3", "nls_-0.6", "flip_0.2"):
         assert (tmp_path / "ref/cells" / cell / "curves.csv").read_bytes() == \
             (tmp_path / "killed/cells" / cell / "curves.csv").read_bytes()
+
+
+def test_bf16_autocast_path_runs_and_stays_close_to_fp32(toy, tmp_path):
+    """The mixed-precision path the engine takes on CUDA, exercised with CPU autocast."""
+    fp32 = _run(toy, tmp_path, "ce:0,nls:-0.5", proto=dict(PROTO, precision="fp32"), name="fp32")
+    bf16 = _run(toy, tmp_path, "ce:0,nls:-0.5", proto=dict(PROTO, precision="bf16"), name="bf16")
+    for a, b in zip(fp32["cells"], bf16["cells"]):
+        assert b["status"] == "ok" and math.isfinite(b["test_nll"])
+        assert abs(a["test_acc_final"] - b["test_acc_final"]) < 0.1
+    assert fp32["cells"][0]["test_nll"] != bf16["cells"][0]["test_nll"]      # autocast really was on
