@@ -310,3 +310,10 @@ def test_bf16_autocast_path_runs_and_stays_close_to_fp32(toy, tmp_path):
         assert b["status"] == "ok" and math.isfinite(b["test_nll"])
         assert abs(a["test_acc_final"] - b["test_acc_final"]) < 0.1
     assert fp32["cells"][0]["test_nll"] != bf16["cells"][0]["test_nll"]      # autocast really was on
+
+
+def test_without_a_held_out_split_there_is_no_selected_figure(toy, tmp_path):
+    s = _run(toy, tmp_path, "ce:0", proto=dict(PROTO, val_fraction=0.0), name="noval")
+    cell = s["cells"][0]
+    assert cell["test_acc_selected"] is None and cell["selected_epoch"] is None
+    assert cell["test_acc_best"] is not None

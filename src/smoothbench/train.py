@@ -535,7 +535,7 @@ class GroupTrainer:
             if phase == "main":
                 self._check_divergence()
             self._record(stats, phase)
-            best = max(r["test_acc"] for h in self.history for r in h[-1:])
+            best = max(r["test_acc"] for h in self.history for r in h)
             bar.set_postfix(best_test_acc=f"{best:.3f}")
             bar.update(1)
             last = self.epoch == self.total_epochs
@@ -556,7 +556,9 @@ class GroupTrainer:
         for i, c in enumerate(self.cells):
             h = self.history[i]
             best = max(range(len(h)), key=lambda e: (h[e]["test_acc"], -e))
-            sel = max(range(len(h)), key=lambda e: (h[e]["val_acc"] if math.isfinite(h[e]["val_acc"]) else -1, -e))
+            # honest selection: first epoch with the best held-out NOISY accuracy (none without a held-out split)
+            finite_val = [e for e in range(len(h)) if math.isfinite(h[e]["val_acc"])]
+            sel = max(finite_val, key=lambda e: (h[e]["val_acc"], -e)) if finite_val else None
             last = h[-1]
             out.append({
                 "cell_id": c.id, "method": c.method, "rate": float(c.rate),
@@ -566,8 +568,9 @@ class GroupTrainer:
                 "epochs": self.total_epochs,
                 "test_acc_final": last["test_acc"],
                 "test_acc_best": h[best]["test_acc"], "best_epoch": h[best]["epoch"],
-                "test_acc_selected": h[sel]["test_acc"], "selected_epoch": h[sel]["epoch"],
-                "val_acc_selected": h[sel]["val_acc"],
+                "test_acc_selected": None if sel is None else h[sel]["test_acc"],
+                "selected_epoch": None if sel is None else h[sel]["epoch"],
+                "val_acc_selected": None if sel is None else h[sel]["val_acc"],
                 "clean_train_acc": clean[i], "noisy_train_acc": noisy[i],
                 "test_nll": last["test_nll"], "ece": last["ece"],
                 "train_loss": last["train_loss"],
