@@ -264,6 +264,9 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ece_bins: int, batch: int,
              autocast: Callable) -> dict[str, torch.Tensor]:
     """Per-model accuracy, NLL and ECE on (x, y) in eval mode; tensors of shape (M,)."""
+    if len(x) == 0:
+        nan = torch.full((model.num_models,), float("nan"), device=x.device)
+        return {"acc": nan, "nll": nan, "ece": nan}
     model.eval()
     logps = []
     for i in range(0, len(x), batch):
@@ -273,9 +276,6 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ece_bins:
     model.train()
     logp = torch.cat(logps, dim=1)                                   # (M, N, K)
     m, n, _ = logp.shape
-    if n == 0:
-        nan = torch.full((m,), float("nan"), device=logp.device)
-        return {"acc": nan, "nll": nan, "ece": nan}
     conf, pred = logp.max(dim=-1)
     conf = conf.exp()
     correct = (pred == y).float()
