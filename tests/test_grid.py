@@ -1,0 +1,294 @@
+"""The study file: params.yaml -> validated params -> groups, cells and protocols.
+
+Fast: no training, no Snakemake. Every bad value must give ONE line naming the file,
+the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smoothbench import cli, grid
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "config").glob("*.yaml"))
+
+
+def study(**changes) -> dict:
+    """A small valid study; keyword arguments replace top-level keys."""
+    params = {
+        "datasets": ["digits", "mnist1d"],
+        "noise": {"symmetric": [0.0, 0.2, 0.4, 0.6], "pairflip": [0.2, 0.4]},
+        "methods": {"ce": [0.0], "ls": [0.2, 0.4, 0.6], "nls": [-0.2, -0.4, -1.0, -2.0],
+                    "flip": [0.18, 0.36, 0.54]},
+        "seeds": [0, 1],
+        "protocol": {"default": {"model": "mlp", "epochs": 30,
+                                 "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}},
+                     "digits": {"epochs": 40, "optimizer": {"lr": 0.05}}},
+    }
+    params.update(changes)
+    return params
+
+
+def error_of(params: dict, source: str = "params.yaml") -> str:
+    with pytest.raises(ValueError) as info:
+        grid.validate_params(params, source=source)
+    text = str(info.value)
+    assert "\n" not in text, f"error must be one line: {text!r}"
+    assert text.startswith(f"{source}: "), text
+    return text
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def test_expand_groups_counts_and_order():
+    p = grid.validate_params(study())
+    groups = grid.expand_groups(p)
+    assert len(groups) == 2 * (4 + 2) * 2
+    assert len({g.id for g in groups}) == len(groups)
+    assert all(len(g.cells) == 1 + 3 + 4 + 3 for g in groups)
+    first = groups[0]
+    assert (first.dataset, first.noise_kind, first.noise_rate, first.seed) == ("digits", "symmetric", "0", 0)
+    assert [g.id for g in groups[:3]] == ["digits-symmetric-0-s0", "digits-symmetric-0-s1", "digits-symmetric-0.2-s0"]
+    assert groups[-1].id == "mnist1d-pairflip-0.4-s1"
+
+
+def test_group_paths_and_cells_spec():
+    g = grid.expand_groups(grid.validate_params(study()))[5]
+    assert g.id == "digits-symmetric-0.4-s1" == grid.group_id(g.dataset, g.noise_kind, g.noise_rate, g.seed)
+    assert g.out_dir == "results/digits/symmetric-0.4/seed1"
+    assert g.group_json == "results/digits/symmetric-0.4/seed1/group.json"
+    assert g.labels_path == "noisy/digits/symmetric-0.4-s1.npz"
+    assert g.data_path == "data/digits.npz"
+    assert g.checkpoint_dir == "checkpoints/digits/symmetric-0.4/seed1"
+    assert g.cells_spec == "ce:0,ls:0.2,ls:0.4,ls:0.6,nls:-2,nls:-1,nls:-0.4,nls:-0.2,flip:0.18,flip:0.36,flip:0.54"
+    assert grid.parse_cells(g.cells_spec) == list(g.cells)
+
+
+def test_results_dir_is_configurable():
+    p = grid.validate_params(study(output={"results_dir": "out/res"}))
+    assert grid.expand_groups(p)[0].out_dir == "out/res/digits/symmetric-0/seed0"
+
+
+def test_human_label_sets_go_with_their_dataset():
+    p = grid.validate_params(study(datasets=["cifar10", "cifar100"],
+                                   noise={"human": ["aggre", "worst", "noisy100"]}, seeds=[0]))
+    ids = [g.id for g in grid.expand_groups(p)]
+    assert ids == ["cifar10-human-aggre-s0", "cifar10-human-worst-s0", "cifar100-human-noisy100-s0"]
+    assert grid.report_pairs(p) == [("cifar10", "human"), ("cifar100", "human")]
+
+
+def test_single_cell_study():
+    p = grid.validate_params(study(datasets=["digits"], noise={"symmetric": [0.4]},
+                                   methods={"nls": [-0.4]}, seeds=[3]))
+    (g,) = grid.expand_groups(p)
+    assert g.id == "digits-symmetric-0.4-s3"
+    assert [c.id for c in g.cells] == ["nls_-0.4"]
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+def test_protocol_deep_merge_and_defaults():
+    p = grid.validate_params(study())
+    digits = grid.protocol_for(p, "digits")
+    mnist1d = grid.protocol_for(p, "mnist1d")
+    assert digits["epochs"] == 40 and mnist1d["epochs"] == 30
+    assert digits["optimizer"]["lr"] == 0.05 and mnist1d["optimizer"]["lr"] == 0.1
+    assert digits["optimizer"]["momentum"] == 0.9  # kept from the default: merged, not replaced
+    for proto in (digits, mnist1d):  # complete: every key of the engine's contract
+        assert set(proto) == {"model", "model_args", "batch_size", "epochs", "optimizer", "schedule", "warmup",
+                              "augment", "val_fraction", "checkpoint_every", "ece_bins", "device", "precision"}
+        assert proto["optimizer"]["nesterov"] is True and proto["optimizer"]["weight_decay"] == 5e-4
+        assert proto["schedule"] == {"name": "cosine", "milestones": [], "gamma": 0.1}
+        assert proto["warmup"]["epochs"] == 0
+        assert proto["augment"] == {"crop_padding": 0, "hflip": False}
+        assert (proto["val_fraction"], proto["checkpoint_every"], proto["ece_bins"]) == (0.1, 5, 15)
+        assert (proto["device"], proto["precision"], proto["batch_size"]) == ("auto", "auto", 128)
+
+
+def test_protocol_of_dataset_without_override_is_the_default():
+    p = grid.validate_params(study())
+    assert grid.protocol_for(p, "cifar10") == grid.protocol_for(p, "mnist1d")
+
+
+def test_per_dataset_overrides_stay_partial():
+    p = grid.validate_params(study())
+    assert p["protocol"]["digits"] == {"epochs": 40, "optimizer": {"lr": 0.05}}
+
+
+def test_defaults_filled():
+    p = grid.validate_params({"datasets": ["digits"], "noise": {"symmetric": [0.2]},
+                              "methods": {"ls": [0.1]}, "seeds": [0]})
+    assert p["noise_options"] == {}
+    assert p["data"] == {"cache_dir": "cache"}
+    assert p["output"] == {"results_dir": "results", "reports_dir": "reports"}
+    assert p["protocol"]["default"]["model"] == "mlp"
+    assert p["protocol"]["default"]["epochs"] == 30
+    assert p["protocol"]["default"]["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9,
+                                                     "nesterov": True, "weight_decay": 5e-4}
+
+
+def test_validate_does_not_mutate_its_input():
+    raw = study()
+    before = copy.deepcopy(raw)
+    grid.validate_params(raw)
+    assert raw == before
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda p: p["methods"].update(foo=[0.1]),
+     "params.yaml: methods.foo: unknown key; allowed: ce, flip, ls, nls"),
+    (lambda p: p["methods"]["ls"].__setitem__(2, 1.5),
+     "params.yaml: methods.ls[2] = 1.5: ls rates must lie in (0, 1]"),
+    (lambda p: p["methods"]["nls"].__setitem__(0, 0.3),
+     "params.yaml: methods.nls[0] = 0.3: nls rates must be < 0"),
+    (lambda p: p["methods"]["ce"].__setitem__(0, 0.1),
+     "params.yaml: methods.ce[0] = 0.1: ce takes rate 0"),
+    (lambda p: p["methods"]["flip"].append(0.0),
+     "params.yaml: methods.flip[3] = 0.0: flip rates must lie in (0, 1]"),
+    (lambda p: p["methods"]["ls"].append("x"),
+     'params.yaml: methods.ls[3] = "x": must be a number'),
+    (lambda p: p["noise"]["pairflip"].__setitem__(1, 0.5),
+     "params.yaml: noise.pairflip[1] = 0.5: pairflip noise rates must lie in [0, 0.5)"),
+    (lambda p: p["noise"]["symmetric"].append(1.0),
+     "params.yaml: noise.symmetric[4] = 1.0: symmetric noise rates must lie in [0, 1)"),
+    (lambda p: p["noise"].update(asymmetric=[-0.1]),
+     "params.yaml: noise.asymmetric[0] = -0.1: asymmetric noise rates must lie in [0, 0.5)"),
+    (lambda p: p["noise"].update(instance=[1.2]),
+     "params.yaml: noise.instance[0] = 1.2: instance noise rates must lie in [0, 1)"),
+    (lambda p: p["noise"].update(gaussian=[0.2]),
+     "params.yaml: noise.gaussian: unknown key; allowed: asymmetric, human, instance, pairflip, symmetric"),
+    (lambda p: p["noise"].update(human=["aggre"]),
+     "params.yaml: noise.human[0] = \"aggre\": the label set aggre belongs to cifar10, which is not in datasets"),
+    (lambda p: p["noise"].update(human=["best"]),
+     'params.yaml: noise.human[0] = "best": allowed: aggre, random1, random2, random3, worst, noisy100'),
+    (lambda p: p["datasets"].append("imagenet"),
+     'params.yaml: datasets[2] = "imagenet": allowed: digits, mnist1d, mnist, fashion_mnist, cifar10, cifar100'),
+    (lambda p: p.update(datasets=[]), "params.yaml: datasets = []: the grid is empty"),
+    (lambda p: p.update(seeds=[]), "params.yaml: seeds = []: the grid is empty"),
+    (lambda p: p.update(methods={"ls": [], "nls": []}), "params.yaml: methods = "),
+    (lambda p: p.update(noise={"symmetric": []}), "params.yaml: noise = "),
+    (lambda p: p["protocol"]["default"].update(foo=1),
+     "params.yaml: protocol.default.foo: unknown key; allowed: augment, batch_size, checkpoint_every, device"),
+    (lambda p: p["protocol"]["digits"].update(dropout=0.5),
+     "params.yaml: protocol.digits.dropout: unknown key; allowed:"),
+    (lambda p: p["protocol"]["default"]["optimizer"].update(name="adam"),
+     'params.yaml: protocol.default.optimizer.name = "adam": allowed: sgd'),
+    (lambda p: p["protocol"]["digits"].update(model="vit"),
+     'params.yaml: protocol.digits.model = "vit": allowed: mlp, cnn, resnet18, resnet34, fastnet'),
+    (lambda p: p["protocol"]["digits"].update(epochs=-1), "params.yaml: protocol.digits.epochs = -1: must be >= 0"),
+    (lambda p: p["protocol"]["digits"].update(batch_size=0),
+     "params.yaml: protocol.digits.batch_size = 0: must be >= 1"),
+    (lambda p: p["protocol"]["default"].update(val_fraction=0.5),
+     "params.yaml: protocol.default.val_fraction = 0.5: must be < 0.5"),
+    (lambda p: p["protocol"]["default"].update(device="tpu"),
+     'params.yaml: protocol.default.device = "tpu": allowed: auto, cpu, cuda'),
+    (lambda p: p["protocol"].update(imagenet={}),
+     "params.yaml: protocol.imagenet: unknown key; allowed: default, digits, mnist1d"),
+    (lambda p: p["protocol"]["default"].update(schedule={"name": "multistep"}),
+     "params.yaml: protocol.default.schedule.milestones = []: multistep needs milestones"),
+    (lambda p: p["protocol"]["digits"].update(optimizer={"momentum": 0.0}),
+     "params.yaml: protocol.digits.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
+    (lambda p: p["protocol"]["default"].update(epochs=0),
+     "params.yaml: protocol.default.epochs = 0: a group needs at least 1 epoch"),
+    (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
+    (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: listed twice"),
+    (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),
+    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, datasets, methods, noise"),
+])
+def test_bad_value_gives_one_line_naming_the_key(mutate, expected):
+    params = study()
+    mutate(params)
+    assert error_of(params).startswith(expected)
+
+
+def test_symmetric_rate_limit_depends_on_classes():
+    # K = 10: at (K-1)/K = 0.9 every label is uniform; below [0, 1) but above 0.9 is refused too
+    text = error_of(study(noise={"symmetric": [0.95]}))
+    assert text == "params.yaml: noise.symmetric[0] = 0.95: symmetric noise rates must lie in [0, 0.9) " \
+                   "for digits (K = 10 classes)"
+    grid.validate_params(study(datasets=["cifar100"], noise={"symmetric": [0.95]}))  # K = 100: fine
+
+
+def test_not_a_mapping():
+    assert error_of([1, 2]).startswith("params.yaml: must hold a mapping")
+
+
+def test_load_params_reports_bad_yaml_in_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("datasets: [digits\nnoise: {}\n")
+    with pytest.raises(ValueError) as info:
+        grid.load_params(path)
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"{path}: not valid YAML")
+
+
+def test_load_params_names_the_file(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study(methods={"ls": [1.5]})))
+    with pytest.raises(ValueError, match=r"^.*study\.yaml: methods\.ls\[0\] = 1\.5: ls rates must lie in \(0, 1\]$"):
+        grid.load_params(path)
+    with pytest.raises(FileNotFoundError):
+        grid.load_params(tmp_path / "missing.yaml")
+
+
+def test_cli_validate_prints_one_line_and_fails(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study(noise={"pairflip": [0.7]})))
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"smoothbench validate: error: {path}: noise.pairflip[0] = 0.7: " \
+                  "pairflip noise rates must lie in [0, 0.5)"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_schema_is_found_from_the_package():
+    assert grid.find_schema() == ROOT / "workflow" / "schemas" / "params.schema.yaml"
+
+
+def test_missing_schema_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params schema .*params.schema.yaml not found"):
+        grid.find_schema(tmp_path)
+
+
+def test_committed_params_validate():
+    p = grid.load_params(ROOT / "params.yaml")
+    groups = grid.expand_groups(p)
+    assert {g.dataset for g in groups} == {"digits", "mnist1d"}
+    assert len(groups) == 2 * (4 + 2) * 2
+    assert all(grid.protocol_for(p, ds)["device"] in ("auto", "cpu") for ds in p["datasets"])
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.name for p in PRESETS])
+def test_presets_validate(path):
+    p = grid.load_params(path)
+    groups = grid.expand_groups(p)
+    assert groups
+    for ds in p["datasets"]:
+        proto = grid.protocol_for(p, ds)
+        # the reference's warm-up-then-GLS protocol on ResNet-34 and a GPU
+        assert proto["model"] == "resnet34" and proto["device"] == "cuda"
+        assert proto["warmup"]["epochs"] > 0
+        assert proto["optimizer"]["lr"] == 1e-6 and proto["schedule"]["name"] == "constant"
+        assert proto["optimizer"]["nesterov"] and proto["optimizer"]["momentum"] == 0.9
+        assert proto["optimizer"]["weight_decay"] == 1e-4 and proto["batch_size"] == 128
+
+
+def test_presets_cover_the_paper_settings():
+    c10 = grid.load_params(ROOT / "config" / "paper-cifar10.yaml")
+    assert c10["datasets"] == ["cifar10"] and {0.2, 0.4, 0.6} <= set(c10["noise"]["symmetric"])
+    c100 = grid.load_params(ROOT / "config" / "paper-cifar100.yaml")
+    assert c100["datasets"] == ["cifar100"]
+    cn = grid.load_params(ROOT / "config" / "paper-cifarn.yaml")
+    assert {g.id.rsplit("-", 1)[0] for g in grid.expand_groups(cn)} == {
+        "cifar10-human-aggre", "cifar10-human-random1", "cifar10-human-worst", "cifar100-human-noisy100"}
