@@ -1,0 +1,30 @@
+# smoothbench: label smoothing (LS), negative label smoothing (NLS) and label flipping
+# under label noise. The DAG of the study lives here; DVC (dvc.yaml) runs its targets.
+#
+#   snakemake --cores N                        the whole study in params.yaml (= report_all)
+#   snakemake --cores N data_all | train_all   a part of it
+#   snakemake --workflow-profile workflow/profiles/default --cores N
+#                                              with the local profile (rerun triggers, keep-going)
+#   snakemake --workflow-profile workflow/profiles/slurm --configfile config/paper-cifar10.yaml
+#                                              a preset study on a SLURM cluster, a GPU per group
+#   snakemake --report report.zip              the figures and tables as a Snakemake report
+#
+# A --configfile is a complete study: it REPLACES params.yaml (it is not merged into it);
+# --config KEY=VALUE still overrides single keys. The study is validated (schema + checks,
+# smoothbench.grid) before any job; a bad value stops here with one line naming the key.
+# Rules call the `smoothbench` command line, never the library. Jobs log to logs/.
+# After `git clone && dvc pull`, nothing reruns: see "provenance" in workflow/rules/common.smk.
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.report_all.input,

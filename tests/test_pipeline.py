@@ -1,0 +1,332 @@
+"""The pipeline as users run it: the real `snakemake` and the real `dvc`, on a tiny study
+in a temporary copy of the repository.
+
+The fast tests check that dvc.yaml agrees with params.yaml and the repository. The slow
+ones (`pytest -m slow tests/test_pipeline.py`, ~3 minutes on 2 cores) run the workflow:
+lint, dry run, a full run, a bad study, and the DVC round trip (repro, no-op repro,
+rebuilt reports without retraining, push / fresh clone / pull with nothing to redo).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smoothbench import grid, report
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the virtualenv's snakemake, dvc and smoothbench
+
+TINY_PARAMS = {
+    "datasets": ["digits"],
+    "noise": {"symmetric": [0.0, 0.4]},
+    "methods": {"ce": [0.0], "ls": [0.4], "nls": [-0.4], "flip": [0.36]},
+    "seeds": [0],
+    "noise_options": {},
+    "protocol": {"default": {"model": "mlp", "model_args": {"hidden": [32]}, "batch_size": 128, "epochs": 2,
+                             "checkpoint_every": 1, "device": "cpu"}},
+    "data": {"cache_dir": "cache"},
+    "output": {"results_dir": "results", "reports_dir": "reports"},
+}
+
+# paths never copied into the temporary repository (products, environments, caches)
+SKIP_TOP = {".venv", ".git", ".snakemake", ".pytest_cache", "data", "noisy", "results", "checkpoints", "cache",
+            "logs", "reports", "dvc.lock"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _exe(name: str) -> str:
+    path = BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def _env(repo: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(repo / "src")  # the copy's library, not the installed checkout's
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.org")
+    return env
+
+
+def run(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [_exe(args[0]) if args[0] in ("snakemake", "dvc") else args[0], *args[1:]]
+    proc = subprocess.run(cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+def repo_files() -> list[str]:
+    """Tracked and not-ignored files of the checkout (the work in progress included)."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    return [f for f in out if f.split("/")[0] not in SKIP_TOP and (ROOT / f).is_file()]
+
+
+def report_block(params: dict) -> dict:
+    """The report stage's outs / metrics / plots for a study (what dvc.yaml must list)."""
+    files = report.report_files(grid.report_pairs(params))
+    reports = params["output"]["reports_dir"]
+    outs = ["results.csv", "curves.csv"] + [f for f in files if not f.startswith("fig_") and f != "summary.json"]
+    return {
+        "outs": [{f"{reports}/{f}": {"cache": False}} for f in outs],
+        "metrics": [{f"{reports}/summary.json": {"cache": False}}],
+        "plots": [{f"{reports}/{f}": {"cache": False}} for f in files if f.startswith("fig_")],
+    }
+
+
+def make_repo(dest: Path, params: dict) -> Path:
+    """A copy of the repository running ``params`` (dvc.yaml's report list adapted to it)."""
+    for rel in repo_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc = yaml.safe_load((dest / "dvc.yaml").read_text())
+    dvc["stages"]["report"].update(report_block(grid.validate_params(params)))
+    (dest / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    return dest
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of `snakemake -n` as {rule: count}."""
+    lines = dry_run_output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    counts = {}
+    for line in lines[start + 3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    counts.pop("total", None)
+    return counts
+
+
+def nothing_to_do(proc: subprocess.CompletedProcess) -> bool:
+    return "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def expected_cells(params: dict) -> list[tuple]:
+    return sorted((g.dataset, g.noise_kind, g.noise_rate, str(g.seed), c.id)
+                  for g in grid.expand_groups(grid.validate_params(params)) for c in g.cells)
+
+
+def result_cells(path: Path) -> list[tuple]:
+    with open(path, newline="") as f:
+        return sorted((r["dataset"], r["noise_kind"], r["noise_rate"], r["seed"], r["cell_id"])
+                      for r in csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- fast: dvc.yaml
+
+
+def test_dvc_report_outs_match_params():
+    """dvc.yaml lists exactly the report files of the default study in params.yaml."""
+    params = grid.load_params(ROOT / "params.yaml")
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]
+    expected = report_block(params)
+    got = {key: stage.get(key) for key in expected}
+    assert got == expected, "dvc.yaml's report stage is out of date; it should read:\n" + yaml.safe_dump(
+        expected, sort_keys=False)
+
+
+def test_dvc_deps_and_params_exist():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    outs = {next(iter(o)) if isinstance(o, dict) else o for s in dvc["stages"].values() for o in s.get("outs", [])}
+    for name, stage in dvc["stages"].items():
+        assert stage["cmd"].startswith("snakemake ") and stage["cmd"].endswith(f" {name}_all")
+        for dep in stage.get("deps", []):
+            assert dep in outs or (ROOT / dep).exists(), f"stage {name}: dep {dep} does not exist"
+        for key in stage.get("params", []):
+            node = params
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"stage {name}: params.yaml has no {key}"
+                node = node[part]
+
+
+def test_dvc_remote_is_relative_to_the_repository():
+    config = (ROOT / ".dvc" / "config").read_text()
+    assert re.search(r"remote = local", config)
+    assert re.search(r"url = \.\./\.\./smoothbench-dvc-remote", config)  # .dvc/../../ = beside the repo
+
+
+# --------------------------------------------------------------------------- slow: snakemake
+
+
+@pytest.fixture(scope="module")
+def smk_repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("smk") / "repo", TINY_PARAMS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_lint_clean(smk_repo):
+    proc = run(smk_repo, "snakemake", "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_dry_run_lists_the_jobs(smk_repo):
+    proc = run(smk_repo, "snakemake", "-n")
+    ngroups = len(grid.expand_groups(grid.validate_params(TINY_PARAMS)))
+    assert job_counts(proc.stdout) == {"data": 1, "noise": ngroups, "train": ngroups, "collect": 1, "report": 1,
+                                       "all": 1}
+    proc = run(smk_repo, "snakemake", "-n", "train_all")
+    assert job_counts(proc.stdout) == {"data": 1, "noise": ngroups, "train": ngroups, "train_all": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
+    bad = dict(TINY_PARAMS, methods={"ce": [0.0], "ls": [1.5]})
+    (smk_repo / "bad.yaml").write_text(yaml.safe_dump(bad))
+    for args in (("-n",), ("--cores", "1")):
+        proc = run(smk_repo, "snakemake", *args, "--configfile", "bad.yaml", check=False)
+        assert proc.returncode != 0
+        assert _error_lines(proc) == ["bad.yaml: methods.ls[0] = 1.5: ls rates must lie in (0, 1]"]
+        assert "Job stats" not in proc.stdout
+    assert not (smk_repo / "data").exists()
+    # params.yaml itself, changed on the command line
+    proc = run(smk_repo, "snakemake", "-n", "--config", "seeds=[]", check=False)
+    assert proc.returncode != 0
+    assert _error_lines(proc) == [
+        "params.yaml (with --config): seeds = []: the grid is empty; list at least one seed (an integer >= 0)"]
+
+
+def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    """stderr without Snakemake's own notice that command-line config was given."""
+    return [line for line in proc.stderr.strip().splitlines()
+            if not re.match(r"Config file \S+ is (extended|replaced) by additional config", line)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_full_run_collects_every_cell_once(smk_repo):
+    run(smk_repo, "snakemake", "--cores", "2")
+    results = smk_repo / "reports" / "results.csv"
+    got = result_cells(results)
+    assert got == expected_cells(TINY_PARAMS)
+    assert len(set(got)) == len(got)
+    files = report.report_files(grid.report_pairs(grid.validate_params(TINY_PARAMS)))
+    assert all((smk_repo / "reports" / f).is_file() for f in files)
+    assert not any((smk_repo / "checkpoints").rglob("*.pt"))  # removed once a group is complete
+    assert nothing_to_do(run(smk_repo, "snakemake", "-n"))
+    # a changed protocol reruns the train jobs (params trigger), and only what follows them
+    changed = copy.deepcopy(TINY_PARAMS)
+    changed["protocol"]["default"]["epochs"] = 3
+    (smk_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+    try:
+        proc = run(smk_repo, "snakemake", "-n")
+    finally:
+        (smk_repo / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False))
+    counts = job_counts(proc.stdout)
+    assert counts.get("train") == len(grid.expand_groups(grid.validate_params(TINY_PARAMS)))
+    assert "data" not in counts and "noise" not in counts
+
+
+# --------------------------------------------------------------------------- slow: dvc
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("dvc") / "repo", TINY_PARAMS)
+    run(repo, "git", "init", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "tiny study")
+    return repo
+
+
+def _stages_run(proc: subprocess.CompletedProcess) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", proc.stdout + proc.stderr)
+
+
+def _lock_md5s(repo: Path, stage: str) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"][stage]
+    return {o["path"]: o["md5"] for o in lock["outs"]}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_dvc_round_trip(dvc_repo, tmp_path):
+    repo = dvc_repo
+    # 1. dvc repro runs the study through Snakemake
+    proc = run(repo, "dvc", "repro")
+    assert _stages_run(proc) == ["data", "train", "report"]
+    assert result_cells(repo / "reports" / "results.csv") == expected_cells(TINY_PARAMS)
+    run(repo, "git", "add", "dvc.lock", "reports")
+    run(repo, "git", "commit", "-q", "-m", "run")
+
+    # 2. nothing changed: nothing runs, for DVC and for Snakemake
+    proc = run(repo, "dvc", "repro")
+    assert _stages_run(proc) == [] and "Data and pipelines are up to date" in proc.stdout
+    assert nothing_to_do(run(repo, "snakemake", "-n"))
+
+    # 3. reports deleted: rebuilt byte-identical from results/, without retraining
+    group_jsons = sorted((repo / "results").rglob("group.json"))
+    mtimes = [p.stat().st_mtime_ns for p in group_jsons]
+    locked = _lock_md5s(repo, "report")
+    shutil.rmtree(repo / "reports")
+    proc = run(repo, "dvc", "repro")
+    assert _stages_run(proc) == ["report"]
+    assert [p.stat().st_mtime_ns for p in group_jsons] == mtimes
+    assert {path: md5(repo / path) for path in locked} == locked
+    assert run(repo, "git", "status", "--porcelain", "reports", "dvc.lock").stdout == ""
+
+    # 4. artifacts replaced by DVC in this checkout (new mtimes; Snakemake's records of
+    #    them are now stale): still nothing to redo
+    for top in ("data", "noisy", "results"):
+        shutil.rmtree(repo / top)
+    run(repo, "dvc", "checkout")
+    assert _stages_run(run(repo, "dvc", "repro")) == []
+    assert nothing_to_do(run(repo, "snakemake", "-n"))
+
+    # 5. push, fresh clone, pull: nothing to redo for DVC nor for Snakemake
+    remote = tmp_path / "remote"
+    run(repo, "dvc", "remote", "modify", "--local", "local", "url", str(remote))
+    run(repo, "dvc", "push")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    run(clone, "dvc", "remote", "modify", "--local", "local", "url", str(remote))
+    run(clone, "dvc", "pull")
+    assert result_cells(clone / "reports" / "results.csv") == expected_cells(TINY_PARAMS)
+    proc = run(clone, "dvc", "repro")
+    assert _stages_run(proc) == [] and "Data and pipelines are up to date" in proc.stdout
+    # mtimes after a pull are arbitrary; make them as wrong as they can be (inputs newest)
+    now = time.time()
+    for i, top in enumerate(["reports", "results", "noisy", "data"]):
+        for path in (clone / top).rglob("*"):
+            os.utime(path, (now + 10 * i, now + 10 * i))
+    proc = run(clone, "snakemake", "-n")
+    assert nothing_to_do(proc), proc.stdout
+    proc = run(clone, "snakemake", "-n", "--workflow-profile", "workflow/profiles/default")
+    assert nothing_to_do(proc), proc.stdout
+    # ... while a missing product is still made again, with what depends on it
+    victim = sorted((clone / "results").rglob("group.json"))[0]
+    victim.unlink()
+    counts = job_counts(run(clone, "snakemake", "-n").stdout)
+    assert counts == {"train": 1, "collect": 1, "report": 1, "all": 1}

@@ -1,0 +1,221 @@
+# The study (params.yaml or a --configfile) -> validated params -> groups, cells, protocols.
+# Everything here runs when the workflow is parsed; jobs only call the `smoothbench` CLI.
+
+import json
+import os
+import shlex
+import sys
+
+from snakemake.io import IOFile
+
+try:
+    from smoothbench import grid
+except ImportError:  # a source checkout whose package is not installed: use src/
+    sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+    from smoothbench import grid
+
+
+def _study():
+    """The raw study: the command-line --configfile(s) when given (they replace
+    params.yaml: a preset is a whole study, not a patch), else params.yaml; --config
+    KEY=VALUE pairs apply on top in both cases. Returns (params, source name)."""
+    settings = workflow.config_settings
+    cli_files = [os.path.relpath(str(f)) for f in settings.configfiles]
+    if cli_files:
+        return dict(settings.overwrite_config), ", ".join(cli_files)
+    source = f"params.yaml{' (with --config)' if settings.config else ''}"
+    return dict(config), source
+
+
+def _validated_study():
+    raw, source = _study()
+    try:
+        return grid.validate_params(raw, source=source), source
+    except (ValueError, FileNotFoundError) as exc:
+        # one line on stderr and a non-zero exit, before any job (no Snakemake traceback)
+        print(f"{exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+STUDY, STUDY_SOURCE = _validated_study()
+config.clear()
+config.update(STUDY)  # what the rules see is the validated study, defaults filled in
+
+GROUPS = grid.expand_groups(STUDY)
+GROUP_BY_WILDCARDS = {(g.dataset, g.noise_kind, g.noise_rate, str(g.seed)): g for g in GROUPS}
+DATASETS = list(STUDY["datasets"])
+ALL_DATASETS = ["digits", "mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100"]
+RESULTS = STUDY["output"]["results_dir"].rstrip("/")
+REPORTS = STUDY["output"]["reports_dir"].rstrip("/")
+CACHE_DIR = STUDY["data"]["cache_dir"]
+PROTOCOLS = {ds: grid.protocol_for(STUDY, ds) for ds in DATASETS}
+
+# file patterns (the wildcards are the group coordinates; rate is the canonical text)
+DATA = "data/{dataset}.npz"
+LABELS = "noisy/{dataset}/{kind}-{rate}-s{seed}.npz"
+LABEL_STATS = "noisy/{dataset}/{kind}-{rate}-s{seed}.json"
+GROUP_JSON = f"{RESULTS}/{{dataset}}/{{kind}}-{{rate}}/seed{{seed}}/group.json"
+CHECKPOINTS = "checkpoints/{dataset}/{kind}-{rate}/seed{seed}"
+RESULTS_CSV = f"{REPORTS}/results.csv"
+CURVES_CSV = f"{REPORTS}/curves.csv"
+
+# The software of every job (used with --software-deployment-method conda only; by
+# default jobs run in the current environment, `smoothbench` on PATH).
+SOFTWARE_ENV = "../envs/smoothbench.yaml"
+
+
+wildcard_constraints:
+    dataset="|".join(ALL_DATASETS),
+    kind="|".join(grid.NOISE_KINDS),
+    rate=r"[A-Za-z0-9][A-Za-z0-9.]*",
+    seed=r"[0-9][0-9]*",
+
+
+def group_of(wildcards):
+    key = (wildcards.dataset, wildcards.kind, wildcards.rate, wildcards.seed)
+    try:
+        return GROUP_BY_WILDCARDS[key]
+    except KeyError:
+        raise WorkflowError(
+            f"group {grid.group_id(*key)} is not in the study ({STUDY_SOURCE}); "
+            f"its groups: `smoothbench grid {STUDY_SOURCE.split(',')[0].split(' ')[0]}`"
+        ) from None
+
+
+def protocol_json(dataset):
+    """The complete protocol of a dataset as compact, key-sorted JSON. It is a param of
+    the train jobs, so any change to it reruns that dataset's groups."""
+    try:
+        proto = PROTOCOLS[dataset]
+    except KeyError:
+        proto = grid.protocol_for(STUDY, dataset)
+    return json.dumps(proto, sort_keys=True, separators=(",", ":"))
+
+
+def noise_option_args(dataset, kind):
+    """`--option KEY=JSON` arguments of the noise step for one dataset and kind.
+    noise_options.asymmetric.map is given per dataset; other options apply to all."""
+    options = dict((STUDY.get("noise_options") or {}).get(kind) or {})
+    if kind == "asymmetric" and "map" in options:
+        per_dataset = options.pop("map") or {}
+        if dataset in per_dataset:
+            options["map"] = per_dataset[dataset]
+    args = []
+    for key in sorted(options):
+        value = options[key]
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+        args.append(f"--option {shlex.quote(f'{key}={text}')}")
+    return " ".join(args)
+
+
+def train_gpus(dataset):
+    return 1 if PROTOCOLS.get(dataset, {}).get("device") == "cuda" else 0
+
+
+# --------------------------------------------------------------------------- provenance
+#
+# Snakemake 9 reruns a job when an input is newer than its outputs, unless the input's
+# checksum equals the one it recorded (.snakemake/metadata) when it made those outputs -
+# whatever --rerun-triggers says. Files materialised by `dvc pull` / `dvc checkout` / git
+# get fresh, arbitrary mtimes and have no Snakemake record, so in a fresh clone Snakemake
+# would redo (and retrain) everything. Their provenance is dvc.lock, checked by DVC by
+# hash. So a job is TRUSTED - its inputs are taken as ancient(), not rerun for mtimes -
+# when its outputs and all its upstream products exist and none of them was written by
+# this Snakemake (no record, or a record whose end time is not the file's mtime: the
+# file was replaced since). Everything else keeps Snakemake's full logic (mtime +
+# checksum + params/input/code triggers); a missing product is made again together with
+# everything downstream of it, since nothing downstream of it is trusted.
+
+
+def _made_here(path):
+    """Whether Snakemake's own record describes the file now at ``path``."""
+    persistence = getattr(workflow, "persistence", None)
+    if persistence is None:
+        return True  # no record store (e.g. --lint): keep Snakemake's own logic
+    try:
+        record = persistence.metadata(IOFile(path))
+    except Exception:
+        return True
+    if record is None or record.endtime is None:
+        return False
+    try:
+        return abs(os.stat(path).st_mtime - float(record.endtime)) < 1e-3
+    except OSError:
+        return False
+
+
+def _foreign(paths):
+    """All ``paths`` exist and none was written by this Snakemake (pulled, checked out)."""
+    return all(os.path.exists(p) for p in paths) and not any(_made_here(p) for p in paths)
+
+
+def _trusted_noise(wc):
+    return _foreign([DATA.format(**wc), LABELS.format(**wc), LABEL_STATS.format(**wc)])
+
+
+def _trusted_train(wc):
+    return _foreign([GROUP_JSON.format(**wc)]) and _trusted_noise(wc)
+
+
+def _group_wildcards(g):
+    return {"dataset": g.dataset, "kind": g.noise_kind, "rate": g.noise_rate, "seed": g.seed}
+
+
+def _trusted_collect():
+    return _foreign([RESULTS_CSV, CURVES_CSV]) and all(_trusted_train(_group_wildcards(g)) for g in GROUPS)
+
+
+def _trusted_report():
+    return _foreign(REPORT_FILES) and _trusted_collect()
+
+
+def trusted_inputs(trusted, inputs):
+    """``inputs`` (name -> path or list of paths), as ancient() when the job is trusted."""
+    if not trusted:
+        return inputs
+    return {
+        name: ancient(value) if isinstance(value, str) else [ancient(v) for v in value]
+        for name, value in inputs.items()
+    }
+
+
+# --------------------------------------------------------------------------- reports
+#
+# The report files are named by smoothbench.report.report_files for the study's
+# (dataset, noise kind) pairs; figures and tables are marked for `snakemake --report`.
+
+from smoothbench import report as _report
+
+REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(grid.report_pairs(STUDY))]
+FIGURE_CATEGORIES = {
+    "acc_vs_rate": "Accuracy vs smooth rate",
+    "heatmap": "Accuracy heatmaps",
+    "memorisation": "Memorisation",
+    "calibration": "Calibration",
+    "flip_vs_ls": "Flipping vs LS",
+    "curves": "Training curves",
+}
+
+
+def _caption(name):
+    """Caption file for `snakemake --report` (a path relative to this rules folder)."""
+    if not os.path.exists(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst")):
+        name = "figure"
+    return f"../report/{name}.rst"
+
+
+def report_output(path):
+    """A report file, marked for `snakemake --report` when it is a figure or a table."""
+    name = os.path.basename(path)
+    if name.startswith("fig_") and name.endswith(".png"):
+        stem = name[len("fig_") : -len(".png")]
+        for fig, category in FIGURE_CATEGORIES.items():
+            if stem.startswith(f"{fig}_"):
+                dataset_kind = stem[len(f"{fig}_") :].replace("_", " / ", 1)
+                return report(path, caption=_caption(f"fig_{fig}"), category=category, subcategory=dataset_kind)
+        return report(path, caption=_caption("figure"), category="Figures")
+    if name.startswith("table_") and name.endswith(".csv"):
+        return report(path, caption=_caption("table"), category="Tables")
+    if name == "findings.md":
+        return report(path, caption=_caption("findings"), category="Findings")
+    return path

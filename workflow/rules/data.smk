@@ -1,0 +1,38 @@
+# Datasets and noisy labels: data/{dataset}.npz, noisy/{dataset}/{kind}-{rate}-s{seed}.{npz,json}
+
+
+rule data:
+    output:
+        DATA,
+    conda:
+        SOFTWARE_ENV,
+    log:
+        "logs/data/{dataset}.log",
+    params:
+        cache_dir=CACHE_DIR,
+    shell:
+        "smoothbench data {wildcards.dataset} --out {output} --cache-dir {params.cache_dir:q} > {log} 2>&1"
+
+
+rule noise:
+    input:
+        unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc)})),
+    output:
+        labels=LABELS,
+        stats=LABEL_STATS,
+    conda:
+        SOFTWARE_ENV,
+    log:
+        "logs/noise/{dataset}/{kind}-{rate}-s{seed}.log",
+    params:
+        options=lambda wc: noise_option_args(wc.dataset, wc.kind),
+    shell:
+        "smoothbench noise --data {input.data} --kind {wildcards.kind} --rate {wildcards.rate}"
+        " --seed {wildcards.seed} --out {output.labels} {params.options} > {log} 2>&1"
+
+
+rule data_all:
+    input:
+        expand(DATA, dataset=DATASETS),
+        [LABELS.format(dataset=g.dataset, kind=g.noise_kind, rate=g.noise_rate, seed=g.seed) for g in GROUPS],
+        [LABEL_STATS.format(dataset=g.dataset, kind=g.noise_kind, rate=g.noise_rate, seed=g.seed) for g in GROUPS],

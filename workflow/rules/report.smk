@@ -1,0 +1,38 @@
+# Collect every group into the tidy tables, then the paper-style reports.
+# The report files (REPORT_FILES) are declared in common.smk.
+
+rule collect:
+    input:
+        unpack(lambda wc: trusted_inputs(_trusted_collect(), {"groups": [g.group_json for g in GROUPS]})),
+    output:
+        results=RESULTS_CSV,
+        curves=CURVES_CSV,
+    conda:
+        SOFTWARE_ENV,
+    log:
+        "logs/collect.log",
+    shell:
+        "smoothbench collect {input.groups} --out {output.results} --curves-out {output.curves} > {log} 2>&1"
+
+
+rule report:
+    input:
+        unpack(lambda wc: trusted_inputs(_trusted_report(), {"results": RESULTS_CSV, "curves": CURVES_CSV})),
+    output:
+        [report_output(f) for f in REPORT_FILES],
+    conda:
+        SOFTWARE_ENV,
+    log:
+        "logs/report.log",
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+    shell:
+        "smoothbench report --results {input.results} --curves {input.curves} --out-dir {params.out_dir:q}"
+        " > {log} 2>&1"
+
+
+rule report_all:
+    input:
+        RESULTS_CSV,
+        CURVES_CSV,
+        REPORT_FILES,
