@@ -158,13 +158,13 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["methods"]["ls"].append("x"),
      'params.yaml: methods.ls[3] = "x": must be a number'),
     (lambda p: p["noise"]["pairflip"].__setitem__(1, 0.5),
-     "params.yaml: noise.pairflip[1] = 0.5: pairflip noise rates must lie in [0, 0.5)"),
+     "params.yaml: noise.pairflip[1] = 0.5: pairflip noise rates must lie in [0, 0.5) for digits (K = 10 classes)"),
     (lambda p: p["noise"]["symmetric"].append(1.0),
-     "params.yaml: noise.symmetric[4] = 1.0: symmetric noise rates must lie in [0, 1)"),
+     "params.yaml: noise.symmetric[4] = 1.0: symmetric noise rates must lie in [0, 0.9) for digits (K = 10 classes)"),
     (lambda p: p["noise"].update(asymmetric=[-0.1]),
-     "params.yaml: noise.asymmetric[0] = -0.1: asymmetric noise rates must lie in [0, 0.5)"),
+     "params.yaml: noise.asymmetric[0] = -0.1: asymmetric noise rates must lie in [0, 0.5) for digits (K = 10 classes)"),
     (lambda p: p["noise"].update(instance=[1.2]),
-     "params.yaml: noise.instance[0] = 1.2: instance noise rates must lie in [0, 1)"),
+     "params.yaml: noise.instance[0] = 1.2: instance noise rates must lie in [0, 1) for digits (K = 10 classes)"),
     (lambda p: p["noise"].update(gaussian=[0.2]),
      "params.yaml: noise.gaussian: unknown key; allowed: asymmetric, human, instance, pairflip, symmetric"),
     (lambda p: p["noise"].update(human=["aggre"]),
@@ -246,7 +246,7 @@ def test_cli_validate_prints_one_line_and_fails(tmp_path, capsys):
     assert cli.main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"smoothbench validate: error: {path}: noise.pairflip[0] = 0.7: " \
-                  "pairflip noise rates must lie in [0, 0.5)"
+                  "pairflip noise rates must lie in [0, 0.5) for digits (K = 10 classes)"
 
 
 # --------------------------------------------------------------------------- files

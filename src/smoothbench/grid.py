@@ -115,14 +115,6 @@ SCHEMA_RELPATH = Path("workflow") / "schemas" / "params.schema.yaml"
 
 NOISE_KINDS = ("symmetric", "pairflip", "asymmetric", "instance", "human")
 
-# valid noise rates per numeric kind: (low, high, high included?)
-NOISE_RATE_RANGES = {
-    "symmetric": (0.0, 1.0, False),
-    "pairflip": (0.0, 0.5, False),
-    "asymmetric": (0.0, 0.5, False),
-    "instance": (0.0, 1.0, False),
-}
-
 # CIFAR-N label sets (kind "human") and the dataset each belongs to
 HUMAN_LABEL_SETS = {
     "aggre": "cifar10",
@@ -400,18 +392,15 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
                     fail(f"noise.human[{i}]", name, f"the label set {name} belongs to {owner}, which is not in "
                          f"datasets; human label sets: {sets}")
         else:
-            low, high, closed = NOISE_RATE_RANGES[kind]
+            from .noise import rate_range  # the noise module owns the valid ranges (noise imports grid)
+
             for i, rate in enumerate(rates):
-                ok = low <= rate <= high if closed else low <= rate < high
-                if not ok or math.isnan(rate):
-                    fail(f"noise.{kind}[{i}]", rate, f"{kind} noise rates must lie in "
-                         f"[{low:g}, {high:g}{']' if closed else ')'}")
-                if kind == "symmetric":  # at (K-1)/K every label is uniform: nothing left to learn
-                    for ds in p["datasets"]:
-                        k = _num_classes(ds)
-                        if k and rate >= (k - 1) / k:
-                            fail(f"noise.{kind}[{i}]", rate, f"symmetric noise rates must lie in "
-                                 f"[0, {(k - 1) / k:g}) for {ds} (K = {k} classes)")
+                for ds in p["datasets"]:
+                    k = _num_classes(ds)
+                    low, high = rate_range(kind, k)
+                    if math.isnan(rate) or not low <= rate < high:
+                        fail(f"noise.{kind}[{i}]", rate, f"{kind} noise rates must lie in "
+                             f"[{low:g}, {high:g}) for {ds} (K = {k} classes)")
         _no_duplicates([fmt_rate(r) for r in rates], f"noise.{kind}", fail, rates)
     if not any(_noise_rates(p, ds) for ds in p["datasets"]):
         fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(NOISE_KINDS))
@@ -449,14 +438,11 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
                     fail(where(f"{prefix}schedule.milestones"), ms, "milestones must be strictly increasing")
 
 
-def _num_classes(dataset: str) -> int | None:
-    """K of a registered dataset, from the data registry when it is importable."""
-    try:
-        from .data import DATASETS
-    except ImportError:  # pragma: no cover - registry absent: the noise step checks K
-        return None
-    spec = DATASETS.get(dataset)
-    return int(spec.num_classes) if spec is not None else None
+def _num_classes(dataset: str) -> int:
+    """K of a registered dataset (the schema has already checked that it is registered)."""
+    from .data import get_spec
+
+    return int(get_spec(dataset).num_classes)
 
 
 def _no_duplicates(items: list, where: str, fail: Any, shown: list | None = None) -> None:
