@@ -8,6 +8,10 @@ import sys
 
 from snakemake.io import IOFile
 
+# Jobs call the `smoothbench` command installed beside the Python that runs Snakemake, so
+# `.venv/bin/snakemake` works without activating the virtualenv first.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
 try:
     from smoothbench import grid
 except ImportError:  # a source checkout whose package is not installed: use src/
