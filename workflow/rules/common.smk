@@ -10,7 +10,7 @@ from snakemake.io import IOFile
 
 # Jobs call the `smoothbench` command installed beside the Python that runs Snakemake, so
 # `.venv/bin/snakemake` works without activating the virtualenv first.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 
 try:
     from smoothbench import grid
