@@ -49,7 +49,7 @@ def error_of(params: dict, source: str = "params.yaml") -> str:
 def test_expand_groups_counts_and_order():
     p = grid.validate_params(study())
     groups = grid.expand_groups(p)
-    assert len(groups) == 2 * (4 + 2) * 2
+    assert len(groups) == 2 * (4 + 1) * 2          # datasets x (symmetric + pairflip rates) x seeds
     assert len({g.id for g in groups}) == len(groups)
     assert all(len(g.cells) == 1 + 3 + 4 + 3 for g in groups)
     first = groups[0]
@@ -265,7 +265,7 @@ def test_committed_params_validate():
     p = grid.load_params(ROOT / "params.yaml")
     groups = grid.expand_groups(p)
     assert {g.dataset for g in groups} == {"digits", "mnist1d"}
-    assert len(groups) == 2 * (4 + 2) * 2
+    assert len(groups) == 2 * (4 + 1) * 2          # datasets x (symmetric + pairflip rates) x seeds
     assert all(grid.protocol_for(p, ds)["device"] in ("auto", "cpu") for ds in p["datasets"])
 
 
