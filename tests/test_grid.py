@@ -49,7 +49,7 @@ def error_of(params: dict, source: str = "params.yaml") -> str:
 def test_expand_groups_counts_and_order():
     p = grid.validate_params(study())
     groups = grid.expand_groups(p)
-    assert len(groups) == 2 * (4 + 1) * 2          # datasets x (symmetric + pairflip rates) x seeds
+    assert len(groups) == 2 * (4 + 2) * 2          # datasets x (symmetric + pairflip rates) x seeds
     assert len({g.id for g in groups}) == len(groups)
     assert all(len(g.cells) == 1 + 3 + 4 + 3 for g in groups)
     first = groups[0]
