@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -68,6 +69,33 @@ def _check_labels(labels: torch.Tensor, num_classes: int, check: bool) -> None:
             raise ValueError(f"labels must lie in [0, {num_classes - 1}]; got values in [{lo}, {hi}]")
 
 
+class _GLS(torch.autograd.Function):
+    """Per-sample GLS loss with its closed-form gradient ``softmax - target``.
+
+    Forward: one log-softmax, a gather and a mean over the classes. Backward: one
+    pass that writes ``(softmax - r/K - (1-r)*onehot) * grad`` without building the
+    one-hot or soft-target tensors (measured by ``smoothbench bench loss``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, labels, r):  # x (*M, B, K); labels (*M, B) int64; r (*M, 1) or (1,)
+        logp = torch.log_softmax(x, dim=-1)
+        nll = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)     # -log p_y          (*M, B)
+        uniform = -logp.mean(dim=-1)                                  # -(1/K) sum log p  (*M, B)
+        ctx.save_for_backward(logp, labels, r)
+        return nll + r * (uniform - nll)                              # (1-r)*nll + r*uniform
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        logp, labels, r = ctx.saved_tensors
+        out = logp.exp()
+        out.sub_((r / logp.shape[-1]).unsqueeze(-1))
+        out.scatter_add_(-1, labels.unsqueeze(-1), (r - 1).expand_as(grad).unsqueeze(-1))
+        out.mul_(grad.unsqueeze(-1))
+        return out, None, None
+
+
 def gls_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -100,14 +128,8 @@ def gls_loss(
     r = _rate_tensor(smooth_rate, model_shape, logits.device, "smooth_rate", check)
 
     x = logits.float() if logits.dtype in _HALF else logits
-    logp = torch.log_softmax(x, dim=-1)
-    idx = labels.long().expand(*model_shape, batch).unsqueeze(-1)
-    nll = -logp.gather(-1, idx).squeeze(-1)          # -log p_y          (*M, B)
-    uniform = -logp.mean(dim=-1)                      # -(1/K) sum log p  (*M, B)
-    r = r.to(x.dtype)
-    if r.dim():
-        r = r.unsqueeze(-1)
-    loss = nll + r * (uniform - nll)                  # (1-r)*nll + r*uniform
+    idx = labels.long().expand(*model_shape, batch)
+    loss = _GLS.apply(x, idx, r.to(x.dtype).reshape(*r.shape, 1))   # (*M, B)
     if reduction == "none":
         return loss
     return loss.mean(dim=-1) if reduction == "mean" else loss.sum(dim=-1)
