@@ -371,3 +371,19 @@ def test_bad_results_fail_clearly(tmp_path):
     c.write_text(",".join(report.CURVES_OUT_COLUMNS) + "\n")
     with pytest.raises(ValueError, match="no cells"):
         report.build_reports(p, c, tmp_path / "out")
+
+
+def test_warmup_checkpoint_counts_come_from_the_curves():
+    from smoothbench.report import _warmup_checkpoints
+
+    def row(seed, method, best, sel):
+        return {"dataset": "d", "noise_kind": "symmetric", "noise_rate": "0.4", "seed": seed, "method": method,
+                "best_epoch": best, "selected_epoch": sel}
+
+    curves = [{"dataset": "d", "noise_kind": "symmetric", "noise_rate": "0.4", "seed": seed, "epoch": e,
+               "phase": "warmup" if e <= 3 else "main"} for seed in (0, 1) for e in range(1, 7)]
+    rows = [row(0, "ce", 3, 5), row(0, "nls", 6, 2), row(1, "ce", 1, None), row(1, "ls", 4, 4)]
+    assert _warmup_checkpoints(rows, curves) == {("d", "symmetric"): {"cells": 4, "best": 2, "selected": 1}}
+    # no warm-up phase: nothing can come from it
+    direct = [dict(c, phase="main") for c in curves]
+    assert _warmup_checkpoints(rows, direct) == {("d", "symmetric"): {"cells": 4, "best": 0, "selected": 0}}
