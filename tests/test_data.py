@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from smoothbench import data
+from smoothbench.io import write_npz
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
@@ -97,7 +98,7 @@ def _rewrite(src: Path, dst: Path, rehash: bool = True, drop: str | None = None,
             arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], arrays["class_names"]))
     if drop:
         del arrays[drop]
-    data._write_npz(dst, arrays)
+    write_npz(dst, arrays)
     return dst
 
 

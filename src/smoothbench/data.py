@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .io import atomic_path
+from .io import write_npz
 
 # --------------------------------------------------------------------------- registry
 
@@ -267,25 +267,6 @@ def _check_arrays(where: str, x_train: np.ndarray, y_train: np.ndarray, x_test: 
 
 # --------------------------------------------------------------------------- writing
 
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry date: same arrays -> same bytes
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an uncompressed ``.npz`` at exactly ``path`` (no suffix added).
-
-    ``np.savez`` stamps each zip entry with the current time, so its output differs from
-    run to run; this writer uses a fixed date and fixed attributes instead.
-    """
-    with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for key, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_STORED
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            with zf.open(info, mode="w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asarray(arr, order="C"), allow_pickle=False)
-
-
 def save_dataset(out: str | os.PathLike, name: str, x_train: np.ndarray, y_train: np.ndarray,
                  x_test: np.ndarray, y_test: np.ndarray, class_names: Sequence[str]) -> str:
     """Check the arrays and write a canonical dataset file atomically; return its content hash.
@@ -302,8 +283,7 @@ def save_dataset(out: str | os.PathLike, name: str, x_train: np.ndarray, y_train
     digest = content_hash(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], names)
     payload = {"name": np.array(name), "class_names": np.array(names), **arrays,
                "content_hash": np.array(digest)}
-    with atomic_path(out) as tmp:
-        _write_npz(tmp, payload)
+    write_npz(out, payload)
     return digest
 
 

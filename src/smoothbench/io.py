@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -51,3 +52,25 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry date: same arrays -> same bytes
+
+
+def write_npz(path: str | os.PathLike, arrays: dict) -> None:
+    """Write ``arrays`` atomically as an uncompressed ``.npz`` at exactly ``path``.
+
+    No pickles, and byte-for-byte reproducible: ``np.savez`` stamps each zip entry with
+    the current time, this writer uses a fixed date and fixed attributes instead.
+    """
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key, arr in arrays.items():
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
+                info.compress_type = zipfile.ZIP_STORED
+                info.create_system = 3
+                info.external_attr = 0o644 << 16
+                with zf.open(info, mode="w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asarray(arr, order="C"), allow_pickle=False)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -372,16 +371,6 @@ def noise_stats(clean: Any, noisy: Any, num_classes: int, kind: str, rate: float
     }
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An uncompressed .npz at exactly ``path``: no pickles, fixed entry dates (same arrays, same bytes)."""
-    with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for key, arr in arrays.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            with zf.open(info, mode="w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
-
-
 _OPTIONS = {"asymmetric": {"map"}, "human": {"human_dir"}}
 
 
@@ -433,8 +422,7 @@ def make_noisy_labels(data_path: str | os.PathLike, kind: str, rate: float | str
     arrays = {"noisy_labels": noisy.astype(np.int64), "clean_labels": y, "transition": t.astype(np.float64),
               "kind": np.array(kind), "rate": np.array(rate_text), "seed": np.array(seed, dtype=np.int64),
               "dataset_hash": np.array(str(ds.content_hash))}
-    with io.atomic_path(out) as tmp:
-        _write_npz(tmp, arrays)
+    io.write_npz(out, arrays)
     print(f"noise: {ds.name} {kind} {rate_text} seed {seed}: realised rate {stats['realised_rate']:.4f} "
           f"on {stats['num_samples']} labels -> {out}", file=sys.stderr)
     return stats
