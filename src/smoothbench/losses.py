@@ -91,7 +91,8 @@ class _GLS(torch.autograd.Function):
         logp, labels, r = ctx.saved_tensors
         out = logp.exp()
         out.sub_((r / logp.shape[-1]).unsqueeze(-1))
-        out.scatter_add_(-1, labels.unsqueeze(-1), (r - 1).expand_as(grad).unsqueeze(-1))
+        idx = labels.unsqueeze(-1)   # one index per row: gather + scatter_ is exact and deterministic on CUDA
+        out.scatter_(-1, idx, out.gather(-1, idx) + (r - 1).expand_as(grad).unsqueeze(-1))
         out.mul_(grad.unsqueeze(-1))
         return out, None, None
 

@@ -281,10 +281,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ece_bins:
     correct = (pred == y).float()
     nll = -logp.gather(-1, y.expand(m, n).unsqueeze(-1)).squeeze(-1).mean(-1)
     bins = (conf * ece_bins).ceil().long().clamp_(1, ece_bins) - 1
-    zeros = torch.zeros(m, ece_bins, device=logp.device)
-    conf_sum = zeros.scatter_add(1, bins, conf)
-    acc_sum = zeros.scatter_add(1, bins, correct)
-    ece = (conf_sum - acc_sum).abs().sum(-1) / n
+    # per-bin sums through a one-hot matmul rather than scatter_add (atomic, so not deterministic on CUDA)
+    onehot = torch.nn.functional.one_hot(bins, ece_bins).float()              # (M, N, bins)
+    gap_sum = torch.einsum("mnb,mn->mb", onehot, conf - correct)
+    ece = gap_sum.abs().sum(-1) / n
     return {"acc": correct.mean(-1), "nll": nll, "ece": ece}
 
 
