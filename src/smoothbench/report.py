@@ -227,25 +227,11 @@ def _read_group(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def _read_cell_curves(path: Path, row: dict) -> list[dict]:
-    if not path.is_file():
-        raise ValueError(f"{path}: curves file is missing")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in CURVE_COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"{path}: columns missing: {', '.join(missing)}")
-        out = []
-        for line_no, rec in enumerate(reader, start=2):
-            item = {k: row[k] for k in KEY_COLUMNS + ["cell_id"]}
-            for col in CURVE_COLUMNS:
-                text = rec[col]
-                if text is None:
-                    raise ValueError(f"{path}: line {line_no} has too few fields")
-                item[col] = _parse_field(col, text.strip(), f"{path}: line {line_no}: {col}")
-            if item["epoch"] is None:
-                raise ValueError(f"{path}: line {line_no}: epoch is empty")
-            out.append(item)
+    keys = {k: row[k] for k in KEY_COLUMNS + ["cell_id"]}
+    out = [{**keys, **rec} for rec in _read_csv(path, CURVE_COLUMNS, "curves")]
+    for line_no, item in enumerate(out, start=2):
+        if item["epoch"] is None:
+            raise ValueError(f"{path}: line {line_no}: epoch is empty")
     if not out:
         raise ValueError(f"{path}: no epochs")
     epochs = [r["epoch"] for r in out]
