@@ -866,6 +866,9 @@ def _new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, *, 
 
 
 LEGEND_WIDTH = 0.95  # inches kept free on the right for a figure legend
+# panels of the accuracy figures: the reference's choice, the honest one, and the last epoch
+# (with a shared warm-up the first two often pick a warm-up checkpoint; the last shows each method's phase)
+FIGURE_SELECTIONS = ("best", "selected", "final")
 
 
 def _save(fig, out_dir: Path, stem: str) -> None:
@@ -951,10 +954,10 @@ def _errorbars(ax, xs, ys, es, color, **kw) -> None:
 def _fig_acc_vs_rate(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
     from matplotlib.lines import Line2D
 
-    fig, axes = _new_figure(6.6, 2.6, 1, 2, right=LEGEND_WIDTH, top=0.5)
+    fig, axes = _new_figure(9.4, 2.6, 1, 3, right=LEGEND_WIDTH, top=0.5)
     colors = _palette(len(sets))
     rates = _all_gls_rates(sets)
-    for ax, selection in zip(axes, ("best", "selected")):
+    for ax, selection in zip(axes, FIGURE_SELECTIONS):
         metric = SELECTIONS[selection][0]
         any_data = False
         for color, s in zip(colors, sets):
@@ -985,9 +988,9 @@ def _fig_heatmap(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
     rates = _all_gls_rates(sets)
     width = min(9.0, max(3.6, 0.42 * len(rates) + 1.6))
     panel_h = 0.22 * len(sets) + 0.3
-    fig, axes = _new_figure(width, 2 * panel_h + 1.45, 2, 1, left=0.55, right=0.1, top=0.45,
+    fig, axes = _new_figure(width, 3 * panel_h + 2.2, 3, 1, left=0.55, right=0.1, top=0.45,
                             bottom=0.4, hspace=0.9)
-    for ax, selection in zip(axes, ("best", "selected")):
+    for ax, selection in zip(axes, FIGURE_SELECTIONS):
         metric = SELECTIONS[selection][0]
         data = np.full((len(sets), len(rates)), np.nan)
         dead = []
@@ -1055,10 +1058,10 @@ def _fig_metric_vs_rate(ds: str, kind: str, sets: list[Setting], out: Path, stem
 def _fig_flip_vs_ls(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
     from matplotlib.lines import Line2D
 
-    fig, axes = _new_figure(6.6, 2.6, 1, 2, right=LEGEND_WIDTH, top=0.5)
+    fig, axes = _new_figure(9.4, 2.6, 1, 3, right=LEGEND_WIDTH, top=0.5)
     colors = _palette(len(sets))
     xs_all: list[float] = []
-    for ax, selection in zip(axes, ("best", "selected")):
+    for ax, selection in zip(axes, FIGURE_SELECTIONS):
         metric = SELECTIONS[selection][0]
         any_data = False
         for color, s in zip(colors, sets):
