@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from smoothbench import grid, train
-from smoothbench.grid import Cell, parse_cells
+from smoothbench import train
+from smoothbench.grid import parse_cells
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -239,7 +239,7 @@ def test_warmup_is_shared_then_branched(toy, tmp_path):
         assert c.iloc[:2].equals(curves[0].iloc[:2])          # one warm-up for all cells
     assert not curves[1].iloc[2:].equals(curves[2].iloc[2:])  # then they differ
     # the warm-up equals a direct 2-epoch CE run with the same optimizer (same init, same batches)
-    direct = _run(toy, tmp_path, "ce:0", proto=dict(PROTO, epochs=2, optimizer={"lr": 0.05}), name="direct")
+    _run(toy, tmp_path, "ce:0", proto=dict(PROTO, epochs=2, optimizer={"lr": 0.05}), name="direct")
     d = _curves(tmp_path / "direct/cells/ce_0/curves.csv")
     np.testing.assert_allclose(d.test_nll, curves[0].test_nll.iloc[:2], rtol=1e-5)
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import grid, io
+from . import grid, io, models
 from .losses import flip_labels, gls_loss
 
 # ----------------------------------------------------------------------------- protocol
@@ -311,9 +311,6 @@ class GroupTrainer:
 
     def __init__(self, ds, noisy: np.ndarray, gid: str, cells: list[grid.Cell], protocol: Protocol,
                  device: torch.device, checkpoint_dir: Path, fingerprint: str, progress: bool = True):
-        from . import models
-
-        self.models = models
         self.gid, self.cells, self.p, self.device = gid, cells, protocol, device
         self.M = len(cells)
         self.K = int(ds.num_classes)
@@ -330,8 +327,8 @@ class GroupTrainer:
         self.warm_epochs = protocol.warmup.epochs
         self.total_epochs = protocol.warmup.epochs + protocol.epochs
         # random streams
-        self.batch_gen = torch.Generator().manual_seed(grid.derive_seed("batches", gid) % 2**63)
-        self.aug_gen = torch.Generator(device=device).manual_seed(grid.derive_seed("augment", gid) % 2**63)
+        self.batch_gen = torch.Generator().manual_seed(grid.derive_seed("batches", gid))
+        self.aug_gen = torch.Generator(device=device).manual_seed(grid.derive_seed("augment", gid))
         self.flip_gens = {i: torch.Generator(device=device).manual_seed(grid.derive_seed("flip", gid, cells[i].id))
                           for i in self.flip_index}
         # state
@@ -354,8 +351,8 @@ class GroupTrainer:
 
     def _build_phase_model(self, single: bool, state: dict | None = None) -> None:
         m = 1 if single else self.M
-        model = self.models.build_model(self.p.model, m, self.input_shape, self.K,
-                                        seed=grid.derive_seed("init", self.gid) % 2**63, **self.p.model_args)
+        model = models.build_model(self.p.model, m, self.input_shape, self.K,
+                                        seed=grid.derive_seed("init", self.gid), **self.p.model_args)
         if state is not None:
             model.load_state_dict(state)
         model = model.to(self.device)
@@ -370,7 +367,7 @@ class GroupTrainer:
 
     def _branch(self) -> None:
         """End of the CE warm-up: copy the single warm model into every cell's slot."""
-        state = self.models.replicate_state({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, self.M)
+        state = models.replicate_state({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, self.M)
         self._build_phase_model(single=False, state=state)
 
     def _autocast(self):
@@ -506,7 +503,7 @@ class GroupTrainer:
             return
         with torch.no_grad():
             for i in newly + frozen:
-                self.models.assign_model(self.model, i, self.models.select_state(self._snapshot, i))
+                models.assign_model(self.model, i, models.select_state(self._snapshot, i))
             for buf in self.optimizer.state.values():
                 mom = buf.get("momentum_buffer")
                 if mom is not None:
