@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smoothbench import cli, grid
+from smoothbench import cells, cli, grid, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "config").glob("*.yaml"))
@@ -60,14 +60,14 @@ def test_expand_groups_counts_and_order():
 
 def test_group_paths_and_cells_spec():
     g = grid.expand_groups(grid.validate_params(study()))[5]
-    assert g.id == "digits-symmetric-0.4-s1" == grid.group_id(g.dataset, g.noise_kind, g.noise_rate, g.seed)
+    assert g.id == "digits-symmetric-0.4-s1" == cells.group_id(g.dataset, g.noise_kind, g.noise_rate, g.seed)
     assert g.out_dir == "results/digits/symmetric-0.4/seed1"
     assert g.group_json == "results/digits/symmetric-0.4/seed1/group.json"
     assert g.labels_path == "noisy/digits/symmetric-0.4-s1.npz"
     assert g.data_path == "data/digits.npz"
     assert g.checkpoint_dir == "checkpoints/digits/symmetric-0.4/seed1"
     assert g.cells_spec == "ce:0,ls:0.2,ls:0.4,ls:0.6,nls:-2,nls:-1,nls:-0.4,nls:-0.2,flip:0.18,flip:0.36,flip:0.54"
-    assert grid.parse_cells(g.cells_spec) == list(g.cells)
+    assert cells.parse_cells(g.cells_spec) == list(g.cells)
 
 
 def test_results_dir_is_configurable():
@@ -253,12 +253,12 @@ def test_cli_validate_prints_one_line_and_fails(tmp_path, capsys):
 
 
 def test_schema_is_found_from_the_package():
-    assert grid.find_schema() == ROOT / "workflow" / "schemas" / "params.schema.yaml"
+    assert schema.find_schema() == ROOT / "workflow" / "schemas" / "params.schema.yaml"
 
 
 def test_missing_schema_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="params schema .*params.schema.yaml not found"):
-        grid.find_schema(tmp_path)
+        schema.find_schema(tmp_path)
 
 
 def test_committed_params_validate():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from smoothbench import data, grid, noise
+from smoothbench import cells, data, noise
 from smoothbench.cli import main as cli_main
 
 
@@ -435,7 +435,7 @@ def test_make_noisy_labels_symmetric_end_to_end(tmp_path, toy_data):
     np.testing.assert_array_equal(z["clean_labels"], y)
     t = noise.transition_matrix("symmetric", 3, 0.2)
     np.testing.assert_array_equal(z["transition"], t)
-    expected = noise.corrupt_labels(y, t, grid.derive_seed("noise", "toy", "symmetric", "0.2", 0))
+    expected = noise.corrupt_labels(y, t, cells.derive_seed("noise", "toy", "symmetric", "0.2", 0))
     np.testing.assert_array_equal(z["noisy_labels"], expected)
     assert (str(z["kind"]), str(z["rate"]), int(z["seed"])) == ("symmetric", "0.2", 0)
     assert str(z["dataset_hash"]) == data.load_dataset(path).content_hash
@@ -491,7 +491,7 @@ def test_make_noisy_labels_instance_on_images(tmp_path):
     out = tmp_path / "inst.npz"
     stats = noise.make_noisy_labels(path, "instance", 0.3, 0, out)
     z = read_npz(out)
-    seed = grid.derive_seed("noise", "img", "instance", "0.3", 0)
+    seed = cells.derive_seed("noise", "img", "instance", "0.3", 0)
     noisy, emp = noise.instance_noise(x, y, 4, 0.3, seed)
     np.testing.assert_array_equal(z["noisy_labels"], noisy)
     np.testing.assert_array_equal(z["transition"], emp)

@@ -129,12 +129,13 @@ def _synthetic_cifar(path: Path, n_train: int, n_test: int) -> None:
 
 def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False) -> list[dict]:
     """Group-vectorised engine vs one process per cell, same cells, same device."""
-    from . import data, grid, models, noise
+    from . import data, models, noise
+    from .cells import format_cells, parse_cells
 
-    cells = grid.parse_cells(DEFAULT_CELLS)
+    cells = parse_cells(DEFAULT_CELLS)
     if quick:
         cells = cells[:4]
-    spec = grid.format_cells(cells)
+    spec = format_cells(cells)
     results = []
     with tempfile.TemporaryDirectory(prefix="smoothbench-bench-") as tmp:
         tmp = Path(tmp)
@@ -159,7 +160,7 @@ def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False) -> l
                 proto = {"model": model, "model_args": margs, "epochs": epochs, "batch_size": 128,
                          "val_fraction": 0.1, "checkpoint_every": max(1, epochs), "augment": aug}
                 t_group = _timed(_train_cmd(dpath, labels, spec, proto, tmp / f"g-{model}-{dev.type}", dev))
-                t_each = sum(_timed(_train_cmd(dpath, labels, grid.format_cells([c]), proto,
+                t_each = sum(_timed(_train_cmd(dpath, labels, format_cells([c]), proto,
                                                tmp / f"s-{model}-{dev.type}-{c.id}", dev)) for c in cells)
                 ds = data.load_dataset(dpath)
                 n_train = int(round(len(ds.y_train) * 0.9)) // 128 * 128

@@ -69,13 +69,14 @@ def _set_threads(n: int | None) -> None:
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
-    from . import grid, train
+    from . import train
+    from .cells import parse_cells
 
     _set_threads(a.threads)
     train.train_group(
         data_path=a.data,
         labels_path=a.labels,
-        cells=grid.parse_cells(a.cells),
+        cells=parse_cells(a.cells),
         protocol=_load_protocol(a.protocol),
         out_dir=a.out,
         checkpoint_dir=a.checkpoint_dir,
@@ -85,9 +86,9 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
 
 def _cmd_collect(a: argparse.Namespace) -> None:
-    from . import report
+    from . import collect
 
-    report.collect(a.groups, results_out=a.out, curves_out=a.curves_out)
+    collect.collect(a.groups, results_out=a.out, curves_out=a.curves_out)
 
 
 def _cmd_report(a: argparse.Namespace) -> None:
@@ -110,7 +111,7 @@ def _cmd_grid(a: argparse.Namespace) -> None:
 
     params = grid.load_params(a.params)
     for g in grid.expand_groups(params):
-        print(f"{g.id}\t{grid.format_cells(g.cells)}")
+        print(f"{g.id}\t{g.cells_spec}")
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:

@@ -17,30 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .cells import check_num_classes, flip_to_smooth, smooth_to_flip  # noqa: F401 (the losses' public names)
+
 _HALF = (torch.float16, torch.bfloat16)
-
-
-def flip_to_smooth(flip_rate: float, num_classes: int) -> float:
-    """Flip rate eps -> the smooth rate r = eps*K/(K-1) with the same expected target."""
-    _check_classes(num_classes)
-    return flip_rate * num_classes / (num_classes - 1)
-
-
-def smooth_to_flip(smooth_rate: float, num_classes: int) -> float:
-    """Smooth rate r -> the flip rate eps = r*(K-1)/K with the same expected target."""
-    _check_classes(num_classes)
-    return smooth_rate * (num_classes - 1) / num_classes
 
 
 def off_target_mass(flip_rate: float, num_classes: int) -> float:
     """Seed 000's form: each wrong class gets eps/(K-1), equal to r/K for r = flip_to_smooth(eps)."""
-    _check_classes(num_classes)
+    check_num_classes(num_classes)
     return flip_rate / (num_classes - 1)
-
-
-def _check_classes(num_classes: int) -> None:
-    if int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
 
 
 def _rate_tensor(rate, model_shape: torch.Size, device, name: str, check: bool, upper: float | None = 1.0):
@@ -142,7 +127,7 @@ def gls_targets(labels: torch.Tensor, num_classes: int, smooth_rate: float | tor
     smooth_rate is a float or a tensor broadcastable against ``labels.shape[:-1]``
     (one rate per model). Rows sum to 1; for r < 0 the off-target entries are negative.
     """
-    _check_classes(num_classes)
+    check_num_classes(num_classes)
     _check_labels(labels, num_classes, True)
     r = _rate_tensor(smooth_rate, labels.shape[:-1] if labels.dim() else (), labels.device,
                      "smooth_rate", True)
@@ -165,7 +150,7 @@ def flip_labels(
     (output ``(*M, B)``, an independent draw per model). The generator must live on
     the labels' device.
     """
-    _check_classes(num_classes)
+    check_num_classes(num_classes)
     if labels.dim() != 1:
         raise ValueError(f"labels must have shape (B,); got {tuple(labels.shape)}")
     _check_labels(labels, num_classes, True)

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from . import grid, io
+from . import io
+from .cells import HUMAN_LABEL_SETS, NOISE_KINDS, check_num_classes, derive_seed, fmt_rate
 
 MATRIX_KINDS = ("symmetric", "pairflip", "asymmetric")
-KINDS = MATRIX_KINDS + ("instance", "human")
+NUMERIC_KINDS = tuple(k for k in NOISE_KINDS if k != "human")
 
 # CIFAR-10: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
 CIFAR10_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
@@ -68,13 +69,16 @@ BUILTIN_MAPS = {"cifar10": (10, CIFAR10_MAP), "cifar100": (100, _cifar100_map())
 
 # CIFAR-N (Wei et al., ICLR 2022): label set -> (file, key in the file, number of classes).
 CIFARN_URL = "https://github.com/UCSC-REAL/cifar-10-100n (folder data/)"
-HUMAN_LABEL_SETS = {
-    "aggre": ("CIFAR-10_human.pt", "aggre_label", 10),
-    "random1": ("CIFAR-10_human.pt", "random_label1", 10),
-    "random2": ("CIFAR-10_human.pt", "random_label2", 10),
-    "random3": ("CIFAR-10_human.pt", "random_label3", 10),
-    "worst": ("CIFAR-10_human.pt", "worse_label", 10),
-    "noisy100": ("CIFAR-100_human.pt", "noisy_label", 100),
+# CIFAR-N label files: the dataset each label set belongs to (cells.HUMAN_LABEL_SETS)
+# -> its published file; label set -> its key in that file.
+CIFARN_FILES = {"cifar10": ("CIFAR-10_human.pt", 10), "cifar100": ("CIFAR-100_human.pt", 100)}
+CIFARN_KEYS = {
+    "aggre": "aggre_label",
+    "random1": "random_label1",
+    "random2": "random_label2",
+    "random3": "random_label3",
+    "worst": "worse_label",
+    "noisy100": "noisy_label",
 }
 
 INSTANCE_STD = 0.1  # std of the per-sample flip rate around the nominal rate (Xia et al.)
@@ -83,22 +87,16 @@ INSTANCE_STD = 0.1  # std of the per-sample flip rate around the nominal rate (X
 # --------------------------------------------------------------------------- checks
 
 
-def _check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return int(num_classes)
-
-
 def rate_range(kind: str, num_classes: int) -> tuple[float, float]:
     """The valid rates ``[low, high)`` of a numeric noise kind with ``num_classes`` classes."""
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     if kind == "symmetric":
         return 0.0, (k - 1) / k
     if kind in ("pairflip", "asymmetric"):
         return 0.0, 0.5
     if kind == "instance":
         return 0.0, 1.0
-    raise ValueError(f"kind {kind!r} has no numeric rate; numeric kinds: {', '.join(KINDS[:-1])}")
+    raise ValueError(f"kind {kind!r} has no numeric rate; numeric kinds: {', '.join(NUMERIC_KINDS)}")
 
 
 def check_rate(kind: str, rate: Any, num_classes: int) -> float:
@@ -148,7 +146,7 @@ def transition_matrix(kind: str, num_classes: int, rate: float, **kw: Any) -> np
     """
     if kind not in MATRIX_KINDS:
         raise ValueError(f"kind {kind!r} has no fixed transition matrix; allowed: {', '.join(MATRIX_KINDS)}")
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     r = check_rate(kind, rate, k)
     allowed = {"class_map", "dataset"} if kind == "asymmetric" else set()
     extra = set(kw) - allowed
@@ -217,7 +215,7 @@ def corrupt_labels(labels: Any, matrix: Any, seed: int) -> np.ndarray:
 
 def empirical_transition(clean: Any, noisy: Any, num_classes: int) -> np.ndarray:
     """Row-normalised confusion clean -> noisy; the row of a class absent from ``clean`` is the identity row."""
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     c, n = _check_labels(clean, k, "clean"), _check_labels(noisy, k, "noisy")
     if c.shape != n.shape:
         raise ValueError(f"clean and noisy labels differ in length: {c.size} vs {n.size}")
@@ -283,7 +281,7 @@ def instance_noise(
     is the mean of the truncated normal (``rate`` itself unless rate is within ~0.2 of 0
     or 1). Rate 0 returns the clean labels. Deterministic for a seed.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     y = _check_labels(labels, k)
     r = check_rate("instance", rate, k)
     x = np.asarray(features)
@@ -326,7 +324,8 @@ def load_human_labels(path: str | os.PathLike, label_set: str, num_classes: int,
     """
     if label_set not in HUMAN_LABEL_SETS:
         raise ValueError(f"human label set {label_set!r} is unknown; allowed: {', '.join(HUMAN_LABEL_SETS)}")
-    fname, key, k = HUMAN_LABEL_SETS[label_set]
+    fname, k = CIFARN_FILES[HUMAN_LABEL_SETS[label_set]]
+    key = CIFARN_KEYS[label_set]
     if num_classes != k:
         raise ValueError(f"human label set {label_set} has {k} classes, the dataset has {num_classes}")
     path = Path(path)
@@ -361,7 +360,7 @@ def noise_stats(clean: Any, noisy: Any, num_classes: int, kind: str, rate: float
     c, n = np.asarray(clean), np.asarray(noisy)
     return {
         "kind": kind,
-        "rate": grid.fmt_rate(rate),
+        "rate": fmt_rate(rate),
         "seed": int(seed),
         "num_samples": int(c.size),
         "num_classes": int(num_classes),
@@ -386,8 +385,8 @@ def make_noisy_labels(data_path: str | os.PathLike, kind: str, rate: float | str
     from . import data
 
     options = dict(options or {})
-    if kind not in KINDS:
-        raise ValueError(f"noise kind {kind!r} is unknown; allowed: {', '.join(KINDS)}")
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"noise kind {kind!r} is unknown; allowed: {', '.join(NOISE_KINDS)}")
     extra = set(options) - _OPTIONS.get(kind, set())
     if extra:
         allowed = ", ".join(sorted(_OPTIONS.get(kind, ()))) or "none"
@@ -404,8 +403,8 @@ def make_noisy_labels(data_path: str | os.PathLike, kind: str, rate: float | str
         t = empirical_transition(y, noisy, k)
     else:
         r = check_rate(kind, rate, k)
-        rate_text = grid.fmt_rate(r)
-        noise_seed = grid.derive_seed("noise", ds.name, kind, rate_text, seed)
+        rate_text = fmt_rate(r)
+        noise_seed = derive_seed("noise", ds.name, kind, rate_text, seed)
         if kind == "instance":
             noisy, t = instance_noise(ds.x_train, y, k, r, noise_seed)
         else:
