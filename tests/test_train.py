@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from smoothbench import train
-from smoothbench.grid import parse_cells
+from smoothbench import cells, device, protocol, train
+from smoothbench.cells import parse_cells
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -78,44 +78,6 @@ def _curves(path):
 
 # ----------------------------------------------------------------------------- protocol and pieces
 
-def test_protocol_defaults_and_round_trip():
-    p = train.Protocol.from_dict({})
-    assert p.model == "mlp" and p.warmup.epochs == 0 and p.schedule.name == "cosine"
-    again = train.Protocol.from_dict(p.to_dict())
-    assert again == p
-    p2 = train.Protocol.from_dict({"warmup": {"epochs": 2, "optimizer": {"lr": 0.02}},
-                                   "schedule": {"name": "multistep", "milestones": [3, 5]}})
-    assert p2.warmup.optimizer.lr == 0.02 and p2.schedule.milestones == (3, 5)
-
-
-@pytest.mark.parametrize("bad, match", [
-    ({"epochs": -1}, r"protocol.epochs = -1: allowed"),
-    ({"optimizer": {"name": "adamw"}}, r"protocol.optimizer.name = 'adamw': allowed sgd"),
-    ({"optimizer": {"lr": 0}}, r"protocol.optimizer.lr = 0: allowed > 0"),
-    ({"schedule": {"name": "linear"}}, r"protocol.schedule.name = 'linear'"),
-    ({"val_fraction": 0.7}, r"protocol.val_fraction = 0.7: allowed \[0, 0.5\)"),
-    ({"batchsize": 3}, r"protocol.batchsize is not a known key"),
-    ({"warmup": {"epochs": 1, "lr": 0.1}}, r"protocol.warmup.lr is not a known key"),
-    ({"epochs": 0}, r"allowed >= 1 epoch in all"),
-])
-def test_protocol_bad_values_name_the_key(bad, match):
-    with pytest.raises(ValueError, match=match):
-        train.Protocol.from_dict(bad)
-
-
-def test_learning_rate_schedules_closed_forms():
-    opt = train.OptimizerConfig(lr=0.1)
-    const = train.ScheduleConfig(name="constant")
-    multi = train.ScheduleConfig(name="multistep", milestones=(2, 4), gamma=0.1)
-    cos = train.ScheduleConfig(name="cosine")
-    assert train.learning_rate(opt, const, 7, 3, 10, 10) == 0.1
-    assert [train.learning_rate(opt, multi, e, 0, 10, 6) for e in range(6)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    assert train.learning_rate(opt, cos, 0, 0, 10, 4) == pytest.approx(0.1)
-    assert train.learning_rate(opt, cos, 2, 0, 10, 4) == pytest.approx(0.05)
-    assert train.learning_rate(opt, cos, 3, 5, 10, 4) == pytest.approx(0.05 * (1 + math.cos(math.pi * 35 / 40)))
-
-
 class _Fixed(torch.nn.Module):
     def __init__(self, logits):
         super().__init__()
@@ -130,7 +92,7 @@ def test_evaluate_accuracy_nll_and_ece_against_hand_computation():
     logits = torch.randn(2, 50, 3, generator=g) * 2
     y = torch.randint(0, 3, (50,), generator=g)
     x = torch.arange(50).float()[:, None]
-    out = train.evaluate(_Fixed(logits), x, y, ece_bins=5, batch=16, autocast=lambda: torch.autocast("cpu", enabled=False))
+    out = device.evaluate(_Fixed(logits), x, y, ece_bins=5, batch=16, autocast=lambda: torch.autocast("cpu", enabled=False))
     p = torch.softmax(logits, -1)
     for m in range(2):
         conf, pred = p[m].max(-1)
@@ -149,8 +111,8 @@ def test_evaluate_accuracy_nll_and_ece_against_hand_computation():
 def test_augment_crops_are_windows_of_the_padded_image_and_flips_mirror():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, 6, 6, generator=g)
-    cfg = train.AugmentConfig(crop_padding=2, hflip=False)
-    out = train.augment(x, cfg, torch.Generator().manual_seed(1))
+    cfg = protocol.AugmentConfig(crop_padding=2, hflip=False)
+    out = device.augment(x, cfg, torch.Generator().manual_seed(1))
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     offsets = set()
     for b in range(64):
@@ -158,12 +120,12 @@ def test_augment_crops_are_windows_of_the_padded_image_and_flips_mirror():
         assert hits, f"sample {b} is not a crop of its padded image"
         offsets.add(hits[0])
     assert len(offsets) > 10                       # offsets vary across the batch
-    flipped = train.augment(x, train.AugmentConfig(crop_padding=0, hflip=True), torch.Generator().manual_seed(1))
+    flipped = device.augment(x, protocol.AugmentConfig(crop_padding=0, hflip=True), torch.Generator().manual_seed(1))
     same = [torch.equal(flipped[b], x[b]) for b in range(64)]
     mirrored = [torch.equal(flipped[b], x[b].flip(-1)) for b in range(64)]
     assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
     vec = torch.randn(5, 7)
-    assert train.augment(vec, train.AugmentConfig(4, True), g) is vec
+    assert device.augment(vec, protocol.AugmentConfig(4, True), g) is vec
 
 
 # ----------------------------------------------------------------------------- the group promises
@@ -178,7 +140,7 @@ def test_group_writes_metrics_curves_and_group_json(toy, tmp_path):
         met = json.loads((out / "cells" / cell["cell_id"] / "metrics.json").read_text())
         assert met["status"] == "ok" and met["epochs"] == 3
         cur = _curves(out / "cells" / cell["cell_id"] / "curves.csv")
-        assert list(cur.columns) == list(train.CURVE_COLUMNS) and list(cur.epoch) == [1, 2, 3]
+        assert list(cur.columns) == list(cells.CURVE_COLUMNS) and list(cur.epoch) == [1, 2, 3]
         assert met["test_acc_final"] == pytest.approx(cur.test_acc.iloc[-1])
         assert met["test_acc_best"] == pytest.approx(cur.test_acc.max())
         assert met["test_acc_selected"] == pytest.approx(cur.test_acc[cur.val_acc.idxmax()])

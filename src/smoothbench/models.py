@@ -35,149 +35,18 @@ grouped convolutions follow the input's memory format.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = [
-    "MODELS",
-    "StackedModel",
-    "StackedConv2d",
-    "StackedBatchNorm2d",
-    "StackedLinear",
-    "build_model",
-    "init_model_",
-    "replicate_state",
-    "select_state",
-    "assign_model",
-    "count_flops_per_sample",
-    "params_per_model",
-]
+from .stacked import BN_MOMENTUM, StackedBatchNorm2d, StackedConv2d, StackedLinear
+
+__all__ = ["MODELS", "StackedModel", "build_model", "init_model_", "count_flops_per_sample", "params_per_model"]
 
 MODELS = ("mlp", "cnn", "resnet18", "resnet34", "fastnet")
 
-BN_MOMENTUM = 0.1
-BN_EPS = 1e-5
-
-
-# --------------------------------------------------------------------------- layers
-
-
-class StackedConv2d(nn.Module):
-    """M independent bias-free 2-D convolutions; weight ``(M, out, in, k, k)``.
-
-    Input ``(B, in, H, W)`` (shared by all models) or ``(B, M*in, H, W)``
-    (per model); output ``(B, M*out, H', W')``.
-    """
-
-    def __init__(self, num_models: int, in_ch: int, out_ch: int, kernel_size: int,
-                 stride: int = 1, padding: int | None = None):
-        super().__init__()
-        self.num_models, self.in_ch, self.out_ch = num_models, in_ch, out_ch
-        self.kernel_size, self.stride = kernel_size, stride
-        self.padding = kernel_size // 2 if padding is None else padding
-        self.weight = nn.Parameter(torch.empty(num_models, out_ch, in_ch, kernel_size, kernel_size))
-
-    def init_single(self, gen: torch.Generator) -> None:
-        w = torch.empty(self.weight.shape[1:])
-        nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=gen)
-        _fill(self.weight, w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        M = self.num_models
-        w = self.weight.reshape(M * self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
-        if x.shape[1] == M * self.in_ch:
-            groups = M
-        elif x.shape[1] == self.in_ch:
-            groups = 1  # shared input: one conv with M*out output channels
-        else:
-            raise ValueError(f"StackedConv2d expects {self.in_ch} or {M * self.in_ch} input "
-                             f"channels, got {x.shape[1]}")
-        return F.conv2d(x, w, None, self.stride, self.padding, 1, groups)
-
-    def extra_repr(self) -> str:
-        return (f"M={self.num_models}, {self.in_ch}, {self.out_ch}, k={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
-
-
-class StackedBatchNorm2d(nn.Module):
-    """Per-model BatchNorm over ``(B, M*C, H, W)``; params and buffers ``(M, C)``.
-
-    BatchNorm over M*C channels is exactly per-model BN; the running statistics are
-    updated in place through flat views of the ``(M, C)`` buffers (keep them
-    contiguous). Fixed momentum, no ``num_batches_tracked``.
-    """
-
-    def __init__(self, num_models: int, num_features: int,
-                 momentum: float = BN_MOMENTUM, eps: float = BN_EPS):
-        super().__init__()
-        self.num_models, self.num_features = num_models, num_features
-        self.momentum, self.eps = momentum, eps
-        self.weight = nn.Parameter(torch.ones(num_models, num_features))
-        self.bias = nn.Parameter(torch.zeros(num_models, num_features))
-        self.register_buffer("running_mean", torch.zeros(num_models, num_features))
-        self.register_buffer("running_var", torch.ones(num_models, num_features))
-
-    def init_single(self, gen: torch.Generator) -> None:
-        with torch.no_grad():
-            self.weight.fill_(1.0)
-            self.bias.zero_()
-            self.running_mean.zero_()
-            self.running_var.fill_(1.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # .view (not reshape): the in-place running-stat update must land in the buffers
-        return F.batch_norm(x, self.running_mean.view(-1), self.running_var.view(-1),
-                            self.weight.reshape(-1), self.bias.reshape(-1),
-                            self.training, self.momentum, self.eps)
-
-    def extra_repr(self) -> str:
-        return f"M={self.num_models}, {self.num_features}, momentum={self.momentum}, eps={self.eps}"
-
-
-class StackedLinear(nn.Module):
-    """M independent linear maps; weight ``(M, out, in)``, bias ``(M, out)``.
-
-    Input ``(B, in)`` (shared) or ``(M, B, in)`` (per model); output ``(M, B, out)``.
-    """
-
-    def __init__(self, num_models: int, in_features: int, out_features: int, bias: bool = True):
-        super().__init__()
-        self.num_models, self.in_features, self.out_features = num_models, in_features, out_features
-        self.weight = nn.Parameter(torch.empty(num_models, out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(num_models, out_features)) if bias else None
-
-    def init_single(self, gen: torch.Generator) -> None:
-        # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
-        bound = 1.0 / math.sqrt(self.in_features)
-        w = torch.empty(self.weight.shape[1:]).uniform_(-bound, bound, generator=gen)
-        _fill(self.weight, w)
-        if self.bias is not None:
-            _fill(self.bias, torch.empty(self.bias.shape[1:]).uniform_(-bound, bound, generator=gen))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            y = torch.einsum("bi,moi->mbo", x, self.weight)
-        elif x.dim() == 3 and x.shape[0] == self.num_models:
-            y = torch.bmm(x, self.weight.transpose(1, 2))
-        else:
-            raise ValueError(f"StackedLinear expects (B, {self.in_features}) or "
-                             f"({self.num_models}, B, {self.in_features}), got {tuple(x.shape)}")
-        if self.bias is not None:
-            y = y + self.bias.unsqueeze(1).to(y.dtype)
-        return y
-
-    def extra_repr(self) -> str:
-        return (f"M={self.num_models}, {self.in_features}, {self.out_features}, "
-                f"bias={self.bias is not None}")
-
-
-def _fill(param: torch.Tensor, single: torch.Tensor) -> None:
-    """Copy one model's tensor into every slot of a stacked tensor."""
-    with torch.no_grad():
-        param.copy_(single.unsqueeze(0).expand_as(param))
 
 
 def _per_model(x: torch.Tensor, num_models: int) -> torch.Tensor:
@@ -404,45 +273,6 @@ def init_model_(model: nn.Module, seed: int) -> nn.Module:
         if isinstance(mod, (StackedConv2d, StackedBatchNorm2d, StackedLinear)):
             mod.init_single(gen)
     return model
-
-
-# --------------------------------------------------------------------------- state helpers
-
-
-def replicate_state(state_dict: Mapping[str, torch.Tensor], num_models: int) -> dict[str, torch.Tensor]:
-    """Turn the state of a one-model stack (dim 0 of size 1) into ``num_models`` copies."""
-    out = {}
-    for k, v in state_dict.items():
-        if v.dim() == 0 or v.shape[0] != 1:
-            raise ValueError(f"replicate_state: {k!r} has shape {tuple(v.shape)}; expected model dim 1 first")
-        out[k] = v.repeat(num_models, *([1] * (v.dim() - 1)))
-    return out
-
-
-def select_state(state_dict: Mapping[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
-    """Model ``index``'s slice of a stacked state, keeping dim 0 (size 1); cloned."""
-    out = {}
-    for k, v in state_dict.items():
-        n = v.shape[0] if v.dim() else 0
-        if not -n <= index < n:
-            raise IndexError(f"select_state: index {index} out of range for {k!r} with {n} models")
-        i = index % n
-        out[k] = v[i:i + 1].clone()
-    return out
-
-
-def assign_model(module: nn.Module, index: int, state_of_one: Mapping[str, torch.Tensor]) -> None:
-    """Copy one model's params/buffers (dim 0 of size 1, or no model dim) into slot ``index``."""
-    with torch.no_grad():
-        for k, t in (*module.named_parameters(), *module.named_buffers()):
-            if k not in state_of_one:
-                raise KeyError(f"assign_model: state lacks {k!r}")
-            src = state_of_one[k]
-            if src.dim() == t.dim():
-                if src.shape[0] != 1:
-                    raise ValueError(f"assign_model: {k!r} has {src.shape[0]} models, expected 1")
-                src = src[0]
-            t[index].copy_(src)
 
 
 def params_per_model(model: StackedModel) -> int:
