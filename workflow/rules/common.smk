@@ -13,10 +13,10 @@ from snakemake.io import IOFile
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 
 try:
-    from smoothbench import grid
+    from smoothbench import cells, data, grid
 except ImportError:  # a source checkout whose package is not installed: use src/
     sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-    from smoothbench import grid
+    from smoothbench import cells, data, grid
 
 
 def _study():
@@ -48,7 +48,6 @@ config.update(STUDY)  # what the rules see is the validated study, defaults fill
 GROUPS = grid.expand_groups(STUDY)
 GROUP_BY_WILDCARDS = {(g.dataset, g.noise_kind, g.noise_rate, str(g.seed)): g for g in GROUPS}
 DATASETS = list(STUDY["datasets"])
-ALL_DATASETS = ["digits", "mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100"]
 RESULTS = STUDY["output"]["results_dir"].rstrip("/")
 REPORTS = STUDY["output"]["reports_dir"].rstrip("/")
 CACHE_DIR = STUDY["data"]["cache_dir"]
@@ -69,8 +68,8 @@ SOFTWARE_ENV = "../envs/smoothbench.yaml"
 
 
 wildcard_constraints:
-    dataset="|".join(ALL_DATASETS),
-    kind="|".join(grid.NOISE_KINDS),
+    dataset="|".join(data.DATASETS),
+    kind="|".join(cells.NOISE_KINDS),
     rate=r"[A-Za-z0-9][A-Za-z0-9.]*",
     seed=r"[0-9][0-9]*",
 
@@ -81,7 +80,7 @@ def group_of(wildcards):
         return GROUP_BY_WILDCARDS[key]
     except KeyError:
         raise WorkflowError(
-            f"group {grid.group_id(*key)} is not in the study ({STUDY_SOURCE}); "
+            f"group {cells.group_id(*key)} is not in the study ({STUDY_SOURCE}); "
             f"its groups: `smoothbench grid {STUDY_SOURCE.split(',')[0].split(' ')[0]}`"
         ) from None
 
@@ -188,16 +187,16 @@ def trusted_inputs(trusted, inputs):
 # The report files are named by smoothbench.report.report_files for the study's
 # (dataset, noise kind) pairs; figures and tables are marked for `snakemake --report`.
 
+from smoothbench import figures as _figures
 from smoothbench import report as _report
 
-REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(grid.report_pairs(STUDY))]
-FIGURE_CATEGORIES = {
-    "acc_vs_rate": "Accuracy vs smooth rate",
-    "heatmap": "Accuracy heatmaps",
-    "memorisation": "Memorisation",
-    "calibration": "Calibration",
-    "flip_vs_ls": "Flipping vs LS",
-    "curves": "Training curves",
+REPORT_PAIRS = grid.report_pairs(STUDY)
+REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(REPORT_PAIRS)]
+# PNG figure path -> (figure, dataset, noise kind), for the report's categories
+_FIGURE_OF = {
+    f"{REPORTS}/{_figures.FOLDERS['png']}/fig_{fig}_{ds}_{kind}.png": (fig, ds, kind)
+    for ds, kind in REPORT_PAIRS
+    for fig in _figures.FIGURES
 }
 
 
@@ -211,13 +210,10 @@ def _caption(name):
 def report_output(path):
     """A report file, marked for `snakemake --report` when it is a figure or a table."""
     name = os.path.basename(path)
-    if name.startswith("fig_") and name.endswith(".png"):
-        stem = name[len("fig_") : -len(".png")]
-        for fig, category in FIGURE_CATEGORIES.items():
-            if stem.startswith(f"{fig}_"):
-                dataset_kind = stem[len(f"{fig}_") :].replace("_", " / ", 1)
-                return report(path, caption=_caption(f"fig_{fig}"), category=category, subcategory=dataset_kind)
-        return report(path, caption=_caption("figure"), category="Figures")
+    if path in _FIGURE_OF:
+        fig, ds, kind = _FIGURE_OF[path]
+        return report(path, caption=_caption(f"fig_{fig}"), category=_figures.FIGURE_TITLES[fig],
+                      subcategory=f"{ds} / {kind}")
     if name.startswith("table_") and name.endswith(".csv"):
         return report(path, caption=_caption("table"), category="Tables")
     if name == "findings.md":

@@ -25,7 +25,7 @@ rule report:
     log:
         "logs/report.log",
     params:
-        out_dir=lambda wc, output: os.path.dirname(output[0]),
+        out_dir=lambda wc, input: os.path.dirname(input.results),
     shell:
         "smoothbench report --results {input.results} --curves {input.curves} --out-dir {params.out_dir:q}"
         " > {log} 2>&1"

@@ -1,0 +1,124 @@
+"""The statistics the tables, findings and figures share: cells grouped into settings,
+a metric's mean and std over seeds, and the best rate of each method.
+
+- A **setting** is one (dataset, noise kind, noise rate); its cells are grouped by
+  (method, rate), one entry per seed.
+- Means are over seeds, std with ddof=1 (the sample standard deviation; with one
+  contributing seed only the mean). Diverged cells (``status == "diverged"``) never
+  enter a mean; they are counted, and a rate whose seeds all diverged cannot be "best".
+- The best LS / NLS / flip rate of a setting is the one with the highest mean of the
+  selection's figure (ties: the rate closer to 0, then the smaller one).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from .selection import metric as selection_metric
+from .cells import METHODS
+from .collect import rate_key
+
+@dataclass
+class Stat:
+    """A metric of one (setting, method, rate) over seeds; diverged seeds excluded."""
+
+    mean: float | None
+    std: float | None
+    n_ok: int
+    n_seeds: int
+    n_diverged: int
+
+
+def stat_of(cells: list[dict], metric: str) -> Stat:
+    values = [c[metric] for c in cells if c["status"] == "ok" and c[metric] is not None
+              and math.isfinite(c[metric])]
+    n_div = sum(c["status"] == "diverged" for c in cells)
+    mean = statistics.fmean(values) if values else None
+    std = statistics.stdev(values) if len(values) >= 2 else None
+    return Stat(mean, std, len(values), len(cells), n_div)
+
+
+@dataclass
+class Setting:
+    """All cells of one (dataset, noise kind, noise rate), grouped by (method, rate)."""
+
+    dataset: str
+    kind: str
+    noise_rate: str
+    cells: dict[tuple[str, float], list[dict]] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return next(iter(self.cells.values()))[0]["num_classes"]
+
+    def rates(self, method: str) -> list[float]:
+        return sorted(r for m, r in self.cells if m == method)
+
+    def stat(self, method: str, rate: float, metric: str) -> Stat:
+        return stat_of(self.cells[(method, rate)], metric)
+
+    @property
+    def n_cells(self) -> int:
+        return sum(len(v) for v in self.cells.values())
+
+    @property
+    def n_diverged(self) -> int:
+        return sum(c["status"] == "diverged" for v in self.cells.values() for c in v)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({c["seed"] for v in self.cells.values() for c in v})
+
+
+def settings_of(rows: list[dict]) -> dict[tuple[str, str], list[Setting]]:
+    """(dataset, kind) -> its settings, noise rates in order."""
+    by: dict[tuple[str, str, str], Setting] = {}
+    for row in rows:
+        key = (row["dataset"], row["noise_kind"], row["noise_rate"])
+        s = by.setdefault(key, Setting(*key))
+        s.cells.setdefault((row["method"], row["rate"]), []).append(row)
+    out: dict[tuple[str, str], list[Setting]] = {}
+    for key in sorted(by, key=lambda k: (k[0], k[1], rate_key(k[2]))):
+        out.setdefault(key[:2], []).append(by[key])
+    return out
+
+
+@dataclass
+class Entry:
+    """One table cell: a method at its chosen rate (``stat`` None: no usable seed)."""
+
+    method: str
+    rate: float | None
+    stat: Stat | None
+    n_seeds: int
+    n_diverged: int
+    best: bool = False
+
+
+def choose(setting: Setting, method: str, metric: str) -> Entry | None:
+    """The method's best rate in this setting by mean ``metric`` (None: no cells)."""
+    rates = setting.rates(method)
+    if not rates:
+        return None
+    stats = {r: setting.stat(method, r, metric) for r in rates}
+    usable = [r for r in rates if stats[r].mean is not None]
+    if not usable:
+        cells = [c for r in rates for c in setting.cells[(method, r)]]
+        return Entry(method, None, None, len(cells), sum(c["status"] == "diverged" for c in cells))
+    r = min(usable, key=lambda x: (-stats[x].mean, abs(x), x))
+    return Entry(method, r, stats[r], stats[r].n_seeds, stats[r].n_diverged)
+
+
+def table_row(setting: Setting, selection: str) -> dict[str, Entry | None]:
+    """CE, best LS, best NLS and best flip of one setting, the best one(s) marked."""
+    metric = selection_metric(selection)
+    entries = {m: choose(setting, m, metric) for m in METHODS}
+    means = [e.stat.mean for e in entries.values() if e is not None and e.stat is not None]
+    if means:
+        top = max(means)
+        for e in entries.values():
+            if e is not None and e.stat is not None and e.stat.mean == top:
+                e.best = True
+    return entries

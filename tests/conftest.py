@@ -1,0 +1,26 @@
+"""Fixtures shared by the collector, table and report tests (hand-made results, toy_results.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from smoothbench import collect, report
+from toy_results import write_refs, write_toy
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    paths = write_toy(root) + write_toy(root, kind="pairflip")
+    results, curves = root / "results.csv", root / "curves.csv"
+    collect.collect(paths, results, curves)
+    return root, paths, results, curves
+
+
+@pytest.fixture(scope="module")
+def built(collected, tmp_path_factory):
+    _, _, results, curves = collected
+    refdir = write_refs(tmp_path_factory.mktemp("refs"))
+    out = tmp_path_factory.mktemp("reports")
+    written = report.build_reports(results, curves, out, reference_dir=refdir)
+    return out, written

@@ -1,0 +1,137 @@
+"""Statistics, tables, summary and findings from hand-made results with known numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from smoothbench import cells as vocab
+from smoothbench import collect, findings, report, stats, tables
+from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  # noqa: F401
+
+
+def _table(out: Path, selection: str) -> dict:
+    return {(r["noise_kind"], r["noise_rate"], r["method"]): r
+            for r in read_csv_rows(out / "tables" / f"table_{selection}.csv")}
+
+
+def test_tables_pick_best_rates_and_mark_best_method(built):
+    out, _ = built
+    t = _table(out, "best")
+    # noise 0.6: best LS r=0.4, best NLS r=-0.4 (r=-1 all diverged), NLS wins
+    assert t[("symmetric", "0.6", "ls")]["rate"] == "0.4"
+    assert t[("symmetric", "0.6", "nls")]["rate"] == "-0.4"
+    assert t[("symmetric", "0.6", "nls")]["test_acc_mean_pct"] == "61.0000"
+    assert t[("symmetric", "0.6", "ce")]["test_acc_mean_pct"] == "51.0000"
+    assert t[("symmetric", "0.6", "ce")]["test_acc_std_pct"] == f"{100 * math.sqrt(2e-4):.4f}"  # ddof=1
+    assert [m for m in vocab.METHODS if t[("symmetric", "0.6", m)]["best"] == "1"] == ["nls"]
+    # noise 0.2: LS r=0.2 wins
+    assert t[("symmetric", "0.2", "ls")]["rate"] == "0.2"
+    assert [m for m in vocab.METHODS if t[("symmetric", "0.2", m)]["best"] == "1"] == ["ls"]
+    md = (out / "tables" / "tables.md").read_text()
+    assert "**61.00 ± 1.41 (r=-0.4)**" in md
+    assert "| 0.6 | 51.00 ± 1.41 |" in md
+    tex = (out / "tables" / "tables.tex").read_text()
+    assert "\\textbf{61.00 $\\pm$ 1.41 (r=-0.4)}" in tex
+    assert "\\begin{tabular}" in tex and "ddof=1" in tex
+
+
+def test_honest_selection_changes_the_winner(built):
+    out, _ = built
+    t = _table(out, "selected")
+    assert [m for m in vocab.METHODS if t[("symmetric", "0.6", m)]["best"] == "1"] == ["ce"]
+    assert t[("symmetric", "0.6", "ls")]["rate"] == "0.2"  # best LS rate differs from `best` selection
+    assert [m for m in vocab.METHODS if t[("symmetric", "0.2", m)]["best"] == "1"] == ["ls"]
+    md = (out / "tables" / "tables.md").read_text()
+    assert "| toy | symmetric | 0.6 | NLS (r=-0.4) | CE |" in md
+    assert md.count("| toy | symmetric | 0.6 |") == 1
+    assert "| toy | symmetric | 0.6 | NLS (r=-0.4) | CE | CE | no |" in md
+    assert "| toy | symmetric | 0.2 | LS (r=0.2) | LS (r=0.2) |" in md
+    assert "under `selected` selection (test_acc_selected)" in md
+    findings = (out / "findings.md").read_text()
+    assert "The winner changes under honest selection: NLS (r=-0.4) (best-on-test) → CE (honest)" in findings
+    assert "NLS (r=-0.4) +10.00 points vs CE" in findings
+    assert "flip ε=0.18 vs LS r=0.2: 84.00% vs 85.00% (-1.00 points)" in findings
+
+
+def test_diverged_cells_excluded_and_shown(built):
+    out, _ = built
+    t = _table(out, "best")
+    flip = t[("symmetric", "0.6", "flip")]
+    assert flip["test_acc_mean_pct"] == "55.0000" and flip["test_acc_std_pct"] == ""
+    assert (flip["n_used"], flip["n_seeds"], flip["n_diverged"]) == ("1", "2", "1")
+    assert flip["text"] == "55.00 (ε=0.18; 1/2 diverged)"
+    md = (out / "tables" / "tables.md").read_text()
+    assert "noise 0.6: NLS r=-1: 2/2, flip ε=0.18: 1/2" in md
+
+
+def test_all_rates_diverged_cannot_be_best():
+    rows = []
+    for seed in (0, 1):
+        for (m, r), status, acc in ((("ce", 0.0), "ok", 0.5), (("nls", -1.0), D, 0.9), (("nls", -2.0), D, 0.95)):
+            row = {k: None for k in vocab.RESULT_COLUMNS}
+            row.update(dataset="x", noise_kind="symmetric", noise_rate="0.4", seed=seed, method=m, rate=r,
+                       status=status, test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc, num_classes=K)
+            rows.append(row)
+    (setting,) = stats.settings_of(rows)[("x", "symmetric")]
+    entries = stats.table_row(setting, "best")
+    assert entries["ce"].best and not entries["nls"].best
+    assert entries["nls"].stat is None and entries["flip"] is None
+    assert tables.entry_text(entries["nls"]) == "diverged (4/4)"
+    assert tables.entry_text(entries["ce"]) == "**50.00 ± 0.00**"
+
+
+def test_reference_column(built, collected, tmp_path):
+    out, _ = built
+    md = (out / "tables" / "tables.md").read_text()
+    assert "| noise rate | CE | CE (paper) | best LS | LS (paper) |" in md
+    assert "| 48.50 |" in md and "60.25 (r=-0.4)" in md
+    assert "Paper numbers from: fixture table 1 p. 1." in md
+    t = _table(out, "best")
+    assert (t[("symmetric", "0.6", "nls")]["paper_test_acc_pct"], t[("symmetric", "0.6", "nls")]["paper_rate"]) \
+        == ("60.25", "-0.4")
+    assert t[("pairflip", "0.6", "nls")]["paper_test_acc_pct"] == ""
+    # without references there is no paper column (the package ships none for `toy`)
+    _, _, results, curves = collected
+    settings = stats.settings_of(collect.read_results(results))
+    assert not any(r["dataset"] == "toy" for r in collect.read_references())
+    assert "(paper)" not in tables.md_tables(settings, [])
+    assert "(paper)" not in tables.tex_tables(settings, [])
+    bad = tmp_path / "refs"
+    bad.mkdir()
+    (bad / "r.csv").write_text("dataset,noise_kind,noise_rate,method,rate,test_acc,source\n"
+                               "toy,symmetric,0.6,ce,0,48.5,\n")
+    with pytest.raises(ValueError, match="source is empty"):
+        report.build_reports(results, curves, tmp_path / "o", reference_dir=bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        report.build_reports(results, curves, tmp_path / "o", reference_dir=tmp_path / "missing")
+
+
+def test_summary_json(built):
+    out, _ = built
+    s = json.loads((out / "summary.json").read_text())
+    node = s["toy"]["symmetric"]["0.6"]
+    assert (node["cells"], node["diverged"], node["seeds"]) == (12, 3, 2)
+    assert node["best"]["nls"] == 61.0 and node["best"]["nls_rate"] == -0.4
+    assert node["best"]["nls_minus_ce"] == 10.0
+    assert node["selected"]["ce"] == 50.0 and node["selected"]["ls_rate"] == 0.2
+    assert node["best"]["flip"] == 55.0 and "flip_std" not in node["best"]
+    assert s["total"] == {"cells": 48, "diverged": 6}
+
+
+def test_warmup_checkpoint_counts_come_from_the_curves():
+    def row(seed, method, best, sel):
+        return {"dataset": "d", "noise_kind": "symmetric", "noise_rate": "0.4", "seed": seed, "method": method,
+                "best_epoch": best, "selected_epoch": sel}
+
+    curves = {("d", "symmetric", "0.4", seed, "ce", 0.0): [
+        {"dataset": "d", "noise_kind": "symmetric", "noise_rate": "0.4", "seed": seed, "epoch": e,
+         "phase": "warmup" if e <= 3 else "main"} for e in range(1, 7)] for seed in (0, 1)}
+    rows = [row(0, "ce", 3, 5), row(0, "nls", 6, 2), row(1, "ce", 1, None), row(1, "ls", 4, 4)]
+    assert findings.warmup_checkpoints(rows, curves) == {("d", "symmetric"): {"cells": 4, "best": 2, "selected": 1}}
+    # no warm-up phase: nothing can come from it
+    direct = {key: [dict(c, phase="main") for c in recs] for key, recs in curves.items()}
+    assert findings.warmup_checkpoints(rows, direct) == {("d", "symmetric"): {"cells": 4, "best": 0, "selected": 0}}
