@@ -9,6 +9,7 @@ rebuilt reports without retraining, push / fresh clone / pull with nothing to re
 
 from __future__ import annotations
 
+import ast
 import copy
 import csv
 import hashlib
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 from smoothbench import grid, report
+from test_layout import package_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv's snakemake, dvc and smoothbench
@@ -82,28 +84,13 @@ def repo_files() -> list[str]:
     return [f for f in out if f.split("/")[0] not in SKIP_TOP and (ROOT / f).is_file()]
 
 
-def report_block(params: dict) -> dict:
-    """The report stage's outs / metrics / plots for a study (what dvc.yaml must list)."""
-    files = report.report_files(grid.report_pairs(params))
-    reports = params["output"]["reports_dir"]
-    outs = ["results.csv", "curves.csv"] + [f for f in files if not f.startswith("fig_") and f != "summary.json"]
-    return {
-        "outs": [{f"{reports}/{f}": {"cache": False}} for f in outs],
-        "metrics": [{f"{reports}/summary.json": {"cache": False}}],
-        "plots": [{f"{reports}/{f}": {"cache": False}} for f in files if f.startswith("fig_")],
-    }
-
-
 def make_repo(dest: Path, params: dict) -> Path:
-    """A copy of the repository running ``params`` (dvc.yaml's report list adapted to it)."""
+    """A copy of the repository running ``params`` (dvc.yaml unchanged: it names no study-specific file)."""
     for rel in repo_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dvc = yaml.safe_load((dest / "dvc.yaml").read_text())
-    dvc["stages"]["report"].update(report_block(grid.validate_params(params)))
-    (dest / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
     return dest
 
 
@@ -143,14 +130,49 @@ def result_cells(path: Path) -> list[tuple]:
 # --------------------------------------------------------------------------- fast: dvc.yaml
 
 
-def test_dvc_report_outs_match_params():
-    """dvc.yaml lists exactly the report files of the default study in params.yaml."""
-    params = grid.load_params(ROOT / "params.yaml")
+def _stage_modules(stage: str) -> set[str]:
+    """The library modules a stage's command lines run: the `smoothbench` subcommands named
+    in its rule file, each one's imports in cli.py, and everything those import."""
+    rules = (ROOT / "workflow" / "rules" / f"{stage}.smk").read_text()
+    commands = set(re.findall(r"smoothbench (\w+)", rules))
+    assert commands, f"{stage}.smk runs no smoothbench command"
+    cli_tree = ast.parse((ROOT / "src" / "smoothbench" / "cli.py").read_text())
+    todo = []
+    for fn in cli_tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name.removeprefix("_cmd_") in commands:
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and node.level == 1:
+                    todo += [node.module] if node.module else [a.name for a in node.names]
+    seen: set[str] = set()
+    while todo:
+        mod = todo.pop().split(".")[0]
+        if mod not in seen:
+            seen.add(mod)
+            todo += package_imports(ROOT / "src" / "smoothbench" / f"{mod}.py")
+    return seen
+
+
+@pytest.mark.parametrize("stage", ["data", "train", "report"])
+def test_dvc_deps_are_the_modules_each_stage_runs(stage):
+    """Each stage depends on exactly the library modules its commands import (derived from
+    the code, so a new import cannot be silently missing from dvc.yaml)."""
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    listed = {Path(d).stem for d in deps if d.startswith("src/smoothbench/") and d.endswith(".py")}
+    assert listed == _stage_modules(stage), f"dvc.yaml stage {stage}: deps should list " + ", ".join(
+        f"src/smoothbench/{m}.py" for m in sorted(_stage_modules(stage)))
+
+
+def test_dvc_report_stage_names_folders_not_files():
+    """The report stage's outputs hold for any study: folders for tables and figures."""
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]
-    expected = report_block(params)
-    got = {key: stage.get(key) for key in expected}
-    assert got == expected, "dvc.yaml's report stage is out of date; it should read:\n" + yaml.safe_dump(
-        expected, sort_keys=False)
+    declared = {next(iter(o)) if isinstance(o, dict) else o
+                for key in ("outs", "metrics", "plots") for o in stage.get(key, [])}
+    for study in (grid.load_params(ROOT / "params.yaml"), grid.validate_params(TINY_PARAMS)):
+        reports = study["output"]["reports_dir"]
+        files = [f"{reports}/{f}" for f in report.report_files(grid.report_pairs(study))]
+        for f in files + [f"{reports}/results.csv", f"{reports}/curves.csv"]:
+            assert f in declared or any(f.startswith(d + "/") for d in declared), f"{f} is not a dvc output"
+    assert {next(iter(p)) for p in stage["plots"]} == {"reports/figures"}
 
 
 def test_dvc_deps_and_params_exist():
@@ -234,6 +256,8 @@ def test_full_run_collects_every_cell_once(smk_repo):
     assert len(set(got)) == len(got)
     files = report.report_files(grid.report_pairs(grid.validate_params(TINY_PARAMS)))
     assert all((smk_repo / "reports" / f).is_file() for f in files)
+    assert sorted(p.relative_to(smk_repo / "reports").as_posix() for p in (smk_repo / "reports").rglob("*")
+                  if p.is_file()) == sorted(files + ["results.csv", "curves.csv"])
     assert not any((smk_repo / "checkpoints").rglob("*.pt"))  # removed once a group is complete
     assert nothing_to_do(run(smk_repo, "snakemake", "-n"))
     # a changed protocol reruns the train jobs (params trigger), and only what follows them
@@ -265,9 +289,9 @@ def _stages_run(proc: subprocess.CompletedProcess) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", proc.stdout + proc.stderr)
 
 
-def _lock_md5s(repo: Path, stage: str) -> dict[str, str]:
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"][stage]
-    return {o["path"]: o["md5"] for o in lock["outs"]}
+def tree_md5s(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (relative path) -> its md5."""
+    return {p.relative_to(folder).as_posix(): md5(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.slow
@@ -289,12 +313,12 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     # 3. reports deleted: rebuilt byte-identical from results/, without retraining
     group_jsons = sorted((repo / "results").rglob("group.json"))
     mtimes = [p.stat().st_mtime_ns for p in group_jsons]
-    locked = _lock_md5s(repo, "report")
+    before = tree_md5s(repo / "reports")
     shutil.rmtree(repo / "reports")
     proc = run(repo, "dvc", "repro")
     assert _stages_run(proc) == ["report"]
     assert [p.stat().st_mtime_ns for p in group_jsons] == mtimes
-    assert {path: md5(repo / path) for path in locked} == locked
+    assert tree_md5s(repo / "reports") == before
     assert run(repo, "git", "status", "--porcelain", "reports", "dvc.lock").stdout == ""
 
     # 4. artifacts replaced by DVC in this checkout (new mtimes; Snakemake's records of
