@@ -48,7 +48,7 @@ config.update(STUDY)  # what the rules see is the validated study, defaults fill
 GROUPS = grid.expand_groups(STUDY)
 GROUP_BY_WILDCARDS = {(g.dataset, g.noise_kind, g.noise_rate, str(g.seed)): g for g in GROUPS}
 DATASETS = list(STUDY["datasets"])
-ALL_DATASETS = ["digits", "mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100"]
+ALL_DATASETS = ["digits", "mnist1d", "mnist5k", "breast_cancer", "mnist", "fashion_mnist", "cifar10", "cifar100"]
 RESULTS = STUDY["output"]["results_dir"].rstrip("/")
 REPORTS = STUDY["output"]["reports_dir"].rstrip("/")
 CACHE_DIR = STUDY["data"]["cache_dir"]
