@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import pickle
 import random
 import socket
@@ -66,7 +65,7 @@ def built(tmp_path_factory):
     """The embedded datasets, each built twice (each in its own working folder), and whether
     the global ``np.random`` / ``random`` states were the same after the builds as before."""
     import mnist1d.data  # noqa: F401  (importing these draws from `random`; the builders must not)
-    import sklearn.datasets  # noqa: F401
+    import sklearn.datasets
     import sklearn.model_selection  # noqa: F401
 
     out = {}
