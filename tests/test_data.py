@@ -799,6 +799,15 @@ def test_cli_builds_digits(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
 
 
+def test_cli_help_names_the_embedded_datasets(capsys):
+    """The help text lists the registry's embedded datasets (cli.py does not import data to build it)."""
+    from smoothbench import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["data", "--help"])
+    assert f"({', '.join(data.EMBEDDED)}) need no network" in " ".join(capsys.readouterr().out.split())
+
+
 def test_cli_unknown_dataset_exits_2_with_one_line(tmp_path):
     r = subprocess.run([_smoothbench(), "data", "nope", "--out", str(tmp_path / "x.npz")], cwd=tmp_path,
                        capture_output=True, text=True, timeout=120)

