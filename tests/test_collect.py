@@ -16,12 +16,12 @@ def test_collect_results_columns_rows_and_order(collected):
     assert lines[0] == ",".join(vocab.RESULT_COLUMNS)
     rows = read_csv_rows(results)
     assert len(rows) == 2 * 2 * 2 * 6  # kinds x noise rates x seeds x cells
-    keys = [(r["dataset"], r["noise_kind"], float(r["noise_rate"]), int(r["seed"]), r["method"], float(r["rate"]))
-            for r in rows]
-    assert keys == sorted(keys)
+    keys = [(r["dataset"], r["noise_kind"], float(r["noise_rate"]), int(r["seed"]), r["variant"],
+             vocab.METHODS.index(r["method"]), float(r["rate"])) for r in rows]
+    assert keys == sorted(keys)                                # methods in METHODS order, then by rate
     assert rows[0]["noise_kind"] == "pairflip" and rows[0]["method"] == "ce"
     # exact text of one row: floats as repr, null as empty, ints as ints
-    expected = ("toy,symmetric,0.6,1,flip,0.18,flip_0.18,ok,,0.41,0.55,0.43,2,3,0.5,0.882,0.618,"
+    expected = ("toy,symmetric,0.6,1,direct,flip,0.18,flip_0.18,ok,,0.41,0.55,0.43,2,3,0.5,,,0.882,0.618,"
                 "1.25,0.059,0.75,0.0,0.18,10,0.597")
     assert expected in lines
     diverged = [r for r in rows if r["status"] == "diverged"]
@@ -79,7 +79,7 @@ def test_collect_missing_or_malformed_files_fail(tmp_path):
     g3 = write_group(tmp_path / "g3", "toy", "symmetric", "0.2", 0, [wrong])
     with pytest.raises(ValueError, match="status"):
         collect.collect([g3], tmp_path / "r.csv", tmp_path / "c.csv")
-    curves = g.parent / "cells" / "ce_0" / "curves.csv"
+    curves = g.parent / "cells" / "direct" / "ce_0" / "curves.csv"
     curves.write_text("epoch,phase\n1,main\n")
     write_group(tmp_path / "g", "toy", "symmetric", "0.2", 0, cells)  # restore ls curves
     curves.write_text("epoch,phase\n1,main\n")

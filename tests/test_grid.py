@@ -26,9 +26,9 @@ def study(**changes) -> dict:
         "methods": {"ce": [0.0], "ls": [0.2, 0.4, 0.6], "nls": [-0.2, -0.4, -1.0, -2.0],
                     "flip": [0.18, 0.36, 0.54]},
         "seeds": [0, 1],
-        "protocol": {"default": {"model": "mlp", "epochs": 30,
-                                 "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}},
-                     "digits": {"epochs": 40, "optimizer": {"lr": 0.05}}},
+        "protocol": {"default": {"model": "mlp", "variants": {"direct": {
+                                     "epochs": 30, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}}}},
+                     "digits": {"variants": {"direct": {"epochs": 40, "optimizer": {"lr": 0.05}}}}},
     }
     params.update(changes)
     return params
@@ -80,7 +80,7 @@ def test_human_label_sets_go_with_their_dataset():
                                    noise={"human": ["aggre", "worst", "noisy100"]}, seeds=[0]))
     ids = [g.id for g in grid.expand_groups(p)]
     assert ids == ["cifar10-human-aggre-s0", "cifar10-human-worst-s0", "cifar100-human-noisy100-s0"]
-    assert grid.report_pairs(p) == [("cifar10", "human"), ("cifar100", "human")]
+    assert grid.report_keys(p) == [("cifar10", "human", "direct"), ("cifar100", "human", "direct")]
 
 
 def test_single_cell_study():
@@ -96,18 +96,21 @@ def test_single_cell_study():
 
 def test_protocol_deep_merge_and_defaults():
     p = grid.validate_params(study())
-    digits = grid.protocol_for(p, "digits")
-    mnist1d = grid.protocol_for(p, "mnist1d")
+    digits = grid.protocol_for(p, "digits")["variants"]["direct"]
+    mnist1d = grid.protocol_for(p, "mnist1d")["variants"]["direct"]
     assert digits["epochs"] == 40 and mnist1d["epochs"] == 30
     assert digits["optimizer"]["lr"] == 0.05 and mnist1d["optimizer"]["lr"] == 0.1
     assert digits["optimizer"]["momentum"] == 0.9  # kept from the default: merged, not replaced
-    for proto in (digits, mnist1d):  # complete: every key of the engine's contract
-        assert set(proto) == {"model", "model_args", "batch_size", "epochs", "optimizer", "schedule", "warmup",
-                              "augment", "val_fraction", "checkpoint_every", "ece_bins", "device", "precision"}
-        assert proto["optimizer"]["nesterov"] is True and proto["optimizer"]["weight_decay"] == 5e-4
-        assert proto["schedule"] == {"name": "cosine", "milestones": [], "gamma": 0.1}
-        assert proto["warmup"]["epochs"] == 0
-        assert proto["augment"] == {"crop_padding": 0, "hflip": False}
+    for ds in ("digits", "mnist1d"):  # complete: every key of the engine's contract
+        proto = grid.protocol_for(p, ds)
+        assert set(proto) == {"model", "model_args", "init", "batch_size", "drop_last", "variants", "augment",
+                              "normalize", "val_fraction", "checkpoint_every", "ece_bins", "device", "precision"}
+        v = proto["variants"]["direct"]
+        assert v["optimizer"]["nesterov"] is True and v["optimizer"]["weight_decay"] == 5e-4
+        assert v["schedule"] == {"name": "cosine", "milestones": [], "gamma": 0.1}
+        assert v["warmup"]["epochs"] == 0 and v["warmup"]["branch"] == "last"
+        assert proto["augment"] == {"crop_padding": 0, "hflip": False, "pad_fill": "mean"}
+        assert (proto["init"], proto["drop_last"], proto["normalize"]) == ("kaiming_normal", True, None)
         assert (proto["val_fraction"], proto["checkpoint_every"], proto["ece_bins"]) == (0.1, 5, 15)
         assert (proto["device"], proto["precision"], proto["batch_size"]) == ("auto", "auto", 128)
 
@@ -119,7 +122,7 @@ def test_protocol_of_dataset_without_override_is_the_default():
 
 def test_per_dataset_overrides_stay_partial():
     p = grid.validate_params(study())
-    assert p["protocol"]["digits"] == {"epochs": 40, "optimizer": {"lr": 0.05}}
+    assert p["protocol"]["digits"] == {"variants": {"direct": {"epochs": 40, "optimizer": {"lr": 0.05}}}}
 
 
 def test_defaults_filled():
@@ -129,9 +132,10 @@ def test_defaults_filled():
     assert p["data"] == {"cache_dir": "cache"}
     assert p["output"] == {"results_dir": "results", "reports_dir": "reports"}
     assert p["protocol"]["default"]["model"] == "mlp"
-    assert p["protocol"]["default"]["epochs"] == 30
-    assert p["protocol"]["default"]["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9,
-                                                     "nesterov": True, "weight_decay": 5e-4}
+    assert p["noise_seed"] is None
+    direct = grid.protocol_for(p, "digits")["variants"]["direct"]
+    assert direct["epochs"] == 30
+    assert direct["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
 def test_validate_does_not_mutate_its_input():
@@ -181,11 +185,32 @@ def test_validate_does_not_mutate_its_input():
      "params.yaml: protocol.default.foo: unknown key; allowed: augment, batch_size, checkpoint_every, device"),
     (lambda p: p["protocol"]["digits"].update(dropout=0.5),
      "params.yaml: protocol.digits.dropout: unknown key; allowed:"),
-    (lambda p: p["protocol"]["default"]["optimizer"].update(name="adam"),
-     'params.yaml: protocol.default.optimizer.name = "adam": allowed: sgd'),
+    (lambda p: p["protocol"]["default"]["variants"]["direct"]["optimizer"].update(name="adam"),
+     'params.yaml: protocol.default.variants.direct.optimizer.name = "adam": allowed: sgd'),
     (lambda p: p["protocol"]["digits"].update(model="vit"),
      'params.yaml: protocol.digits.model = "vit": allowed: mlp, cnn, resnet18, resnet34, fastnet'),
-    (lambda p: p["protocol"]["digits"].update(epochs=-1), "params.yaml: protocol.digits.epochs = -1: must be >= 0"),
+    (lambda p: p["protocol"]["digits"]["variants"]["direct"].update(epochs=0),
+     "params.yaml: protocol.digits.variants.direct.epochs = 0: must be >= 1"),
+    (lambda p: p["protocol"]["digits"]["variants"].update(Warm={}),
+     "params.yaml: protocol.digits.variants.Warm: key \"Warm\" must match ^[a-z][a-z0-9]*$"),
+    (lambda p: p["protocol"]["default"]["variants"]["direct"].update(warmup={"epochs": 3, "branch": "oracle"}),
+     'params.yaml: protocol.default.variants.direct.warmup.branch = "oracle": allowed: last, selected, best'),
+    (lambda p: p["protocol"]["default"].update(val_fraction=0.0, variants={"w": {"warmup": {"epochs": 2,
+                                                                                       "branch": "selected"}}}),
+     'params.yaml: protocol.default.variants.w.warmup.branch = "selected": branching at the best held-out epoch '
+     "needs a held-out split (val_fraction > 0)"),
+    (lambda p: p["protocol"]["default"].update(normalize={"mean": [0.5], "std": [0.5, 0.2]}),
+     "params.yaml: protocol.default.normalize.std = [0.5, 0.2]: needs one value per mean (1)"),
+    (lambda p: p["protocol"]["default"].update(normalize={"mean": [0.5], "std": [0.0]}),
+     "params.yaml: protocol.default.normalize"),
+    (lambda p: p["protocol"]["default"].update(init="xavier"),
+     'params.yaml: protocol.default.init = "xavier": allowed: kaiming_normal, torch_default'),
+    (lambda p: p.update(noise_seed=-1), "params.yaml: noise_seed"),
+    (lambda p: p.update(noise_options={"pairflip": {"pairs": "random"}}),
+     'params.yaml: noise_options.pairflip.pairs = "random": allowed: reference, cyclic'),
+    (lambda p: p.update(datasets=["breast_cancer"], noise={"pairflip": [0.2]}),
+     'params.yaml: noise_options.pairflip.pairs = "reference": the reference pairs are for K = 10 classes; '
+     "breast_cancer has K = 2: set noise_options.pairflip.pairs: cyclic"),
     (lambda p: p["protocol"]["digits"].update(batch_size=0),
      "params.yaml: protocol.digits.batch_size = 0: must be >= 1"),
     (lambda p: p["protocol"]["default"].update(val_fraction=0.5),
@@ -194,12 +219,10 @@ def test_validate_does_not_mutate_its_input():
      'params.yaml: protocol.default.device = "tpu": allowed: auto, cpu, cuda'),
     (lambda p: p["protocol"].update(imagenet={}),
      "params.yaml: protocol.imagenet: unknown key; allowed: default, digits, mnist1d"),
-    (lambda p: p["protocol"]["default"].update(schedule={"name": "multistep"}),
-     "params.yaml: protocol.default.schedule.milestones = []: multistep needs milestones"),
-    (lambda p: p["protocol"]["digits"].update(optimizer={"momentum": 0.0}),
-     "params.yaml: protocol.digits.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
-    (lambda p: p["protocol"]["default"].update(epochs=0),
-     "params.yaml: protocol.default.epochs = 0: a group needs at least 1 epoch"),
+    (lambda p: p["protocol"]["default"]["variants"]["direct"].update(schedule={"name": "multistep"}),
+     "params.yaml: protocol.default.variants.direct.schedule.milestones = []: multistep needs milestones"),
+    (lambda p: p["protocol"]["digits"]["variants"]["direct"].update(optimizer={"momentum": 0.0}),
+     "params.yaml: protocol.digits.variants.direct.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
     (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
     (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: listed twice"),
     (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),
@@ -276,19 +299,59 @@ def test_presets_validate(path):
     assert groups
     for ds in p["datasets"]:
         proto = grid.protocol_for(p, ds)
-        # the reference's warm-up-then-GLS protocol on ResNet-34 and a GPU
-        assert proto["model"] == "resnet34" and proto["device"] == "cuda"
-        assert proto["warmup"]["epochs"] > 0
-        assert proto["optimizer"]["lr"] == 1e-6 and proto["schedule"]["name"] == "constant"
-        assert proto["optimizer"]["nesterov"] and proto["optimizer"]["momentum"] == 0.9
-        assert proto["optimizer"]["weight_decay"] == 1e-4 and proto["batch_size"] == 128
+        # the reference's ResNet-34 pipeline on a GPU: fixed CIFAR constants, black padding, default init
+        assert proto["model"] == "resnet34" and proto["device"] == "cuda" and proto["precision"] == "fp32"
+        assert proto["init"] == "torch_default" and proto["drop_last"] is False and proto["batch_size"] == 128
+        assert proto["augment"] == {"crop_padding": 4, "hflip": True, "pad_fill": "black"}
+        mean = {"cifar10": [0.4914, 0.4822, 0.4465], "cifar100": [0.5071, 0.4867, 0.4408]}[ds]
+        assert proto["normalize"]["mean"] == mean
+        assert proto["val_fraction"] == (0.1 if path.stem.endswith("-honest") else 0.0)
+
+
+@pytest.mark.parametrize("name", ["paper-cifar10", "paper-cifar100"])
+def test_synthetic_presets_follow_the_reference_point_by_point(name):
+    faithful = grid.load_params(ROOT / "config" / f"{name}.yaml")
+    honest = grid.load_params(ROOT / "config" / f"{name}-honest.yaml")
+    ds = faithful["datasets"][0]
+    f, h = grid.protocol_for(faithful, ds), grid.protocol_for(honest, ds)
+    direct, warm = f["variants"]["direct"], f["variants"]["warmup"]
+    # main_GLS_direct_train.py: 200 epochs, lr 0.1 x100, 0.01 x50, 0.001 x50, SGD Nesterov 0.9, wd 1e-4
+    assert direct["epochs"] == 200 and direct["schedule"] == {"name": "multistep", "milestones": [100, 150],
+                                                              "gamma": 0.1}
+    assert direct["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
+                                   "weight_decay": 1e-4} == warm["optimizer"] | {"lr": 0.1}
+    # main_warmup.py: plain SGD, lr 0.1/0.01/0.001 for 40 epochs each; main_GLS_load.py: 100 epochs at 1e-6
+    # from the warm-up's best-TEST checkpoint
+    assert warm["warmup"]["epochs"] == 120 and warm["warmup"]["schedule"]["milestones"] == [40, 80]
+    assert warm["warmup"]["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False,
+                                           "weight_decay": 0.0}
+    assert (warm["epochs"], warm["optimizer"]["lr"], warm["schedule"]["name"]) == (100, 1e-6, "constant")
+    assert warm["warmup"]["branch"] == "best" and h["variants"]["warmup"]["warmup"]["branch"] == "selected"
+    # noise drawn once with random_state 0 by the reference's sampler; the honest twin redraws per seed
+    assert faithful["noise_seed"] == 0 and faithful["noise_options"]["symmetric"] == {"sampler": "reference"}
+    assert honest["noise_seed"] is None and "symmetric" not in honest["noise_options"]
+    # the twins differ only where the honest one says so
+    assert {k: v for k, v in f.items() if k not in ("val_fraction", "variants")} == \
+        {k: v for k, v in h.items() if k not in ("val_fraction", "variants")}
 
 
 def test_presets_cover_the_paper_settings():
+    from smoothbench import collect
+
+    refs = collect.read_references()
+    for name in ("paper-cifar10", "paper-cifar100", "paper-cifarn"):
+        p = grid.load_params(ROOT / "config" / f"{name}.yaml")
+        settings = {(g.dataset, g.noise_kind, g.noise_rate) for g in grid.expand_groups(p)}
+        methods = {m for m, rates in p["methods"].items() if rates}
+        for r in refs:
+            if r["dataset"] in p["datasets"] and (name != "paper-cifarn") == (r["noise_kind"] != "human"):
+                assert (r["dataset"], r["noise_kind"], r["noise_rate"]) in settings, (name, r)
+                assert r["method"] in methods and r["rate"] in p["methods"][r["method"]], (name, r)
     c10 = grid.load_params(ROOT / "config" / "paper-cifar10.yaml")
-    assert c10["datasets"] == ["cifar10"] and {0.2, 0.4, 0.6} <= set(c10["noise"]["symmetric"])
-    c100 = grid.load_params(ROOT / "config" / "paper-cifar100.yaml")
-    assert c100["datasets"] == ["cifar100"]
+    assert c10["noise"]["pairflip"] == [0.2, 0.3] and c10["noise_options"]["pairflip"]["pairs"] == "reference"
     cn = grid.load_params(ROOT / "config" / "paper-cifarn.yaml")
     assert {g.id.rsplit("-", 1)[0] for g in grid.expand_groups(cn)} == {
         "cifar10-human-aggre", "cifar10-human-random1", "cifar10-human-worst", "cifar100-human-noisy100"}
+    direct = grid.protocol_for(cn, "cifar10")["variants"]
+    assert list(direct) == ["direct"] and direct["direct"]["optimizer"]["nesterov"] is False
+    assert direct["direct"]["schedule"]["milestones"] == [60] and direct["direct"]["epochs"] == 100

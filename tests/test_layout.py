@@ -68,7 +68,7 @@ def test_schema_enums_equal_the_registries():
 
 
 def test_cifar_n_files_cover_the_human_label_sets():
-    from smoothbench import noise
+    from smoothbench import cifarn
 
-    assert set(noise.CIFARN_KEYS) == set(cells.HUMAN_LABEL_SETS)
-    assert set(cells.HUMAN_LABEL_SETS.values()) <= set(noise.CIFARN_FILES) <= set(data.DATASETS)
+    assert set(cifarn.CIFARN_KEYS) == set(cells.HUMAN_LABEL_SETS)
+    assert set(cells.HUMAN_LABEL_SETS.values()) <= set(cifarn.CIFARN_FILES) <= set(data.DATASETS)

@@ -64,9 +64,51 @@ def test_symmetric_matrix_exact():
 
 
 def test_pairflip_matrix_exact():
-    t = noise.transition_matrix("pairflip", 4, 0.3)
+    t = noise.transition_matrix("pairflip", 4, 0.3, pairs="cyclic")
     expected = np.array([[0.7, 0.3, 0, 0], [0, 0.7, 0.3, 0], [0, 0, 0.7, 0.3], [0.3, 0, 0, 0.7]])
     np.testing.assert_allclose(t, expected, atol=1e-12)
+
+
+def test_reference_pairflip_is_the_reference_codes_pairs():
+    """The reference code's noisify_pairflip: two-way pairs 0<->2, 1<->9, 3<->5, 4<->7, 6<->8,
+    every class flips (airplane<->bird, automobile<->truck, cat<->dog, deer<->horse, frog<->ship)."""
+    t = noise.transition_matrix("pairflip", 10, 0.3)                    # reference pairs: the default
+    expected = np.eye(10) * 0.7
+    for a, b in [(0, 2), (1, 9), (3, 5), (4, 7), (6, 8)]:
+        expected[a, b] = expected[b, a] = 0.3
+    np.testing.assert_allclose(t, expected, atol=1e-12)
+    with pytest.raises(ValueError) as exc:
+        noise.transition_matrix("pairflip", 5, 0.3)
+    assert_one_line(exc, "K = 10", "pairs: cyclic")
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.3, 0.4])
+def test_reference_pairflip_realises_its_nominal_rate_on_cifar10_sized_labels(rate):
+    """Unlike the truck->automobile map (5 of 10 classes flip), every class flips: the realised
+    rate is the nominal one, within 4 binomial standard errors for 50,000 labels."""
+    n = 50_000
+    y = balanced_labels(10, n // 10, seed=3)
+    noisy = noise.corrupt_labels(y, noise.transition_matrix("pairflip", 10, rate), 11)
+    assert abs(np.mean(noisy != y) - rate) <= 4 * np.sqrt(rate * (1 - rate) / n)
+    per_class = [np.mean(noisy[y == c] != c) for c in range(10)]
+    assert min(per_class) > rate - 4 * np.sqrt(rate * (1 - rate) / (n // 10))
+
+
+# The labels the reference code (UCSC-REAL/negative-label-smoothing @05078f6, data/utils.py:
+# noisify_pairflip / noisify_multiclass_symmetric with random_state=0, noise 0.4) gives for
+# the clean labels 0, 1, ..., 9 repeated six times; recorded by running that code once.
+REFERENCE_PAIRFLIP_04 = [0, 9, 0, 3, 4, 3, 6, 4, 6, 9, 2, 1, 0, 3, 4, 5, 8, 4, 6, 9, 2, 9, 2, 3, 4, 5, 6, 7, 6, 1,
+                         2, 9, 2, 5, 7, 5, 6, 7, 8, 9, 0, 1, 0, 3, 4, 5, 6, 4, 8, 9, 2, 9, 2, 3, 7, 3, 6, 7, 8, 9]
+REFERENCE_SYMMETRIC_04 = [0, 1, 2, 2, 8, 2, 9, 7, 8, 5, 0, 1, 2, 3, 4, 2, 1, 7, 8, 9, 0, 1, 1, 3, 4, 7, 1, 7, 8, 9,
+                          6, 1, 5, 0, 4, 5, 6, 7, 8, 9, 1, 8, 2, 2, 4, 5, 6, 8, 5, 9, 0, 2, 1, 5, 4, 1, 6, 4, 0, 9]
+
+
+@pytest.mark.parametrize("kind,expected", [("pairflip", REFERENCE_PAIRFLIP_04),
+                                           ("symmetric", REFERENCE_SYMMETRIC_04)])
+def test_reference_sampler_gives_the_reference_codes_labels(kind, expected):
+    y = np.arange(60) % 10
+    got = noise.corrupt_labels(y, noise.transition_matrix(kind, 10, 0.4), 0, sampler="reference")
+    assert got.tolist() == expected
 
 
 def test_asymmetric_cifar10_map_exact():
@@ -144,7 +186,8 @@ def test_asymmetric_cifar100_within_superclass_cycles():
         assert t[CIFAR100_FINE.index(a), CIFAR100_FINE.index(b)] == pytest.approx(rate)
 
 
-@pytest.mark.parametrize("kind,kw", [("symmetric", {}), ("pairflip", {}), ("asymmetric", {"dataset": "cifar10"})])
+@pytest.mark.parametrize("kind,kw", [("symmetric", {}), ("pairflip", {}), ("pairflip", {"pairs": "cyclic"}),
+                                     ("asymmetric", {"dataset": "cifar10"})])
 def test_rate_zero_is_identity(kind, kw):
     np.testing.assert_array_equal(noise.transition_matrix(kind, 10, 0.0, **kw), np.eye(10))
 
@@ -196,14 +239,16 @@ def test_corrupt_labels_deterministic():
 
 @pytest.mark.parametrize("t", [
     noise.transition_matrix("symmetric", 5, 0.6),
-    noise.transition_matrix("pairflip", 5, 0.45),
+    noise.transition_matrix("pairflip", 5, 0.45, pairs="cyclic"),
+    noise.transition_matrix("pairflip", 10, 0.45),
     noise.transition_matrix("asymmetric", 5, 0.3, class_map={0: 1, 1: 0, 4: 2}),
     np.array([[0.5, 0.2, 0.3], [0.0, 0.1, 0.9], [0.25, 0.25, 0.5]]),
 ])
-def test_corrupt_labels_frequencies_follow_matrix(t):
+@pytest.mark.parametrize("sampler", ["inverse_cdf", "reference"])
+def test_corrupt_labels_frequencies_follow_matrix(t, sampler):
     k, n = t.shape[0], 8000
     y = balanced_labels(k, n, seed=1)
-    noisy = noise.corrupt_labels(y, t, 7)
+    noisy = noise.corrupt_labels(y, t, 7, sampler)
     emp = noise.empirical_transition(y, noisy, k)
     tol = 5 * np.sqrt(t * (1 - t) / n)  # 5 binomial standard errors per entry
     assert np.all(np.abs(emp - t) <= tol + 1e-12), np.abs(emp - t) - tol
@@ -212,8 +257,8 @@ def test_corrupt_labels_frequencies_follow_matrix(t):
 
 def test_corrupt_labels_rate_zero_returns_clean():
     y = balanced_labels(7, 50)
-    for kind in ("symmetric", "pairflip"):
-        np.testing.assert_array_equal(noise.corrupt_labels(y, noise.transition_matrix(kind, 7, 0.0), 3), y)
+    for kind, kw in (("symmetric", {}), ("pairflip", {"pairs": "cyclic"})):
+        np.testing.assert_array_equal(noise.corrupt_labels(y, noise.transition_matrix(kind, 7, 0.0, **kw), 3), y)
 
 
 @pytest.mark.parametrize("t,labels,fragment", [
@@ -430,7 +475,7 @@ def test_make_noisy_labels_symmetric_end_to_end(tmp_path, toy_data):
     out = tmp_path / "noisy" / "toy-symmetric-0.2-s0.npz"
     stats = noise.make_noisy_labels(path, "symmetric", "0.20", 0, out)
     z = read_npz(out)
-    assert set(z) == {"noisy_labels", "clean_labels", "transition", "kind", "rate", "seed", "dataset_hash"}
+    assert set(z) == {"noisy_labels", "clean_labels", "transition", "kind", "rate", "seed", "noise_seed", "dataset_hash"}
     assert z["noisy_labels"].dtype == np.int64 and z["clean_labels"].dtype == np.int64
     np.testing.assert_array_equal(z["clean_labels"], y)
     t = noise.transition_matrix("symmetric", 3, 0.2)
@@ -440,7 +485,8 @@ def test_make_noisy_labels_symmetric_end_to_end(tmp_path, toy_data):
     assert (str(z["kind"]), str(z["rate"]), int(z["seed"])) == ("symmetric", "0.2", 0)
     assert str(z["dataset_hash"]) == data.load_dataset(path).content_hash
     js = json.loads(out.with_suffix(".json").read_text())
-    assert js == json.loads(json.dumps(noise.noise_stats(y, expected, 3, "symmetric", 0.2, 0)))
+    assert js == {**json.loads(json.dumps(noise.noise_stats(y, expected, 3, "symmetric", 0.2, 0))),
+                  "noise_seed": 0, "options": {"sampler": "inverse_cdf"}}
     assert js == json.loads(json.dumps(stats))
     assert 0.1 < js["realised_rate"] < 0.3
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left
@@ -458,7 +504,7 @@ def test_make_noisy_labels_symmetric_end_to_end(tmp_path, toy_data):
 def test_make_noisy_labels_rate_zero_is_clean(tmp_path, toy_data, kind):
     path, y = toy_data
     out = tmp_path / f"{kind}.npz"
-    noise.make_noisy_labels(path, kind, "0", 0, out)
+    noise.make_noisy_labels(path, kind, "0", 0, out, options={"pairs": "cyclic"} if kind == "pairflip" else None)
     z = read_npz(out)
     np.testing.assert_array_equal(z["noisy_labels"], y)
     np.testing.assert_array_equal(z["transition"], np.eye(3))
@@ -481,6 +527,22 @@ def test_make_noisy_labels_asymmetric_map_option(tmp_path, toy_data):
     with pytest.raises(ValueError) as exc:
         noise.make_noisy_labels(path, "symmetric", 0.4, 0, tmp_path / "x.npz", options={"map": {"0": 2}})
     assert_one_line(exc, "map", "symmetric")
+
+
+def test_noise_seed_shares_one_draw_across_seeds(tmp_path, toy_data):
+    """noise_seed fixed: every study seed gets the same labels (the reference code draws with
+    random_state 0 whatever the seed); the file still records the study's seed."""
+    path, y = toy_data
+    a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
+    noise.make_noisy_labels(path, "symmetric", 0.4, 0, a, noise_seed=0)
+    noise.make_noisy_labels(path, "symmetric", 0.4, 1, b, noise_seed=0)
+    noise.make_noisy_labels(path, "symmetric", 0.4, 1, c)
+    za, zb, zc = read_npz(a), read_npz(b), read_npz(c)
+    np.testing.assert_array_equal(za["noisy_labels"], zb["noisy_labels"])
+    assert (int(za["seed"]), int(zb["seed"]), int(zb["noise_seed"]), int(zc["noise_seed"])) == (0, 1, 0, 1)
+    assert not np.array_equal(zb["noisy_labels"], zc["noisy_labels"])
+    stats = json.loads(b.with_suffix(".json").read_text())
+    assert stats["noise_seed"] == 0 and stats["options"] == {"sampler": "inverse_cdf"}
 
 
 def test_make_noisy_labels_instance_on_images(tmp_path):
@@ -519,7 +581,7 @@ def test_cli_noise_success_and_bad_rate(tmp_path, toy_data, capsys):
     path, _ = toy_data
     out = tmp_path / "cli.npz"
     assert cli_main(["noise", "--data", str(path), "--kind", "pairflip", "--rate", "0.3", "--seed", "2",
-                     "--out", str(out)]) == 0
+                     "--option", "pairs=cyclic", "--out", str(out)]) == 0
     assert out.exists() and out.with_suffix(".json").exists()
     capsys.readouterr()
     proc = subprocess.run(

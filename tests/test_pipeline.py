@@ -35,9 +35,10 @@ TINY_PARAMS = {
     "noise": {"symmetric": [0.0, 0.4]},
     "methods": {"ce": [0.0], "ls": [0.4], "nls": [-0.4], "flip": [0.36]},
     "seeds": [0],
+    "noise_seed": None,
     "noise_options": {},
-    "protocol": {"default": {"model": "mlp", "model_args": {"hidden": [32]}, "batch_size": 128, "epochs": 2,
-                             "checkpoint_every": 1, "device": "cpu"}},
+    "protocol": {"default": {"model": "mlp", "model_args": {"hidden": [32]}, "batch_size": 128,
+                             "variants": {"direct": {"epochs": 2}}, "checkpoint_every": 1, "device": "cpu"}},
     "data": {"cache_dir": "cache"},
     "output": {"results_dir": "results", "reports_dir": "reports"},
 }
@@ -169,7 +170,7 @@ def test_dvc_report_stage_names_folders_not_files():
                 for key in ("outs", "metrics", "plots") for o in stage.get(key, [])}
     for study in (grid.load_params(ROOT / "params.yaml"), grid.validate_params(TINY_PARAMS)):
         reports = study["output"]["reports_dir"]
-        files = [f"{reports}/{f}" for f in report.report_files(grid.report_pairs(study))]
+        files = [f"{reports}/{f}" for f in report.report_files(grid.report_keys(study))]
         for f in files + [f"{reports}/results.csv", f"{reports}/curves.csv"]:
             assert f in declared or any(f.startswith(d + "/") for d in declared), f"{f} is not a dvc output"
     assert {next(iter(p)) for p in stage["plots"]} == {"reports/figures"}
@@ -254,7 +255,7 @@ def test_full_run_collects_every_cell_once(smk_repo):
     got = result_cells(results)
     assert got == expected_cells(TINY_PARAMS)
     assert len(set(got)) == len(got)
-    files = report.report_files(grid.report_pairs(grid.validate_params(TINY_PARAMS)))
+    files = report.report_files(grid.report_keys(grid.validate_params(TINY_PARAMS)))
     assert all((smk_repo / "reports" / f).is_file() for f in files)
     assert sorted(p.relative_to(smk_repo / "reports").as_posix() for p in (smk_repo / "reports").rglob("*")
                   if p.is_file()) == sorted(files + ["results.csv", "curves.csv"])
@@ -262,7 +263,7 @@ def test_full_run_collects_every_cell_once(smk_repo):
     assert nothing_to_do(run(smk_repo, "snakemake", "-n"))
     # a changed protocol reruns the train jobs (params trigger), and only what follows them
     changed = copy.deepcopy(TINY_PARAMS)
-    changed["protocol"]["default"]["epochs"] = 3
+    changed["protocol"]["default"]["variants"]["direct"]["epochs"] = 3
     (smk_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     try:
         proc = run(smk_repo, "snakemake", "-n")

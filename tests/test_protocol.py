@@ -12,26 +12,40 @@ from smoothbench import protocol, schema
 
 def test_protocol_defaults_and_round_trip():
     p = protocol.Protocol.from_dict({})
-    assert p.model == "mlp" and p.warmup.epochs == 0 and p.schedule.name == "cosine"
+    (direct,) = p.variants
+    assert p.model == "mlp" and direct.name == "direct" and not direct.has_warmup
+    assert direct.schedule.name == "cosine" and direct.epochs == 30
     again = protocol.Protocol.from_dict(p.to_dict())
     assert again == p
-    p2 = protocol.Protocol.from_dict({"warmup": {"epochs": 2, "optimizer": {"lr": 0.02}},
-                                   "schedule": {"name": "multistep", "milestones": [3, 5]}})
-    assert p2.warmup.optimizer.lr == 0.02 and p2.schedule.milestones == (3, 5)
+    p2 = protocol.Protocol.from_dict({"variants": {
+        "direct": {"schedule": {"name": "multistep", "milestones": [3, 5]}},
+        "warm": {"warmup": {"epochs": 2, "optimizer": {"lr": 0.02}, "branch": "best"}, "epochs": 4}}})
+    d, w = p2.variants
+    assert d.schedule.milestones == (3, 5) and w.warmup.optimizer.lr == 0.02 and w.warmup.branch == "best"
+    assert (w.has_warmup, w.total_epochs, w.warmup.key == d.warmup.key) == (True, 6, False)
+    assert protocol.Protocol.from_dict(p2.to_dict()) == p2
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"epochs": -1}, "protocol.epochs = -1: must be >= 0"),
-    ({"optimizer": {"name": "adamw"}}, 'protocol.optimizer.name = "adamw": allowed: sgd'),
-    ({"optimizer": {"lr": 0}}, "protocol.optimizer.lr = 0: must be > 0"),
-    ({"schedule": {"name": "linear"}}, 'protocol.schedule.name = "linear": allowed: constant, multistep, cosine'),
+    ({"variants": {"direct": {"epochs": -1}}}, "protocol.variants.direct.epochs = -1: must be >= 1"),
+    ({"variants": {"direct": {"epochs": 0}}}, "protocol.variants.direct.epochs = 0: must be >= 1"),
+    ({"variants": {"d": {"optimizer": {"name": "adamw"}}}}, 'protocol.variants.d.optimizer.name = "adamw": allowed: sgd'),
+    ({"variants": {"d": {"optimizer": {"lr": 0}}}}, "protocol.variants.d.optimizer.lr = 0: must be > 0"),
+    ({"variants": {"d": {"schedule": {"name": "linear"}}}},
+     'protocol.variants.d.schedule.name = "linear": allowed: constant, multistep, cosine'),
+    ({"variants": {}}, "protocol.variants = {}"),
     ({"val_fraction": 0.7}, "protocol.val_fraction = 0.7: must be < 0.5"),
     ({"batchsize": 3}, "protocol.batchsize: unknown key; allowed: augment, batch_size"),
-    ({"warmup": {"epochs": 1, "lr": 0.1}}, "protocol.warmup.lr: unknown key; allowed: epochs, optimizer, schedule"),
-    ({"epochs": 0}, "protocol.epochs = 0: a group needs at least 1 epoch in all"),
-    ({"optimizer": {"momentum": 0.0}}, "protocol.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
-    ({"warmup": {"epochs": 2, "schedule": {"name": "multistep", "milestones": [4, 2]}}},
-     "protocol.warmup.schedule.milestones = [4, 2]: milestones must be strictly increasing"),
+    ({"epochs": 3}, "protocol.epochs: unknown key; allowed:"),
+    ({"variants": {"w": {"warmup": {"epochs": 1, "lr": 0.1}}}},
+     "protocol.variants.w.warmup.lr: unknown key; allowed: branch, epochs, optimizer, schedule"),
+    ({"variants": {"d": {"optimizer": {"momentum": 0.0}}}},
+     "protocol.variants.d.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
+    ({"variants": {"w": {"warmup": {"epochs": 2, "schedule": {"name": "multistep", "milestones": [4, 2]}}}}},
+     "protocol.variants.w.warmup.schedule.milestones = [4, 2]: milestones must be strictly increasing"),
+    ({"val_fraction": 0, "variants": {"w": {"warmup": {"epochs": 2, "branch": "selected"}}}},
+     'protocol.variants.w.warmup.branch = "selected": branching at the best held-out epoch needs a held-out split'),
+    ({"augment": {"pad_fill": "white"}}, 'protocol.augment.pad_fill = "white": allowed: mean, black'),
 ])
 def test_protocol_bad_values_name_the_key(bad, match):
     with pytest.raises(ValueError) as info:
@@ -55,7 +69,7 @@ def test_learning_rate_schedules_closed_forms():
 def test_dataclass_defaults_are_the_schema_defaults():
     """The schema is the one source of defaults: the dataclasses restate none of their own."""
     root = schema.load_schema()
-    assert protocol.Protocol().to_dict() == schema.defaults(root["$defs"]["protocol"], root)
+    assert protocol.Protocol().to_dict() == protocol.complete(schema.defaults(root["$defs"]["protocol"], root))
     assert protocol.Protocol.from_dict({}) == protocol.Protocol()
 
 
@@ -64,6 +78,6 @@ def test_grid_and_protocol_share_the_rules():
     from smoothbench import grid
 
     study = {"datasets": ["digits"], "noise": {"symmetric": [0.2]}, "methods": {"ce": [0.0]}, "seeds": [0],
-             "protocol": {"default": {"epochs": 0}}}
-    with pytest.raises(ValueError, match=r"^s.yaml: protocol.default.epochs = 0: a group needs at least 1 epoch"):
+             "protocol": {"default": {"variants": {"w": {"schedule": {"name": "multistep"}}}}}}
+    with pytest.raises(ValueError, match=r"^s.yaml: protocol.default.variants.w.schedule.milestones = \[\]: multistep"):
         grid.validate_params(study, source="s.yaml")

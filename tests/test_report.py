@@ -14,10 +14,12 @@ from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  #
 
 def test_report_files_match_written(built):
     out, written = built
-    names = report.report_files([("toy", "symmetric"), ("toy", "pairflip"), ("toy", "symmetric")])
+    names = report.report_files([("toy", "symmetric", "direct"), ("toy", "pairflip", "direct"),
+                                 ("toy", "symmetric", "direct")])
     assert [Path(p).relative_to(out).as_posix() for p in written] == names
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(names)
-    assert "figures/fig_acc_vs_rate_toy_symmetric.png" in names and "figures-svg/fig_curves_toy_pairflip.svg" in names
+    assert "figures/fig_acc_vs_rate_toy_symmetric_direct.png" in names
+    assert "figures-svg/fig_curves_toy_pairflip_direct.svg" in names
     assert len(names) == len(report.TEXT_FILES) + 2 * len(figures.FIGURES) * 2
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from smoothbench import cells as vocab
 from smoothbench import collect, findings, report, stats, tables
-from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  # noqa: F401
+from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs, write_toy  # noqa: F401
 
 
 def _table(out: Path, selection: str) -> dict:
@@ -47,7 +47,7 @@ def test_honest_selection_changes_the_winner(built):
     assert [m for m in vocab.METHODS if t[("symmetric", "0.2", m)]["best"] == "1"] == ["ls"]
     md = (out / "tables" / "tables.md").read_text()
     assert "| toy | symmetric | 0.6 | NLS (r=-0.4) | CE |" in md
-    assert md.count("| toy | symmetric | 0.6 |") == 1
+    assert md.count("| toy | symmetric | 0.6 |") == 4      # three reproduction rows, one winners row
     assert "| toy | symmetric | 0.6 | NLS (r=-0.4) | CE | CE | no |" in md
     assert "| toy | symmetric | 0.2 | LS (r=0.2) | LS (r=0.2) |" in md
     assert "under `selected` selection (test_acc_selected)" in md
@@ -73,10 +73,11 @@ def test_all_rates_diverged_cannot_be_best():
     for seed in (0, 1):
         for (m, r), status, acc in ((("ce", 0.0), "ok", 0.5), (("nls", -1.0), D, 0.9), (("nls", -2.0), D, 0.95)):
             row = {k: None for k in vocab.RESULT_COLUMNS}
-            row.update(dataset="x", noise_kind="symmetric", noise_rate="0.4", seed=seed, method=m, rate=r,
+            row.update(dataset="x", noise_kind="symmetric", noise_rate="0.4", seed=seed, variant="direct",
+                       method=m, rate=r,
                        status=status, test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc, num_classes=K)
             rows.append(row)
-    (setting,) = stats.settings_of(rows)[("x", "symmetric")]
+    (setting,) = stats.settings_of(rows)[("x", "symmetric", "direct")]
     entries = stats.table_row(setting, "best")
     assert entries["ce"].best and not entries["nls"].best
     assert entries["nls"].stat is None and entries["flip"] is None
@@ -88,8 +89,9 @@ def test_reference_column(built, collected, tmp_path):
     out, _ = built
     md = (out / "tables" / "tables.md").read_text()
     assert "| noise rate | CE | CE (paper) | best LS | LS (paper) |" in md
-    assert "| 48.50 |" in md and "60.25 (r=-0.4)" in md
+    assert "| 48.50 |" in md and "60.25 ± 0.30 (r=-0.4)" in md
     assert "Paper numbers from: fixture table 1 p. 1." in md
+    assert "| 45.00† |" in md and "Paper numbers from: fixture summary." in md   # final-epoch, low confidence
     t = _table(out, "best")
     assert (t[("symmetric", "0.6", "nls")]["paper_test_acc_pct"], t[("symmetric", "0.6", "nls")]["paper_rate"]) \
         == ("60.25", "-0.4")
@@ -102,9 +104,13 @@ def test_reference_column(built, collected, tmp_path):
     assert "(paper)" not in tables.tex_tables(settings, [])
     bad = tmp_path / "refs"
     bad.mkdir()
-    (bad / "r.csv").write_text("dataset,noise_kind,noise_rate,method,rate,test_acc,source\n"
-                               "toy,symmetric,0.6,ce,0,48.5,\n")
+    (bad / "r.csv").write_text("dataset,noise_kind,noise_rate,method,rate,test_acc,std,selection,confidence,source\n"
+                               "toy,symmetric,0.6,ce,0,48.5,,best,high,\n")
     with pytest.raises(ValueError, match="source is empty"):
+        report.build_reports(results, curves, tmp_path / "o", reference_dir=bad)
+    (bad / "r.csv").write_text("dataset,noise_kind,noise_rate,method,rate,test_acc,std,selection,confidence,source\n"
+                               "toy,symmetric,0.6,ce,0,48.5,,oracle,high,p. 1\n")
+    with pytest.raises(ValueError, match="selection 'oracle'; allowed: best, selected, final"):
         report.build_reports(results, curves, tmp_path / "o", reference_dir=bad)
     with pytest.raises(ValueError, match="does not exist"):
         report.build_reports(results, curves, tmp_path / "o", reference_dir=tmp_path / "missing")
@@ -113,7 +119,7 @@ def test_reference_column(built, collected, tmp_path):
 def test_summary_json(built):
     out, _ = built
     s = json.loads((out / "summary.json").read_text())
-    node = s["toy"]["symmetric"]["0.6"]
+    node = s["toy"]["symmetric"]["direct"]["0.6"]
     assert (node["cells"], node["diverged"], node["seeds"]) == (12, 3, 2)
     assert node["best"]["nls"] == 61.0 and node["best"]["nls_rate"] == -0.4
     assert node["best"]["nls_minus_ce"] == 10.0
@@ -122,16 +128,45 @@ def test_summary_json(built):
     assert s["total"] == {"cells": 48, "diverged": 6}
 
 
-def test_warmup_checkpoint_counts_come_from_the_curves():
-    def row(seed, method, best, sel):
-        return {"dataset": "d", "noise_kind": "symmetric", "noise_rate": "0.4", "seed": seed, "method": method,
-                "best_epoch": best, "selected_epoch": sel}
+def test_reproduction_verdicts(built):
+    """Ours beside each published figure under its own selection; reproduced within 1.5 points."""
+    out, _ = built
+    rows = {(r["method"], r["selection"], r["paper_pct"]): r for r in read_csv_rows(out / "tables" / "reproduction.csv")}
+    ce = rows[("ce", "best", "48.5")]
+    assert (ce["ours_pct"], ce["delta_points"], ce["verdict"]) == ("51.0", "2.5", "differs by +2.50 points")
+    nls = rows[("nls", "best", "60.25")]                      # our best NLS (r=-0.4): 61.00 -> +0.75
+    assert (nls["ours_rate"], nls["delta_points"], nls["verdict"]) == ("-0.4", "0.75", "reproduced (+0.75)")
+    final = rows[("ce", "final", "45.0")]                     # ours final 48.00: +3.00, low confidence
+    assert final["verdict"] == "differs by +3.00 points (low-confidence reference)"
+    assert ("nls", "best", "59.0") not in rows                # one figure per method: the paper's best rate
+    md = (out / "tables" / "tables.md").read_text()
+    assert md.index("## Reproduction of the paper") < md.index("## Selection: best")
+    assert "| toy | symmetric | 0.6 | NLS | best | 61.00 ± 1.41 (r=-0.4, direct) | 60.25 ± 0.30 (r=-0.4) | +0.75 | " \
+           "reproduced (+0.75) |" in md
 
-    curves = {("d", "symmetric", "0.4", seed, "ce", 0.0): [
-        {"dataset": "d", "noise_kind": "symmetric", "noise_rate": "0.4", "seed": seed, "epoch": e,
-         "phase": "warmup" if e <= 3 else "main"} for e in range(1, 7)] for seed in (0, 1)}
-    rows = [row(0, "ce", 3, 5), row(0, "nls", 6, 2), row(1, "ce", 1, None), row(1, "ls", 4, 4)]
-    assert findings.warmup_checkpoints(rows, curves) == {("d", "symmetric"): {"cells": 4, "best": 2, "selected": 1}}
-    # no warm-up phase: nothing can come from it
-    direct = {key: [dict(c, phase="main") for c in recs] for key, recs in curves.items()}
-    assert findings.warmup_checkpoints(rows, direct) == {("d", "symmetric"): {"cells": 4, "best": 0, "selected": 0}}
+
+def test_better_of_variants(tmp_path):
+    """With two protocol variants each gets its table, and a third takes per method the better
+    variant, naming it; the paper column and the verdicts go with the better-of table."""
+    paths = write_toy(tmp_path / "res", variants={"direct": 0.0, "warmup": 0.01})
+    results, curves = tmp_path / "results.csv", tmp_path / "curves.csv"
+    collect.collect(paths, results, curves)
+    settings = stats.settings_of(collect.read_results(results))
+    assert set(settings) == {("toy", "symmetric", "direct"), ("toy", "symmetric", "warmup")}
+    refs = collect.read_references(write_refs(tmp_path / "refs"))
+    md = tables.md_tables(settings, refs)
+    for title in ("variant direct", "variant warmup", "better of direct, warmup"):
+        assert f"### toy / symmetric, {title} (best)" in md
+    assert "**62.00 ± 1.41 (r=-0.4; warmup)**" in md          # warmup is 1 point better everywhere
+    assert "(paper)" in md.split("### toy / symmetric, better of")[1].split("###")[0]
+    assert "(paper)" not in md.split("### toy / symmetric, variant direct (best)")[1].split("###")[0]
+    rows = {(r["method"], r["selection"]): r for r in tables.reproduction_rows(settings, refs)}
+    assert rows[("nls", "best")]["ours_variant"] == "warmup" and rows[("nls", "best")]["ours_pct"] == 62.0
+    csv_rows = read_csv_rows(_write(tmp_path / "t.csv", tables.csv_table(settings, refs, "best")))
+    better = [r for r in csv_rows if r["table"] == "better" and r["noise_rate"] == "0.6" and r["method"] == "nls"]
+    assert better[0]["variant"] == "warmup" and better[0]["paper_test_acc_pct"] == "60.25"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -60,8 +60,17 @@ def toy(tmp_path_factory):
     return d, _write_labels(tmp, d)
 
 
-PROTO = {"model": "mlp", "model_args": {"hidden": [32]}, "batch_size": 32, "epochs": 3,
-         "optimizer": {"lr": 0.05}, "val_fraction": 0.1, "checkpoint_every": 1, "device": "cpu"}
+def proto(epochs=3, lr=0.05, warmup=None, variant="direct", **shared) -> dict:
+    """A protocol with one variant (``direct``, or a warm-up variant when ``warmup`` is given)."""
+    v = {"epochs": epochs, "optimizer": {"lr": lr}}
+    if warmup:
+        v["warmup"] = warmup
+    base = {"model": "mlp", "model_args": {"hidden": [32]}, "batch_size": 32, "val_fraction": 0.1,
+            "checkpoint_every": 1, "device": "cpu", "variants": {variant: v}}
+    return {**base, **shared}
+
+
+PROTO = proto()
 
 
 def _run(toy, tmp_path, cells, proto=PROTO, name="g"):
@@ -137,9 +146,10 @@ def test_group_writes_metrics_curves_and_group_json(toy, tmp_path):
     assert summary["group_id"] == "toy-symmetric-0.3-s0"
     assert not (out / ".checkpoint").exists()
     for cell in summary["cells"]:
-        met = json.loads((out / "cells" / cell["cell_id"] / "metrics.json").read_text())
+        assert cell["variant"] == "direct" and cell["branch"] is None and cell["branch_epoch"] is None
+        met = json.loads((out / "cells" / "direct" / cell["cell_id"] / "metrics.json").read_text())
         assert met["status"] == "ok" and met["epochs"] == 3
-        cur = _curves(out / "cells" / cell["cell_id"] / "curves.csv")
+        cur = _curves(out / "cells" / "direct" / cell["cell_id"] / "curves.csv")
         assert list(cur.columns) == list(cells.CURVE_COLUMNS) and list(cur.epoch) == [1, 2, 3]
         assert met["test_acc_final"] == pytest.approx(cur.test_acc.iloc[-1])
         assert met["test_acc_best"] == pytest.approx(cur.test_acc.max())
@@ -156,8 +166,8 @@ def test_cells_in_a_group_equal_cells_trained_alone(toy, tmp_path):
         alone = _run(toy, tmp_path, [cell], name=f"alone-{cell.id}")["cells"][0]
         for key in ("test_acc_final", "test_acc_best", "test_nll", "ece", "train_loss", "clean_train_acc"):
             assert alone[key] == pytest.approx(met[key], abs=1e-4), (cell.id, key)
-        a = _curves(tmp_path / f"alone-{cell.id}" / "cells" / cell.id / "curves.csv")
-        t = _curves(tmp_path / "together" / "cells" / cell.id / "curves.csv")
+        a = _curves(tmp_path / f"alone-{cell.id}" / "cells" / "direct" / cell.id / "curves.csv")
+        t = _curves(tmp_path / "together" / "cells" / "direct" / cell.id / "curves.csv")
         np.testing.assert_allclose(a.test_nll, t.test_nll, rtol=1e-4)
 
 
@@ -166,8 +176,8 @@ def test_same_inputs_give_identical_metrics(toy, tmp_path):
     b = _run(toy, tmp_path, "ce:0,nls:-0.5,flip:0.3", name="b")
     assert a == b
     for cell in ("ce_0", "nls_-0.5", "flip_0.3"):
-        assert (tmp_path / "a/cells" / cell / "curves.csv").read_bytes() == \
-            (tmp_path / "b/cells" / cell / "curves.csv").read_bytes()
+        assert (tmp_path / "a/cells/direct" / cell / "curves.csv").read_bytes() == \
+            (tmp_path / "b/cells/direct" / cell / "curves.csv").read_bytes()
 
 
 def test_flip_cells_see_different_labels_than_ce(toy, tmp_path):
@@ -177,40 +187,77 @@ def test_flip_cells_see_different_labels_than_ce(toy, tmp_path):
 
 
 def test_diverging_cell_is_frozen_and_others_go_on(toy, tmp_path):
-    proto = dict(PROTO, epochs=4, optimizer={"lr": 0.5, "momentum": 0.9})
-    s = _run(toy, tmp_path, "ce:0,nls:-1000000", proto=proto, name="div")
+    p = proto(epochs=4, lr=0.5)
+    s = _run(toy, tmp_path, "ce:0,nls:-1000000", proto=p, name="div")
     ce, nls = s["cells"]
     assert nls["status"] == "diverged" and nls["diverged_epoch"] == 1
     assert ce["status"] == "ok" and ce["diverged_epoch"] is None
     for key in ("test_acc_final", "test_nll", "ece", "clean_train_acc"):
         assert nls[key] is not None and math.isfinite(nls[key])        # frozen at its last finite state
-    alone = _run(toy, tmp_path, "ce:0", proto=proto, name="div-alone")["cells"][0]
+    alone = _run(toy, tmp_path, "ce:0", proto=p, name="div-alone")["cells"][0]
     assert alone["test_acc_final"] == pytest.approx(ce["test_acc_final"], abs=1e-4)
-    cur = _curves(tmp_path / "div/cells/nls_-1e+06/curves.csv")
+    cur = _curves(tmp_path / "div/cells/direct/nls_-1e+06/curves.csv")
     assert math.isnan(cur.train_loss.iloc[0]) and len(cur) == 4
 
 
 def test_warmup_is_shared_then_branched(toy, tmp_path):
-    proto = dict(PROTO, epochs=2, warmup={"epochs": 2, "optimizer": {"lr": 0.05}},
-                 optimizer={"lr": 1e-3}, schedule={"name": "constant"})
-    s = _run(toy, tmp_path, "ce:0,ls:0.5,nls:-2", proto=proto, name="warm")
-    curves = [_curves(tmp_path / "warm/cells" / c["cell_id"] / "curves.csv") for c in s["cells"]]
+    p = proto(epochs=2, lr=1e-3, variant="warm", warmup={"epochs": 2, "optimizer": {"lr": 0.05}})
+    p["variants"]["warm"]["schedule"] = {"name": "constant"}
+    s = _run(toy, tmp_path, "ce:0,ls:0.5,nls:-2", proto=p, name="warm")
+    curves = [_curves(tmp_path / "warm/cells/warm" / c["cell_id"] / "curves.csv") for c in s["cells"]]
     for c in curves:
         assert list(c.phase) == ["warmup", "warmup", "main", "main"]
         assert c.lr.iloc[2] == pytest.approx(1e-3)
         assert c.iloc[:2].equals(curves[0].iloc[:2])          # one warm-up for all cells
     assert not curves[1].iloc[2:].equals(curves[2].iloc[2:])  # then they differ
-    # the warm-up equals a direct 2-epoch CE run with the same optimizer (same init, same batches)
-    _run(toy, tmp_path, "ce:0", proto=dict(PROTO, epochs=2, optimizer={"lr": 0.05}), name="direct")
-    d = _curves(tmp_path / "direct/cells/ce_0/curves.csv")
-    np.testing.assert_allclose(d.test_nll, curves[0].test_nll.iloc[:2], rtol=1e-5)
+    for c, cell in zip(curves, s["cells"]):
+        own = c.iloc[2:]                                       # selections look at the own phase only
+        assert cell["branch"] == "last" and cell["branch_epoch"] == 2
+        assert cell["best_epoch"] in (3, 4) and cell["selected_epoch"] in (3, 4)
+        assert cell["test_acc_best"] == pytest.approx(own.test_acc.max())
+    # the warm-up equals a direct 2-epoch CE run with the same optimizer (same init; its own batch stream)
+    _run(toy, tmp_path, "ce:0", proto=proto(epochs=2, lr=0.05), name="direct")
+    d = _curves(tmp_path / "direct/cells/direct/ce_0/curves.csv")
+    assert abs(d.test_acc.iloc[-1] - curves[0].test_acc.iloc[1]) < 0.1
+
+
+def test_branch_point_is_the_chosen_warmup_epoch(toy, tmp_path):
+    """``best`` branches from the warm-up epoch with the best clean-test accuracy, ``selected``
+    from the best held-out noisy accuracy, ``last`` from the end; one warm-up serves all three."""
+    warm = {"epochs": 5, "optimizer": {"lr": 0.2}}
+    p = proto(epochs=1, lr=1e-9)
+    p["variants"] = {name: {"epochs": 1, "optimizer": {"lr": 1e-9}, "schedule": {"name": "constant"},
+                            "warmup": dict(warm, branch=name)} for name in ("last", "best", "selected")}
+    s = _run(toy, tmp_path, "ce:0", proto=p, name="branch")
+    by = {c["variant"]: c for c in s["cells"]}
+    hist = _curves(tmp_path / "branch/cells/best/ce_0/curves.csv").iloc[:5]
+    assert by["best"]["branch_epoch"] == int(hist.epoch[hist.test_acc.idxmax()])
+    assert by["selected"]["branch_epoch"] == int(hist.epoch[hist.val_acc.idxmax()])
+    assert by["last"]["branch_epoch"] == 5
+    # lr 1e-9 for one epoch: each variant's model is its branch checkpoint
+    for name, cell in by.items():
+        assert cell["test_acc_final"] == pytest.approx(float(hist.test_acc[hist.epoch == cell["branch_epoch"]].iloc[0]),
+                                                       abs=2e-3), name
+    for name in by:
+        assert _curves(tmp_path / f"branch/cells/{name}/ce_0/curves.csv").iloc[:5].equals(hist)
+
+
+def test_direct_and_warmup_variants_in_one_group(toy, tmp_path):
+    p = proto(epochs=2, lr=0.05)
+    p["variants"]["warmup"] = {"epochs": 1, "optimizer": {"lr": 1e-3}, "warmup": {"epochs": 2}}
+    s = _run(toy, tmp_path, "ce:0,ls:0.4", proto=p, name="both")
+    assert [(c["variant"], c["cell_id"]) for c in s["cells"]] == [
+        ("direct", "ce_0"), ("direct", "ls_0.4"), ("warmup", "ce_0"), ("warmup", "ls_0.4")]
+    assert [c["epochs"] for c in s["cells"]] == [2, 2, 3, 3]
+    alone = _run(toy, tmp_path, "ce:0,ls:0.4", proto=proto(epochs=2, lr=0.05), name="direct-alone")
+    assert alone["cells"] == s["cells"][:2]                  # a variant does not depend on the others
 
 
 def test_image_data_with_cnn_and_augmentation(tmp_path):
     d = _write_dataset(tmp_path / "img.npz", d=36, image=True)
     labels = _write_labels(tmp_path, d, rate=0.2)
-    proto = dict(PROTO, model="cnn", model_args={}, epochs=2, augment={"crop_padding": 1, "hflip": True})
-    s = train.train_group(str(d), str(labels), parse_cells("ce:0,ls:0.2"), proto, str(tmp_path / "img"),
+    p = proto(epochs=2, model="cnn", model_args={}, augment={"crop_padding": 1, "hflip": True})
+    s = train.train_group(str(d), str(labels), parse_cells("ce:0,ls:0.2"), p, str(tmp_path / "img"),
                           progress=False)
     assert all(c["status"] == "ok" and math.isfinite(c["test_acc_final"]) for c in s["cells"])
 
@@ -226,48 +273,49 @@ def test_mismatched_labels_file_is_refused(toy, tmp_path):
 def test_cli_train_one_line_error_for_bad_protocol(toy, tmp_path):
     d, labels = toy
     r = subprocess.run([sys.executable, "-m", "smoothbench.cli", "train", "--data", str(d), "--labels", str(labels),
-                        "--cells", "ce:0", "--protocol", '{"optimizer": {"lr": -1}}', "--out", str(tmp_path / "o")],
+                        "--cells", "ce:0", "--protocol", '{"variants": {"direct": {"optimizer": {"lr": -1}}}}',
+                        "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "protocol.optimizer.lr" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "protocol.variants.direct.optimizer.lr = -1" in r.stderr
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     d = _write_dataset(tmp_path / "big.npz", n_train=3000, n_test=300, d=64)
     labels = _write_labels(tmp_path, d)
-    proto = json.dumps(dict(PROTO, model_args={"hidden": [256, 256]}, epochs=6, batch_size=32))
+    protocol_json = json.dumps(proto(epochs=6, model_args={"hidden": [256, 256]}, batch_size=32))
     cmd = [sys.executable, "-m", "smoothbench.cli", "train", "--data", str(d), "--labels", str(labels),
-           "--cells", "ce:0,ls:0.3,nls:-0.6,flip:0.2", "--protocol", proto, "--no-progress"]
+           "--cells", "ce:0,ls:0.3,nls:-0.6,flip:0.2", "--protocol", protocol_json, "--no-progress"]
     ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     ckpt = tmp_path / "ck"
     proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed"), "--checkpoint-dir", str(ckpt)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 120
-    while not (ckpt / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+    while not (ckpt / "direct.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(0.3)                                  # let it get into the middle of a later epoch
     assert proc.poll() is None, "the run ended before it could be killed; make it longer"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "group.json").exists()
-    state = torch.load(ckpt / "last.pt", weights_only=True)
-    assert 1 <= state["epoch"] < 6
+    state = torch.load(ckpt / "direct.pt", weights_only=True)
+    assert 1 <= state["done"] < 6
     resumed = subprocess.run(cmd + ["--out", str(tmp_path / "killed"), "--checkpoint-dir", str(ckpt)],
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from epoch" in resumed.stderr
     assert (tmp_path / "ref/group.json").read_text() == (tmp_path / "killed/group.json").read_text()
     for cell in ("ce_0", "ls_0.3", "nls_-0.6", "flip_0.2"):
-        assert (tmp_path / "ref/cells" / cell / "curves.csv").read_bytes() == \
-            (tmp_path / "killed/cells" / cell / "curves.csv").read_bytes()
+        assert (tmp_path / "ref/cells/direct" / cell / "curves.csv").read_bytes() == \
+            (tmp_path / "killed/cells/direct" / cell / "curves.csv").read_bytes()
 
 
 def test_bf16_autocast_path_runs_and_stays_close_to_fp32(toy, tmp_path):
     """The mixed-precision path the engine takes on CUDA, exercised with CPU autocast."""
-    fp32 = _run(toy, tmp_path, "ce:0,nls:-0.5", proto=dict(PROTO, precision="fp32"), name="fp32")
-    bf16 = _run(toy, tmp_path, "ce:0,nls:-0.5", proto=dict(PROTO, precision="bf16"), name="bf16")
+    fp32 = _run(toy, tmp_path, "ce:0,nls:-0.5", proto=proto(precision="fp32"), name="fp32")
+    bf16 = _run(toy, tmp_path, "ce:0,nls:-0.5", proto=proto(precision="bf16"), name="bf16")
     for a, b in zip(fp32["cells"], bf16["cells"]):
         assert b["status"] == "ok" and math.isfinite(b["test_nll"])
         assert abs(a["test_acc_final"] - b["test_acc_final"]) < 0.1
@@ -275,7 +323,72 @@ def test_bf16_autocast_path_runs_and_stays_close_to_fp32(toy, tmp_path):
 
 
 def test_without_a_held_out_split_there_is_no_selected_figure(toy, tmp_path):
-    s = _run(toy, tmp_path, "ce:0", proto=dict(PROTO, val_fraction=0.0), name="noval")
+    s = _run(toy, tmp_path, "ce:0", proto=proto(val_fraction=0.0), name="noval")
     cell = s["cells"][0]
     assert cell["test_acc_selected"] is None and cell["selected_epoch"] is None
     assert cell["test_acc_best"] is not None
+
+
+# ----------------------------------------------------------------------------- the reference's options
+
+def test_fixed_normalisation_and_black_padding():
+    """normalize: the reference's constants on inputs scaled to [0, 1]; pad_fill black pads with
+    what a zero pixel becomes after normalisation (the reference pads the raw image)."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(20, 3, 4, 4), dtype=np.uint8)
+    ds = SimpleNamespace(name="toy", x_train=x, y_train=np.arange(20) % 2, x_test=x[:4], y_test=np.arange(4) % 2,
+                         num_classes=2)
+    norm = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
+    d = device.prepare_data(ds, ds.y_train, 0.0, 0, torch.device("cpu"), norm)
+    mean, std = np.array(norm["mean"])[:, None, None], np.array(norm["std"])[:, None, None]
+    np.testing.assert_allclose(d.x_train.numpy(), (x / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d.black.numpy(), -np.array(norm["mean"]) / np.array(norm["std"]), rtol=1e-6)
+    cfg = protocol.AugmentConfig(crop_padding=2, hflip=False, pad_fill="black")
+    out = device.augment(d.x_train, cfg, torch.Generator().manual_seed(3), d.black)
+    # rows/columns outside the image are black: un-normalised, exactly zero pixels
+    raw = out.numpy() * std + mean
+    border = np.isclose(raw, 0.0, atol=1e-6).all(axis=1)          # (B, H, W): pixel black in every channel
+    assert border.any() and not np.isclose(x, 0).all(axis=1).any()  # the image itself has no black pixel
+    mean_pad = device.augment(d.x_train, protocol.AugmentConfig(2, False, "mean"), torch.Generator().manual_seed(3))
+    assert (mean_pad.numpy()[border[:, None].repeat(3, 1)] == 0).all()   # same windows, zeros instead
+    with pytest.raises(ValueError, match="3 channels"):
+        device.prepare_data(ds, ds.y_train, 0.0, 0, torch.device("cpu"), {"mean": [0.5], "std": [0.5]})
+
+
+def test_torch_default_init_matches_pytorchs_conv_default():
+    """init torch_default draws conv weights like nn.Conv2d does (kaiming_uniform, a = sqrt(5)):
+    uniform on +-1/sqrt(fan_in); kaiming_normal is the He normal, fan_out."""
+    from smoothbench import models
+
+    m = models.build_model("resnet18", 1, (3, 32, 32), 10, seed=0, init="torch_default", width=0.25)
+    ref = torch.nn.Conv2d(64, 64, 3, bias=False)                 # PyTorch's own default
+    w = m.layers[1].conv1.weight[0].detach()                     # a 16 -> 16 3x3 conv at width 0.25
+    bound = 1 / math.sqrt(w.shape[1] * 9)
+    assert w.abs().max() <= bound and w.abs().max() > 0.95 * bound
+    # the variance of U(-b, b) is b^2/3, as for nn.Conv2d's weights (4.5 standard errors from the sample size)
+    for weights, b in ((w, bound), (ref.weight.detach(), 1 / math.sqrt(64 * 9))):
+        n = weights.numel()
+        assert abs(weights.var().item() - b * b / 3) < 4.5 * (b * b) * math.sqrt(4 / 45 / n)
+    he = models.build_model("resnet18", 1, (3, 32, 32), 10, seed=0, width=0.25).layers[1].conv1.weight[0]
+    fan_out = he.shape[0] * 9
+    assert abs(he.std().item() - math.sqrt(2 / fan_out)) < 0.15 * math.sqrt(2 / fan_out)
+    with pytest.raises(ValueError, match="init 'xavier' is unknown"):
+        models.build_model("cnn", 1, (3, 8, 8), 10, seed=0, init="xavier")
+
+
+@pytest.mark.parametrize("drop_last, steps", [(True, 11), (False, 12)])
+def test_last_partial_batch_kept_or_dropped(toy, tmp_path, monkeypatch, drop_last, steps):
+    """360 training samples (400 minus the held-out 10%), batch 32: 11 full batches, and a
+    12th of 8 samples when the last partial batch is kept (drop_last: false, the reference)."""
+    sizes = []
+    real = train.augment
+
+    def spy(x, *args, **kwargs):
+        sizes.append(len(x))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(train, "augment", spy)
+    _run(toy, tmp_path, "ce:0", proto=proto(epochs=1, drop_last=drop_last))
+    assert len(sizes) == steps and sum(sizes) == (360 if not drop_last else 352)

@@ -36,10 +36,11 @@ TOY = {
 }
 
 
-def metrics(method: str, rate: float, status: str, best: float, selected: float) -> dict:
+def metrics(method: str, rate: float, status: str, best: float, selected: float, variant: str = "direct") -> dict:
     cell = Cell(method, rate)
     return {
-        "cell_id": cell.id, "method": method, "rate": rate,
+        "variant": variant, "cell_id": cell.id, "method": method, "rate": rate,
+        "branch": None if variant == "direct" else "last", "branch_epoch": None if variant == "direct" else 1,
         "smooth_rate": cell.smooth_rate, "flip_rate": cell.flip_rate,
         "status": status, "diverged_epoch": 2 if status == D else None, "epochs": 3,
         "test_acc_final": round(selected - 0.02, 6), "test_acc_best": best, "best_epoch": 2,
@@ -62,7 +63,7 @@ def write_group(root: Path, dataset: str, kind: str, noise_rate: str, seed: int,
     for c in cells:
         if c["cell_id"] == skip_curves:
             continue
-        cdir = gdir / "cells" / c["cell_id"]
+        cdir = gdir / "cells" / c["variant"] / c["cell_id"]
         cdir.mkdir(parents=True, exist_ok=True)
         lines = [",".join(vocab.CURVE_COLUMNS)]
         for ep, phase in ((1, "warmup"), (2, "main"), (3, "main")):
@@ -79,12 +80,17 @@ def write_group(root: Path, dataset: str, kind: str, noise_rate: str, seed: int,
     return path
 
 
-def write_toy(root: Path, dataset: str = "toy", kind: str = "symmetric", data: dict = TOY) -> list[Path]:
+def write_toy(root: Path, dataset: str = "toy", kind: str = "symmetric", data: dict = TOY,
+              variants: dict[str, float] | None = None) -> list[Path]:
+    """The TOY groups; ``variants`` (name -> offset added to every accuracy) writes one set of
+    cells per variant (default: one variant, ``direct``, unchanged numbers)."""
     paths = []
     for noise_rate, cells in data.items():
         nseeds = len(next(iter(cells.values())))
         for seed in range(nseeds):
-            cell_metrics = [metrics(m, r, *per_seed[seed]) for (m, r), per_seed in cells.items()]
+            cell_metrics = [metrics(m, r, st, round(b + off, 6), round(sel + off, 6), variant)
+                            for variant, off in (variants or {"direct": 0.0}).items()
+                            for (m, r), per_seed in cells.items() for st, b, sel in [per_seed[seed]]]
             paths.append(write_group(root, dataset, kind, noise_rate, seed, cell_metrics))
     return paths
 
@@ -93,10 +99,11 @@ def write_refs(folder: Path) -> Path:
     """A fixture reference file (made-up numbers, only to test the mechanism)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fixture.csv").write_text(
-        "dataset,noise_kind,noise_rate,method,rate,test_acc,source\n"
-        "toy,symmetric,0.6,ce,0,48.50,fixture table 1 p. 1\n"
-        "toy,symmetric,0.6,nls,-0.2,59.00,fixture table 1 p. 1\n"
-        "toy,symmetric,0.6,nls,-0.4,60.25,fixture table 1 p. 1\n")
+        "dataset,noise_kind,noise_rate,method,rate,test_acc,std,selection,confidence,source\n"
+        "toy,symmetric,0.6,ce,0,48.50,,best,high,fixture table 1 p. 1\n"
+        "toy,symmetric,0.6,nls,-0.2,59.00,,best,high,fixture table 1 p. 1\n"
+        "toy,symmetric,0.6,nls,-0.4,60.25,0.30,best,high,fixture table 1 p. 1\n"
+        "toy,symmetric,0.6,ce,0,45.00,,final,low,fixture summary\n")
     return folder
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 # --------------------------------------------------------------------------- methods
 
 METHODS = ("ce", "ls", "nls", "flip")
+# protocol variants are named by the study (params.yaml protocol.*.variants); names match this
+VARIANT_PATTERN = r"^[a-z][a-z0-9]*$"
 METHOD_LABELS = {"ce": "CE", "ls": "LS", "nls": "NLS", "flip": "flip"}
 
 # --------------------------------------------------------------------------- noise
@@ -160,17 +162,18 @@ def group_id(dataset: str, kind: str, rate: float | str, seed: int) -> str:
 CURVE_COLUMNS = ("epoch", "phase", "lr", "train_loss", "noisy_train_acc", "clean_train_acc",
                  "val_acc", "test_acc", "test_nll", "ece")
 # the coordinates of a cell in the tidy tables
-KEY_COLUMNS = ("dataset", "noise_kind", "noise_rate", "seed", "method", "rate")
-# what the engine reports of each cell (group.json "cells" entries, beside cell_id, method, rate)
+KEY_COLUMNS = ("dataset", "noise_kind", "noise_rate", "seed", "variant", "method", "rate")
+# what the engine reports of each cell (group.json "cells" entries, beside variant, cell_id, method, rate)
 CELL_METRIC_COLUMNS = (
     "status", "diverged_epoch", "test_acc_final", "test_acc_best", "test_acc_selected",
-    "best_epoch", "selected_epoch", "val_acc_selected", "clean_train_acc", "noisy_train_acc",
-    "test_nll", "ece", "train_loss", "smooth_rate", "flip_rate",
+    "best_epoch", "selected_epoch", "val_acc_selected", "branch", "branch_epoch", "clean_train_acc",
+    "noisy_train_acc", "test_nll", "ece", "train_loss", "smooth_rate", "flip_rate",
 )
 RESULT_COLUMNS = KEY_COLUMNS + ("cell_id",) + CELL_METRIC_COLUMNS + ("num_classes", "realised_noise_rate")
 CURVES_OUT_COLUMNS = KEY_COLUMNS + ("cell_id",) + CURVE_COLUMNS
 
-INT_COLUMNS = frozenset({"seed", "diverged_epoch", "best_epoch", "selected_epoch", "num_classes", "epoch"})
+INT_COLUMNS = frozenset({"seed", "diverged_epoch", "best_epoch", "selected_epoch", "branch_epoch", "num_classes",
+                         "epoch"})
 FLOAT_COLUMNS = frozenset({
     "rate", "test_acc_final", "test_acc_best", "test_acc_selected", "val_acc_selected",
     "clean_train_acc", "noisy_train_acc", "test_nll", "ece", "train_loss", "smooth_rate",

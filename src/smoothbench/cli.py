@@ -40,7 +40,8 @@ def _parse_options(items: list[str]) -> dict:
 def _cmd_noise(a: argparse.Namespace) -> None:
     from . import noise
 
-    noise.make_noisy_labels(a.data, a.kind, a.rate, a.seed, a.out, options=_parse_options(a.option))
+    noise.make_noisy_labels(a.data, a.kind, a.rate, a.seed, a.out, options=_parse_options(a.option),
+                            noise_seed=a.noise_seed)
 
 
 def _load_protocol(text: str) -> dict:
@@ -102,8 +103,9 @@ def _cmd_validate(a: argparse.Namespace) -> None:
 
     params = grid.load_params(a.params)
     groups = grid.expand_groups(params)
-    ncells = sum(len(g.cells) for g in groups)
-    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells")
+    ncells = sum(g.n_cells for g in groups)
+    variants = sorted({v for g in groups for v in g.variants})
+    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)})")
 
 
 def _cmd_grid(a: argparse.Namespace) -> None:
@@ -111,7 +113,7 @@ def _cmd_grid(a: argparse.Namespace) -> None:
 
     params = grid.load_params(a.params)
     for g in grid.expand_groups(params):
-        print(f"{g.id}\t{g.cells_spec}")
+        print(f"{g.id}\t{','.join(g.variants)}\t{g.cells_spec}")
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
@@ -156,10 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", required=True,
                    help="noise rate in [0, 1) (its valid range depends on the kind); for human: the label set "
                    "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N)")
-    s.add_argument("--seed", type=int, required=True, help="noise seed (the study's seed)")
+    s.add_argument("--seed", type=int, required=True, help="the study's seed (names the group)")
+    s.add_argument("--noise-seed", type=int, default=None,
+                   help="seed of the draw (default: --seed); the same value for every seed shares one draw")
     s.add_argument("--out", required=True, help="output .npz path (statistics go beside it as .json)")
     s.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="kind-specific option, e.g. map='{\"0\": 1}' for asymmetric, human_dir=DIR for human")
+                   help="kind-specific option: pairs=reference|cyclic (pairflip), sampler=inverse_cdf|reference "
+                   "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human)")
     s.set_defaults(func=_cmd_noise)
 
     s = sub.add_parser("train", help="train one group of cells together",

@@ -11,8 +11,10 @@ that reads back to the same float), integers as integers, missing values (JSON
 ``null``) as empty fields, non-finite floats as ``nan``/``inf``.
 
 Published reference numbers are CSV files (columns ``dataset, noise_kind, noise_rate,
-method, rate, test_acc, source``; ``test_acc`` in percent exactly as printed in the
-paper, ``source`` naming paper, table and page). They are read from ``reference_dir``
+method, rate, test_acc, std, selection, confidence, source``; ``test_acc`` and ``std``
+in percent exactly as printed, ``selection`` the checkpoint choice the number uses
+(``best``: best clean-test epoch; ``final``: last epoch), ``confidence`` ``high`` or
+``low``, ``source`` naming paper, table and page). They are read from ``reference_dir``
 when given, else from the package's ``references/`` folder.
 """
 
@@ -22,14 +24,21 @@ import csv
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
 from .cells import (CELL_METRIC_COLUMNS, CURVE_COLUMNS, CURVES_OUT_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS,
-                    KEY_COLUMNS, METHODS, RESULT_COLUMNS, STATUSES, check_method_rate, fmt_rate)
+                    KEY_COLUMNS, METHODS, RESULT_COLUMNS, STATUSES, VARIANT_PATTERN, check_method_rate,
+                    fmt_rate)
 from .io import read_json, write_text
+from .selection import SELECTIONS
 
-REFERENCE_COLUMNS = ["dataset", "noise_kind", "noise_rate", "method", "rate", "test_acc", "source"]
+SELECTION_NAMES = tuple(SELECTIONS)
+
+REFERENCE_COLUMNS = ["dataset", "noise_kind", "noise_rate", "method", "rate", "test_acc", "std", "selection",
+                     "confidence", "source"]
+REFERENCE_CONFIDENCE = ("high", "low")
 PACKAGE_REFERENCE_DIR = Path(__file__).resolve().parent / "references"
 
 
@@ -67,8 +76,8 @@ def rate_key(noise_rate: str) -> tuple:
 
 
 def _row_key(row: dict) -> tuple:
-    return (row["dataset"], row["noise_kind"], rate_key(row["noise_rate"]), row["seed"],
-            row["method"], row["rate"])
+    return (row["dataset"], row["noise_kind"], rate_key(row["noise_rate"]), row["seed"], row["variant"],
+            METHODS.index(row["method"]), row["rate"])
 
 
 def _as_int(value: object, what: str) -> int | None:
@@ -103,12 +112,17 @@ def _as_float(value: object, what: str) -> float | None:
     raise ValueError(f"{what} must be a number, got {value!r}")
 
 
+TEXT_COLUMNS = frozenset({"status", "branch"})  # text metrics of a cell (branch: null for direct variants)
+
+
 def _parse_field(column: str, text: str, what: str) -> object:
     """Parse one CSV field by its column's type ('' is missing)."""
     if column in INT_COLUMNS:
         return None if text == "" else _as_int(text, what)
     if column in FLOAT_COLUMNS:
         return None if text == "" else _as_float(text, what)
+    if column == "branch":
+        return None if text == "" else text
     return text
 
 
@@ -146,9 +160,12 @@ def _read_group(path: Path) -> tuple[list[dict], list[dict]]:
         where = f"{path}: cells[{i}]"
         if not isinstance(cell, dict):
             raise ValueError(f"{where} must be an object")
-        for key in ("cell_id", "method", "rate") + CELL_METRIC_COLUMNS:
+        for key in ("variant", "cell_id", "method", "rate") + CELL_METRIC_COLUMNS:
             if key not in cell:
                 raise ValueError(f"{where}: key {key!r} is missing")
+        variant = str(cell["variant"])
+        if not re.match(VARIANT_PATTERN, variant):
+            raise ValueError(f"{where}: variant {variant!r} must match {VARIANT_PATTERN}")
         method = str(cell["method"])
         rate = _as_float(cell["rate"], f"{where}: rate")
         if rate is None:
@@ -163,11 +180,11 @@ def _read_group(path: Path) -> tuple[list[dict], list[dict]]:
             raise ValueError(f"{where}: cell_id {cell_id!r} does not match method/rate ({expected_id!r})")
         if cell["status"] not in STATUSES:
             raise ValueError(f"{where}: status {cell['status']!r} is not one of {', '.join(STATUSES)}")
-        row = dict(base, method=method, rate=rate, cell_id=cell_id)
+        row = dict(base, variant=variant, method=method, rate=rate, cell_id=cell_id)
         for key in CELL_METRIC_COLUMNS:
             value = cell[key]
-            if key == "status":
-                row[key] = value
+            if key in TEXT_COLUMNS:
+                row[key] = None if value is None else str(value)
             elif key in INT_COLUMNS:
                 row[key] = _as_int(value, f"{where}: {key}")
             else:
@@ -175,7 +192,7 @@ def _read_group(path: Path) -> tuple[list[dict], list[dict]]:
         row["num_classes"] = num_classes
         row["realised_noise_rate"] = realised
         rows.append(row)
-        curve_rows.extend(_read_cell_curves(path.parent / "cells" / cell_id / "curves.csv", row))
+        curve_rows.extend(_read_cell_curves(path.parent / "cells" / variant / cell_id / "curves.csv", row))
     return rows, curve_rows
 
 
@@ -301,12 +318,21 @@ def read_references(reference_dir: str | os.PathLike | None = None) -> list[dict
                     raise ValueError(f"{where}: test_acc must be a percentage in [0, 100], got {text!r}")
                 if not rec["source"].strip():
                     raise ValueError(f"{where}: source is empty (name paper, table and page)")
+                std = rec["std"].strip()
+                if std:
+                    _as_float(std, f"{where}: std")
+                selection, confidence = rec["selection"].strip(), rec["confidence"].strip()
+                if selection not in SELECTION_NAMES:
+                    raise ValueError(f"{where}: selection {selection!r}; allowed: {', '.join(SELECTION_NAMES)}")
+                if confidence not in REFERENCE_CONFIDENCE:
+                    raise ValueError(f"{where}: confidence {confidence!r}; allowed: {', '.join(REFERENCE_CONFIDENCE)}")
                 ref = {
                     "dataset": rec["dataset"].strip(), "noise_kind": rec["noise_kind"].strip(),
                     "noise_rate": fmt_rate(rec["noise_rate"].strip()), "method": method,
-                    "rate": rate, "test_acc": acc, "text": text, "source": rec["source"].strip(),
+                    "rate": rate, "test_acc": acc, "text": text, "std": std, "selection": selection,
+                    "confidence": confidence, "source": rec["source"].strip(),
                 }
-                key = (ref["dataset"], ref["noise_kind"], ref["noise_rate"], method, rate)
+                key = (ref["dataset"], ref["noise_kind"], ref["noise_rate"], method, rate, selection)
                 if key in seen:
                     raise ValueError(f"{where}: reference for {key} also in {seen[key]}")
                 seen[key] = path

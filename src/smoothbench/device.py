@@ -59,13 +59,16 @@ class DeviceData:
     y_test: torch.Tensor
     num_classes: int
     is_image: bool
+    black: torch.Tensor  # per channel (or feature): what a zero pixel/input becomes after normalisation
 
 
-def prepare_data(ds, noisy: np.ndarray, val_fraction: float, holdout_seed: int, device: torch.device) -> DeviceData:
+def prepare_data(ds, noisy: np.ndarray, val_fraction: float, holdout_seed: int, device: torch.device,
+                 normalize: dict | None = None) -> DeviceData:
     """Split off the held-out part of the NOISY training labels and move everything to ``device``.
 
-    Normalisation statistics come from the training split only (per channel for
-    images, per feature for vectors).
+    ``normalize`` None: mean and std of the training split (per channel for images, per
+    feature for vectors); else fixed ``{"mean": [...], "std": [...]}`` per channel (or
+    feature), on inputs scaled to [0, 1] (the reference code's CIFAR constants).
     """
     n = len(ds.y_train)
     perm = np.random.Generator(np.random.PCG64(holdout_seed)).permutation(n)
@@ -76,25 +79,45 @@ def prepare_data(ds, noisy: np.ndarray, val_fraction: float, holdout_seed: int, 
     x = as_float(ds.x_train)
     xt = as_float(ds.x_test)
     axes = (0, 2, 3) if x.ndim == 4 else (0,)
-    mean = x[train_idx].mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = np.maximum(x[train_idx].std(axis=axes, keepdims=True, dtype=np.float64), 1e-3)
+    if normalize is None:
+        mean = x[train_idx].mean(axis=axes, keepdims=True, dtype=np.float64)
+        std = np.maximum(x[train_idx].std(axis=axes, keepdims=True, dtype=np.float64), 1e-3)
+    else:
+        channels = x.shape[1]
+        if len(normalize["mean"]) != channels:
+            raise ValueError(f"protocol.normalize has {len(normalize['mean'])} means; {ds.name} inputs have "
+                             f"{channels} {'channels' if x.ndim == 4 else 'features'}")
+        shape = (1, channels, 1, 1) if x.ndim == 4 else (1, channels)
+        mean = np.asarray(normalize["mean"], dtype=np.float64).reshape(shape)
+        std = np.asarray(normalize["std"], dtype=np.float64).reshape(shape)
     norm = lambda a: torch.from_numpy(((a - mean) / std).astype(np.float32)).to(device)  # noqa: E731
     lab = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)  # noqa: E731
+    black = torch.from_numpy(((0.0 - mean) / std).astype(np.float32).reshape(-1)).to(device)
     return DeviceData(
         x_train=norm(x[train_idx]), y_train_noisy=lab(noisy[train_idx]), y_train_clean=lab(ds.y_train[train_idx]),
         x_val=norm(x[val_idx]), y_val_noisy=lab(noisy[val_idx]), x_test=norm(xt), y_test=lab(ds.y_test),
-        num_classes=int(ds.num_classes), is_image=x.ndim == 4,
+        num_classes=int(ds.num_classes), is_image=x.ndim == 4, black=black,
     )
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Batched random crop (zero padding) and horizontal flip, on the batch's device."""
+def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, black: torch.Tensor | None = None) -> torch.Tensor:
+    """Batched random crop and horizontal flip, on the batch's device.
+
+    The crop pads with zeros of the normalised input (``pad_fill: mean``, the mean colour)
+    or with ``black`` per channel (``pad_fill: black``: zero pixels before normalisation).
+    """
     if x.dim() != 4 or (cfg.crop_padding == 0 and not cfg.hflip):
         return x
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     if cfg.crop_padding:
         p = cfg.crop_padding
-        xp = torch.nn.functional.pad(x, (p, p, p, p))
+        if cfg.pad_fill == "black":
+            if black is None:
+                raise ValueError("augment.pad_fill black needs the normalised value of a black pixel")
+            xp = black.to(x.dtype).view(1, c, 1, 1).expand(b, c, h + 2 * p, w + 2 * p).clone()
+            xp[:, :, p:p + h, p:p + w] = x
+        else:
+            xp = torch.nn.functional.pad(x, (p, p, p, p))
         off = torch.randint(0, 2 * p + 1, (2, b), generator=gen, device=x.device)
         rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]

@@ -33,9 +33,17 @@ FOLDERS = {"png": "figures", "svg": "figures-svg"}
 DPI = 100
 
 
-def figure_files(dataset: str, kind: str) -> list[str]:
-    """The figure files of one (dataset, noise kind), relative to the report folder."""
-    return [f"{FOLDERS[ext]}/fig_{fig}_{dataset}_{kind}.{ext}" for fig in FIGURES for ext in FIGURE_FORMATS]
+def figure_files(key: tuple[str, str, str]) -> list[str]:
+    """The figure files of one (dataset, noise kind, variant), relative to the report folder."""
+    return [f"{FOLDERS[ext]}/fig_{fig}_{_tag(key)}.{ext}" for fig in FIGURES for ext in FIGURE_FORMATS]
+
+
+def _tag(key: tuple[str, str, str]) -> str:
+    return "_".join(key)
+
+
+def _title(key: tuple[str, str, str]) -> str:
+    return " / ".join(key)
 
 
 def _rc() -> dict:
@@ -160,7 +168,7 @@ def _errorbars(ax, xs, ys, es, color, **kw) -> None:
     ax.errorbar(xs, ys, yerr=es, color=color, ms=3, lw=1, capsize=2, elinewidth=0.8, **kw)
 
 
-def _fig_acc_vs_rate(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
+def _fig_acc_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
     from matplotlib.lines import Line2D
 
     fig, axes = _new_figure(9.4, 2.6, 1, 3, right=LEGEND_WIDTH, top=0.5)
@@ -186,11 +194,11 @@ def _fig_acc_vs_rate(ds: str, kind: str, sets: list[Setting], out: Path) -> None
     axes[0].set_ylabel("test accuracy (%)")
     _noise_legend(fig, sets, colors, [Line2D([], [], color="0.3", ls="none", marker="x", ms=4,
                                              label="all seeds\ndiverged")])
-    fig.suptitle(f"{ds} / {kind}: test accuracy vs smooth rate (mean ± std over seeds)", fontsize=8)
-    _save(fig, out, f"fig_acc_vs_rate_{ds}_{kind}")
+    fig.suptitle(f"{_title(key)}: test accuracy vs smooth rate (mean ± std over seeds)", fontsize=8)
+    _save(fig, out, f"fig_acc_vs_rate_{_tag(key)}")
 
 
-def _fig_heatmap(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
+def _fig_heatmap(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
     import numpy as np
     import seaborn as sns
 
@@ -227,12 +235,12 @@ def _fig_heatmap(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
         ax.set_title(f"{SELECTION_TITLES[selection]} ({metric})")
         ax.set_ylabel("noise rate")
     axes[-1].set_xlabel("smooth rate r")
-    fig.suptitle(f"{ds} / {kind}: mean test accuracy (%), noise rate × r (div: all seeds diverged)",
+    fig.suptitle(f"{_title(key)}: mean test accuracy (%), noise rate × r (div: all seeds diverged)",
                  fontsize=8)
-    _save(fig, out, f"fig_heatmap_{ds}_{kind}")
+    _save(fig, out, f"fig_heatmap_{_tag(key)}")
 
 
-def _fig_metric_vs_rate(ds: str, kind: str, sets: list[Setting], out: Path, stem: str,
+def _fig_metric_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Path, stem: str,
                         series: list[tuple[str, str]], ylabel: str, title: str) -> None:
     from matplotlib.lines import Line2D
 
@@ -260,11 +268,11 @@ def _fig_metric_vs_rate(ds: str, kind: str, sets: list[Setting], out: Path, stem
     _noise_legend(fig, sets, colors, extra)
     ax.set_xlabel("smooth rate r (CE at r = 0)")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{ds} / {kind}: {title}")
-    _save(fig, out, f"{stem}_{ds}_{kind}")
+    ax.set_title(f"{_title(key)}: {title}")
+    _save(fig, out, f"{stem}_{_tag(key)}")
 
 
-def _fig_flip_vs_ls(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
+def _fig_flip_vs_ls(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
     from matplotlib.lines import Line2D
 
     fig, axes = _new_figure(9.4, 2.6, 1, 3, right=LEGEND_WIDTH, top=0.5)
@@ -304,12 +312,12 @@ def _fig_flip_vs_ls(ds: str, kind: str, sets: list[Setting], out: Path) -> None:
     extra = [Line2D([], [], color="0.3", marker="o", ms=3, lw=1, label="LS / CE (r)"),
              Line2D([], [], color="0.3", marker="s", mfc="none", ms=3, ls="none", label="flip (ε)")]
     _noise_legend(fig, sets, colors, extra)
-    fig.suptitle(f"{ds} / {kind}: label flipping at ε vs LS at r = εK/(K−1) (equal in expectation)",
+    fig.suptitle(f"{_title(key)}: label flipping at ε vs LS at r = εK/(K−1) (equal in expectation)",
                  fontsize=8)
-    _save(fig, out, f"fig_flip_vs_ls_{ds}_{kind}")
+    _save(fig, out, f"fig_flip_vs_ls_{_tag(key)}")
 
 
-def _fig_curves(ds: str, kind: str, sets: list[Setting], curves: dict, out: Path) -> None:
+def _fig_curves(key: tuple[str, str, str], sets: list[Setting], curves: dict, out: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     n = max(len(sets), 1)
@@ -357,23 +365,23 @@ def _fig_curves(ds: str, kind: str, sets: list[Setting], curves: dict, out: Path
             ax.set_xlabel("epoch (grey: warm-up)")
         if i % ncols == 0:
             ax.set_ylabel("test accuracy (%)")
-    fig.suptitle(f"{ds} / {kind}: test accuracy per epoch, mean over non-diverged seeds "
+    fig.suptitle(f"{_title(key)}: test accuracy per epoch, mean over non-diverged seeds "
                  "(rates: best-on-test choice)", fontsize=7)
-    _save(fig, out, f"fig_curves_{ds}_{kind}")
+    _save(fig, out, f"fig_curves_{_tag(key)}")
 
 
 def write_figures(settings: dict[tuple[str, str], list[Setting]], curves: dict, out: Path) -> None:
     import matplotlib
 
     with matplotlib.rc_context(_rc()):
-        for (ds, kind), sets in settings.items():
-            _fig_acc_vs_rate(ds, kind, sets, out)
-            _fig_heatmap(ds, kind, sets, out)
-            _fig_metric_vs_rate(ds, kind, sets, out, "fig_memorisation",
+        for key, sets in settings.items():
+            _fig_acc_vs_rate(key, sets, out)
+            _fig_heatmap(key, sets, out)
+            _fig_metric_vs_rate(key, sets, out, "fig_memorisation",
                                 [("clean_train_acc", "vs clean labels"),
                                  ("noisy_train_acc", "vs noisy labels")],
                                 "final training accuracy (%)", "memorisation")
-            _fig_metric_vs_rate(ds, kind, sets, out, "fig_calibration", [("ece", "ECE")],
+            _fig_metric_vs_rate(key, sets, out, "fig_calibration", [("ece", "ECE")],
                                 "ECE × 100 (15 bins, final epoch)", "calibration")
-            _fig_flip_vs_ls(ds, kind, sets, out)
-            _fig_curves(ds, kind, sets, curves, out)
+            _fig_flip_vs_ls(key, sets, out)
+            _fig_curves(key, sets, curves, out)

@@ -21,7 +21,7 @@ from . import schema
 from .cells import HUMAN_LABEL_SETS, METHODS, NOISE_KINDS, Cell, check_method_rate, fmt_rate, format_cells, \
     group_id, sort_cells
 from .data import get_spec
-from .noise import rate_range
+from .noise import option_defaults, rate_range
 
 def load_params(path: str | Path, schema_path: str | Path | None = None) -> dict:
     """Read a study file (YAML), validate it and fill its defaults (see ``validate_params``)."""
@@ -74,11 +74,9 @@ def deep_merge(base: dict, override: dict | None) -> dict:
 def protocol_for(params: dict, dataset: str, schema_path: str | Path | None = None) -> dict:
     """The complete training protocol of ``dataset``: ``protocol.default`` deep-merged with
     ``protocol.<dataset>``, every default filled in."""
-    root = schema.load_schema(schema_path)
     protocols = params.get("protocol") or {}
     merged = deep_merge(protocols.get("default") or {}, protocols.get(dataset) or {})
-    schema.fill_defaults(root["$defs"]["protocol"], merged, root)
-    return merged
+    return protocol_mod.complete(merged, schema.load_schema(schema_path))
 
 
 # ---------------------------------------------------------------- semantic checks
@@ -123,6 +121,12 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
                     fail(f"noise.human[{i}]", name, f"the label set {name} belongs to {owner}, which is not in "
                          f"datasets; human label sets: {sets}")
         else:
+            pairs = {**option_defaults("pairflip"), **(p["noise_options"].get("pairflip") or {})}["pairs"] \
+                if kind == "pairflip" and rates else None
+            for ds in p["datasets"] if pairs == "reference" else []:
+                if _num_classes(ds) != 10:
+                    fail("noise_options.pairflip.pairs", pairs, f"the reference pairs are for K = 10 classes; "
+                         f"{ds} has K = {_num_classes(ds)}: set noise_options.pairflip.pairs: cyclic")
             for i, rate in enumerate(rates):
                 for ds in p["datasets"]:
                     k = _num_classes(ds)
@@ -193,6 +197,11 @@ class Group:
     seed: int
     cells: tuple[Cell, ...]
     results_dir: str = "results"
+    variants: tuple[str, ...] = ("direct",)  # the protocol variants every cell is trained under
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cells) * len(self.variants)
 
     @property
     def id(self) -> str:
@@ -239,12 +248,14 @@ def expand_groups(params: dict) -> list[Group]:
     results_dir = str((params.get("output") or {}).get("results_dir", "results"))
     groups = []
     for dataset in params["datasets"]:
+        variants = tuple(protocol_for(params, dataset)["variants"])
         for kind, rate in _noise_rates(params, dataset):
             for seed in params["seeds"]:
-                groups.append(Group(dataset, kind, rate, int(seed), cells, results_dir))
+                groups.append(Group(dataset, kind, rate, int(seed), cells, results_dir, variants))
     return groups
 
 
-def report_pairs(params: dict) -> list[tuple[str, str]]:
-    """The (dataset, noise kind) pairs of a study, sorted: what the reports are made of."""
-    return sorted({(g.dataset, g.noise_kind) for g in expand_groups(params)})
+def report_keys(params: dict) -> list[tuple[str, str, str]]:
+    """The (dataset, noise kind, protocol variant) triples of a study, sorted: what the
+    reports are made of."""
+    return sorted({(g.dataset, g.noise_kind, v) for g in expand_groups(params) for v in g.variants})

@@ -234,13 +234,14 @@ assert tuple(_REGISTRY) == MODELS
 
 
 def build_model(name: str, num_models: int, input_shape: Sequence[int], num_classes: int,
-                seed: int, **model_args) -> StackedModel:
+                seed: int, init: str = "kaiming_normal", **model_args) -> StackedModel:
     """Build a stack of ``num_models`` identical models of architecture ``name`` (on CPU).
 
     ``input_shape`` is one sample's shape: ``(D,)`` for vectors, ``(C, H, W)`` for
     images. ``model_args``: ``mlp``: ``hidden=[256, 256]``; ``cnn``/``resnet*``:
     ``width`` (channel multiplier, default 1.0); ``fastnet``: ``width``,
-    ``logit_scale``, ``bn_momentum``.
+    ``logit_scale``, ``bn_momentum``. ``init``: ``kaiming_normal`` (He normal, fan_out) or
+    ``torch_default`` (PyTorch's own, the reference code's) for the convolutions.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
@@ -258,11 +259,11 @@ def build_model(name: str, num_models: int, input_shape: Sequence[int], num_clas
         model = _REGISTRY[name](int(num_models), shape, int(num_classes), **model_args)
     except TypeError as e:
         raise ValueError(f"model {name!r}: bad model_args {sorted(model_args)}: {e}") from None
-    init_model_(model, seed)
+    init_model_(model, seed, init)
     return model
 
 
-def init_model_(model: nn.Module, seed: int) -> nn.Module:
+def init_model_(model: nn.Module, seed: int, init: str = "kaiming_normal") -> nn.Module:
     """(Re)initialise every slot of a stacked model with the same single model drawn from ``seed``.
 
     Draws happen on the CPU in module registration order, so the result does not
@@ -271,7 +272,7 @@ def init_model_(model: nn.Module, seed: int) -> nn.Module:
     gen = torch.Generator().manual_seed(int(seed))
     for mod in model.modules():
         if isinstance(mod, (StackedConv2d, StackedBatchNorm2d, StackedLinear)):
-            mod.init_single(gen)
+            mod.init_single(gen, init)
     return model
 
 

@@ -8,7 +8,10 @@ Noise kinds and their valid rates (half-open ranges, ``K`` classes):
 
 - ``symmetric``  rate in [0, (K-1)/K): stay with 1 - rate, go to each other class with
   rate/(K-1). At (K-1)/K the labels carry no information, so it is excluded.
-- ``pairflip``   rate in [0, 0.5): class i goes to (i + 1) mod K with probability rate.
+- ``pairflip``   rate in [0, 0.5): every class goes to its pair with probability rate;
+  ``pairs: reference`` (K = 10) are the reference code's two-way pairs 0<->2, 1<->9,
+  3<->5, 4<->7, 6<->8 (the paper's "asymmetric" CIFAR-10 rows), ``pairs: cyclic`` maps
+  class i to (i + 1) mod K.
 - ``asymmetric`` rate in [0, 0.5): each source class of a class map goes to its target
   with probability rate (built-in maps for cifar10 and cifar100, else ``class_map``).
 - ``instance``   rate in [0, 1): instance-dependent noise after Xia et al. (NeurIPS 2020).
@@ -17,6 +20,11 @@ Noise kinds and their valid rates (half-open ranges, ``K`` classes):
 
 Below 0.5 (and below (K-1)/K for symmetric) the clean class stays the most likely noisy
 label of its samples, so the clean classifier is still the Bayes-optimal one.
+
+Two samplers draw labels from a transition matrix: ``inverse_cdf`` (one uniform per
+sample from ``Generator(PCG64(seed))``) and ``reference`` (``RandomState(seed)``, one
+multinomial draw per sample in order: the reference code's sampler, so with its seed 0
+it gives the labels the paper trained on).
 """
 
 from __future__ import annotations
@@ -28,11 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from . import io
-from .cells import HUMAN_LABEL_SETS, NOISE_KINDS, check_num_classes, derive_seed, fmt_rate
+from . import cifarn, io, schema
+from .cells import NOISE_KINDS, check_num_classes, derive_seed, fmt_rate
 
 MATRIX_KINDS = ("symmetric", "pairflip", "asymmetric")
 NUMERIC_KINDS = tuple(k for k in NOISE_KINDS if k != "human")
+
+# The reference code's CIFAR-10 pair flips (noisify_pairflip): two-way pairs
+# airplane<->bird, automobile<->truck, cat<->dog, deer<->horse, frog<->ship.
+REFERENCE_PAIRS = ((0, 2), (1, 9), (3, 5), (4, 7), (6, 8))
+PAIRS = ("reference", "cyclic")
+SAMPLERS = ("inverse_cdf", "reference")
 
 # CIFAR-10: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
 CIFAR10_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
@@ -66,20 +80,6 @@ def _cifar100_map() -> dict[int, int]:
 
 
 BUILTIN_MAPS = {"cifar10": (10, CIFAR10_MAP), "cifar100": (100, _cifar100_map())}
-
-# CIFAR-N (Wei et al., ICLR 2022): label set -> (file, key in the file, number of classes).
-CIFARN_URL = "https://github.com/UCSC-REAL/cifar-10-100n (folder data/)"
-# CIFAR-N label files: the dataset each label set belongs to (cells.HUMAN_LABEL_SETS)
-# -> its published file; label set -> its key in that file.
-CIFARN_FILES = {"cifar10": ("CIFAR-10_human.pt", 10), "cifar100": ("CIFAR-100_human.pt", 100)}
-CIFARN_KEYS = {
-    "aggre": "aggre_label",
-    "random1": "random_label1",
-    "random2": "random_label2",
-    "random3": "random_label3",
-    "worst": "worse_label",
-    "noisy100": "noisy_label",
-}
 
 INSTANCE_STD = 0.1  # std of the per-sample flip rate around the nominal rate (Xia et al.)
 
@@ -140,15 +140,16 @@ def _check_matrix(matrix: Any) -> np.ndarray:
 def transition_matrix(kind: str, num_classes: int, rate: float, **kw: Any) -> np.ndarray:
     """The (K, K) float64 transition matrix of a class-conditional noise kind.
 
-    ``symmetric`` and ``pairflip`` take no options. ``asymmetric`` takes ``class_map``
-    ({src: dst}, keys/values ints or their text) or ``dataset`` (``cifar10``/``cifar100``
-    use the built-in maps; other datasets must pass ``class_map``).
+    ``symmetric`` takes no options; ``pairflip`` takes ``pairs`` (``reference``, the
+    default, K = 10 only; or ``cyclic``). ``asymmetric`` takes ``class_map`` ({src: dst},
+    keys/values ints or their text) or ``dataset`` (``cifar10``/``cifar100`` use the
+    built-in maps; other datasets must pass ``class_map``).
     """
     if kind not in MATRIX_KINDS:
         raise ValueError(f"kind {kind!r} has no fixed transition matrix; allowed: {', '.join(MATRIX_KINDS)}")
     k = check_num_classes(num_classes)
     r = check_rate(kind, rate, k)
-    allowed = {"class_map", "dataset"} if kind == "asymmetric" else set()
+    allowed = {"asymmetric": {"class_map", "dataset"}, "pairflip": {"pairs"}}.get(kind, set())
     extra = set(kw) - allowed
     if extra:
         raise ValueError(f"{kind} noise takes options {sorted(allowed) or 'none'}, got {sorted(extra)}")
@@ -159,12 +160,25 @@ def transition_matrix(kind: str, num_classes: int, rate: float, **kw: Any) -> np
         np.fill_diagonal(t, 1.0 - r)
     elif kind == "pairflip":
         t *= 1.0 - r
-        t[np.arange(k), (np.arange(k) + 1) % k] += r
+        for src, dst in _pair_map(k, kw.get("pairs", "reference")).items():
+            t[src, dst] += r
     else:
         for src, dst in _class_map(k, kw.get("class_map"), kw.get("dataset")).items():
             t[src, src] = 1.0 - r
             t[src, dst] = r
     return t
+
+
+def _pair_map(k: int, pairs: str) -> dict[int, int]:
+    """Each class -> its pair-flip target."""
+    if pairs == "cyclic":
+        return {i: (i + 1) % k for i in range(k)}
+    if pairs != "reference":
+        raise ValueError(f"pairflip pairs {pairs!r} are unknown; allowed: {', '.join(PAIRS)}")
+    if k != 10:
+        raise ValueError(f"pairflip pairs 'reference' are the reference code's CIFAR-10 pairs (K = 10), "
+                         f"not for K = {k}; use pairs: cyclic")
+    return {a: b for x, y in REFERENCE_PAIRS for a, b in ((x, y), (y, x))}
 
 
 def _class_map(k: int, class_map: dict | None, dataset: str | None) -> dict[int, int]:
@@ -201,14 +215,21 @@ def _inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return (u[:, None] >= cdf).sum(axis=1).astype(np.int64)
 
 
-def corrupt_labels(labels: Any, matrix: Any, seed: int) -> np.ndarray:
+def corrupt_labels(labels: Any, matrix: Any, seed: int, sampler: str = "inverse_cdf") -> np.ndarray:
     """Noisy labels drawn from the rows of ``matrix`` for each clean label (int64).
 
-    One uniform per sample from ``Generator(PCG64(seed))``, inverted through the
-    cumulative row of the sample's class: a deterministic function of the inputs.
+    ``inverse_cdf``: one uniform per sample from ``Generator(PCG64(seed))``, inverted
+    through the cumulative row of the sample's class. ``reference``: the reference code's
+    sampler, ``RandomState(seed)`` and one ``multinomial(1, row)`` per sample in order.
+    Either way a deterministic function of the inputs.
     """
     t = _check_matrix(matrix)
     y = _check_labels(labels, t.shape[0])
+    if sampler == "reference":
+        rng = np.random.RandomState(seed)
+        return np.fromiter((int(np.argmax(rng.multinomial(1, t[c], 1)[0])) for c in y), dtype=np.int64, count=y.size)
+    if sampler != "inverse_cdf":
+        raise ValueError(f"sampler {sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
     u = np.random.Generator(np.random.PCG64(seed)).random(y.size)
     return _inverse_cdf(t[y], u)
 
@@ -298,21 +319,6 @@ def instance_noise(
 # --------------------------------------------------------------------------- human labels
 
 
-def _torch_load_arrays(path: Path) -> Any:
-    """``torch.load`` with weights_only=True, allowing just what pickled NumPy arrays need."""
-    import torch
-
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # NumPy 1.x
-        from numpy.core.multiarray import _reconstruct
-
-    allowed = [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype]
-    allowed += [type(np.dtype(f"{s}int{b}")) for s in ("", "u") for b in (8, 16, 32, 64)]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, weights_only=True)
-
-
 def load_human_labels(path: str | os.PathLike, label_set: str, num_classes: int,
                       train_labels: Any = None) -> np.ndarray:
     """One CIFAR-N label set (int64) from its published ``.pt`` file.
@@ -322,23 +328,7 @@ def load_human_labels(path: str | os.PathLike, label_set: str, num_classes: int,
     (same images in the same order), else ValueError. The file is read with
     ``weights_only=True``, allowing only the NumPy array types it holds.
     """
-    if label_set not in HUMAN_LABEL_SETS:
-        raise ValueError(f"human label set {label_set!r} is unknown; allowed: {', '.join(HUMAN_LABEL_SETS)}")
-    fname, k = CIFARN_FILES[HUMAN_LABEL_SETS[label_set]]
-    key = CIFARN_KEYS[label_set]
-    if num_classes != k:
-        raise ValueError(f"human label set {label_set} has {k} classes, the dataset has {num_classes}")
-    path = Path(path)
-    file = path if path.suffix == ".pt" else path / fname
-    if not file.is_file():
-        raise FileNotFoundError(f"CIFAR-N file {file} not found: put {fname} there, from {CIFARN_URL}")
-    try:
-        obj = _torch_load_arrays(file)
-    except Exception as exc:  # unreadable, or holds objects beyond NumPy arrays: refuse to unpickle them
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{file}: not a readable CIFAR-N label file ({first[:160]})") from None
-    if not isinstance(obj, dict) or key not in obj or "clean_label" not in obj:
-        raise ValueError(f"{file} is not a CIFAR-N file: expected a dict with keys clean_label and {key}")
+    file, key, k, obj = cifarn.read_label_file(path, label_set, num_classes)
     noisy = _check_labels(np.asarray(obj[key]), k, f"{file}:{key}")
     clean = _check_labels(np.asarray(obj["clean_label"]), k, f"{file}:clean_label")
     if noisy.shape != clean.shape:
@@ -370,27 +360,39 @@ def noise_stats(clean: Any, noisy: Any, num_classes: int, kind: str, rate: float
     }
 
 
-_OPTIONS = {"asymmetric": {"map"}, "human": {"human_dir"}}
+def option_defaults(kind: str) -> dict:
+    """The options a noise kind takes, with their defaults (from the params schema's noise_options)."""
+    root = schema.load_schema()
+    node = root["properties"]["noise_options"]["properties"].get(kind)
+    if node is None:
+        return {}
+    return {key: schema.resolve(sub, root).get("default") for key, sub in node.get("properties", {}).items()}
 
 
 def make_noisy_labels(data_path: str | os.PathLike, kind: str, rate: float | str, seed: int,
-                      out: str | os.PathLike, options: dict | None = None) -> dict:
+                      out: str | os.PathLike, options: dict | None = None, noise_seed: int | None = None) -> dict:
     """``smoothbench noise``: corrupt a dataset file's training labels; write ``out`` (.npz) and its .json stats.
 
-    The draw's seed is ``derive_seed("noise", dataset, kind, fmt_rate(rate), seed)``.
-    Options: ``map`` ({"src": dst}, asymmetric on datasets without a built-in map),
-    ``human_dir`` (folder of the CIFAR-N files, default ``cache/cifarn``). For ``human`` the
-    rate is the label set and the seed is only recorded. Returns the stats.
+    ``seed`` is the study's seed (recorded: it names the group). The draw's seed comes
+    from ``noise_seed`` (default: ``seed``): ``derive_seed("noise", dataset, kind,
+    fmt_rate(rate), noise_seed)`` for the ``inverse_cdf`` sampler and instance noise,
+    ``noise_seed`` itself for the ``reference`` sampler (the reference code's
+    ``random_state``). Options (defaults from the params schema): ``pairs`` (pairflip),
+    ``sampler`` (matrix kinds), ``map`` ({"src": dst}, asymmetric on datasets without a
+    built-in map), ``human_dir`` (folder of the CIFAR-N files, default ``cache/cifarn``).
+    For ``human`` the rate is the label set and the seeds are only recorded. Returns the stats.
     """
     from . import data
 
-    options = dict(options or {})
     if kind not in NOISE_KINDS:
         raise ValueError(f"noise kind {kind!r} is unknown; allowed: {', '.join(NOISE_KINDS)}")
-    extra = set(options) - _OPTIONS.get(kind, set())
+    defaults = option_defaults(kind)
+    extra = set(options or {}) - set(defaults)
     if extra:
-        allowed = ", ".join(sorted(_OPTIONS.get(kind, ()))) or "none"
+        allowed = ", ".join(sorted(defaults)) or "none"
         raise ValueError(f"option(s) {', '.join(sorted(extra))} not valid for {kind} noise; allowed: {allowed}")
+    options = {**defaults, **(options or {})}
+    noise_seed = seed if noise_seed is None else int(noise_seed)
     out = Path(out)
     if out.suffix != ".npz":
         raise ValueError(f"--out {out} must end with .npz")
@@ -399,28 +401,33 @@ def make_noisy_labels(data_path: str | os.PathLike, kind: str, rate: float | str
     k, y = int(ds.num_classes), np.asarray(ds.y_train, dtype=np.int64)
     if kind == "human":
         rate_text = str(rate)
-        noisy = load_human_labels(options.get("human_dir", "cache/cifarn"), rate_text, k, train_labels=y)
+        noisy = load_human_labels(options.get("human_dir") or "cache/cifarn", rate_text, k, train_labels=y)
         t = empirical_transition(y, noisy, k)
     else:
         r = check_rate(kind, rate, k)
         rate_text = fmt_rate(r)
-        noise_seed = derive_seed("noise", ds.name, kind, rate_text, seed)
+        draw_seed = derive_seed("noise", ds.name, kind, rate_text, noise_seed)
         if kind == "instance":
-            noisy, t = instance_noise(ds.x_train, y, k, r, noise_seed)
+            noisy, t = instance_noise(ds.x_train, y, k, r, draw_seed)
         else:
-            kw = {}
+            kw: dict = {}
             if kind == "asymmetric":
-                if ds.name in BUILTIN_MAPS and "map" in options:
+                if ds.name in BUILTIN_MAPS and options.get("map") is not None:
                     raise ValueError(f"dataset {ds.name} has a built-in asymmetric map; drop the map option")
                 kw = {"dataset": ds.name, "class_map": options.get("map")}
+            if kind == "pairflip":
+                kw = {"pairs": options["pairs"]}
             t = transition_matrix(kind, k, r, **kw)
-            noisy = corrupt_labels(y, t, noise_seed)
+            sampler = options["sampler"]
+            noisy = corrupt_labels(y, t, noise_seed if sampler == "reference" else draw_seed, sampler)
 
     stats = noise_stats(y, noisy, k, kind, rate_text, seed)
+    stats["noise_seed"] = noise_seed
+    stats["options"] = {key: value for key, value in sorted(options.items()) if value is not None}
     io.write_json(out.with_suffix(".json"), stats)
     arrays = {"noisy_labels": noisy.astype(np.int64), "clean_labels": y, "transition": t.astype(np.float64),
               "kind": np.array(kind), "rate": np.array(rate_text), "seed": np.array(seed, dtype=np.int64),
-              "dataset_hash": np.array(str(ds.content_hash))}
+              "noise_seed": np.array(noise_seed, dtype=np.int64), "dataset_hash": np.array(str(ds.content_hash))}
     io.write_npz(out, arrays)
     print(f"noise: {ds.name} {kind} {rate_text} seed {seed}: realised rate {stats['realised_rate']:.4f} "
           f"on {stats['num_samples']} labels -> {out}", file=sys.stderr)

@@ -2,8 +2,8 @@
 
 ``build_reports`` reads the tidy results (``collect``) and writes, under ``out_dir``:
 
-- ``tables/``: ``tables.md``, ``tables.tex`` and ``table_{best,selected,final}.csv``
-  (``tables``);
+- ``tables/``: ``tables.md``, ``tables.tex``, ``table_{best,selected,final}.csv`` and
+  ``reproduction.csv`` (the paper's numbers beside ours, with verdicts) (``tables``);
 - ``summary.json`` and ``findings.md`` (``findings``);
 - ``figures/*.png`` and ``figures-svg/*.svg`` (``figures``).
 
@@ -23,16 +23,17 @@ from .io import write_json, write_text
 from .selection import SELECTIONS
 from .stats import settings_of
 
-TABLE_FILES = ("tables.md", "tables.tex") + tuple(f"table_{s}.csv" for s in SELECTIONS)
+TABLE_FILES = ("tables.md", "tables.tex") + tuple(f"table_{s}.csv" for s in SELECTIONS) + ("reproduction.csv",)
 TEXT_FILES = tuple(f"{tables.FOLDER}/{name}" for name in TABLE_FILES) + ("summary.json", "findings.md")
 OWNED_FOLDERS = (tables.FOLDER,) + tuple(figures.FOLDERS.values())
 
 
-def report_files(pairs: Iterable[tuple[str, str]]) -> list[str]:
-    """The file names (relative to the report folder) written for these (dataset, kind) pairs."""
+def report_files(keys: Iterable[tuple[str, str, str]]) -> list[str]:
+    """The file names (relative to the report folder) written for these (dataset, noise kind,
+    variant) keys."""
     names = list(TEXT_FILES)
-    for ds, kind in sorted(set((str(d), str(k)) for d, k in pairs)):
-        names += figures.figure_files(ds, kind)
+    for key in sorted(set(tuple(str(x) for x in k) for k in keys)):
+        names += figures.figure_files(key)
     return names
 
 
@@ -51,8 +52,9 @@ def build_reports(results_csv: str | os.PathLike, curves_csv: str | os.PathLike,
     write_text(out / tables.FOLDER / "tables.tex", tables.tex_tables(settings, refs))
     for selection in SELECTIONS:
         write_text(out / tables.FOLDER / f"table_{selection}.csv", tables.csv_table(settings, refs, selection))
+    write_text(out / tables.FOLDER / "reproduction.csv", tables.reproduction_csv(settings, refs))
     write_json(out / "summary.json", findings.summary(settings))
-    write_text(out / "findings.md", findings.findings(settings, findings.warmup_checkpoints(rows, curves)))
+    write_text(out / "findings.md", findings.findings(settings))
     figures.write_figures(settings, curves, out)
     written = report_files(settings.keys())
     _remove_stale(out, set(written))

@@ -40,9 +40,16 @@ class StackedConv2d(nn.Module):
         self.padding = kernel_size // 2 if padding is None else padding
         self.weight = nn.Parameter(torch.empty(num_models, out_ch, in_ch, kernel_size, kernel_size))
 
-    def init_single(self, gen: torch.Generator) -> None:
+    def init_single(self, gen: torch.Generator, init: str = "kaiming_normal") -> None:
+        """``kaiming_normal``: He normal, fan_out, ReLU gain. ``torch_default``: what
+        ``nn.Conv2d`` does (kaiming_uniform with a = sqrt(5)), as the reference code."""
         w = torch.empty(self.weight.shape[1:])
-        nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=gen)
+        if init == "kaiming_normal":
+            nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=gen)
+        elif init == "torch_default":
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=gen)
+        else:
+            raise ValueError(f"init {init!r} is unknown; allowed: kaiming_normal, torch_default")
         _fill(self.weight, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +87,7 @@ class StackedBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_models, num_features))
         self.register_buffer("running_var", torch.ones(num_models, num_features))
 
-    def init_single(self, gen: torch.Generator) -> None:
+    def init_single(self, gen: torch.Generator, init: str = "kaiming_normal") -> None:
         with torch.no_grad():
             self.weight.fill_(1.0)
             self.bias.zero_()
@@ -109,8 +116,8 @@ class StackedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_models, out_features, in_features))
         self.bias = nn.Parameter(torch.empty(num_models, out_features)) if bias else None
 
-    def init_single(self, gen: torch.Generator) -> None:
-        # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
+    def init_single(self, gen: torch.Generator, init: str = "kaiming_normal") -> None:
+        # nn.Linear's default under either init: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
         bound = 1.0 / math.sqrt(self.in_features)
         w = torch.empty(self.weight.shape[1:]).uniform_(-bound, bound, generator=gen)
         _fill(self.weight, w)

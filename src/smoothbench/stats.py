@@ -1,8 +1,10 @@
 """The statistics the tables, findings and figures share: cells grouped into settings,
 a metric's mean and std over seeds, and the best rate of each method.
 
-- A **setting** is one (dataset, noise kind, noise rate); its cells are grouped by
-  (method, rate), one entry per seed.
+- A **setting** is one (dataset, noise kind, noise rate) under one protocol variant; its
+  cells are grouped by (method, rate), one entry per seed. ``settings_of`` keys them by
+  (dataset, noise kind, variant); ``better_row`` takes, per method, the better variant
+  (the paper reports the better of direct training and warm-up).
 - Means are over seeds, std with ddof=1 (the sample standard deviation; with one
   contributing seed only the mean). Diverged cells (``status == "diverged"``) never
   enter a mean; they are counted, and a rate whose seeds all diverged cannot be "best".
@@ -42,11 +44,12 @@ def stat_of(cells: list[dict], metric: str) -> Stat:
 
 @dataclass
 class Setting:
-    """All cells of one (dataset, noise kind, noise rate), grouped by (method, rate)."""
+    """All cells of one (dataset, noise kind, noise rate) and variant, grouped by (method, rate)."""
 
     dataset: str
     kind: str
     noise_rate: str
+    variant: str
     cells: dict[tuple[str, float], list[dict]] = field(default_factory=dict)
 
     @property
@@ -72,16 +75,24 @@ class Setting:
         return sorted({c["seed"] for v in self.cells.values() for c in v})
 
 
-def settings_of(rows: list[dict]) -> dict[tuple[str, str], list[Setting]]:
-    """(dataset, kind) -> its settings, noise rates in order."""
-    by: dict[tuple[str, str, str], Setting] = {}
+def settings_of(rows: list[dict]) -> dict[tuple[str, str, str], list[Setting]]:
+    """(dataset, kind, variant) -> its settings, noise rates in order."""
+    by: dict[tuple[str, str, str, str], Setting] = {}
     for row in rows:
-        key = (row["dataset"], row["noise_kind"], row["noise_rate"])
+        key = (row["dataset"], row["noise_kind"], row["noise_rate"], row["variant"])
         s = by.setdefault(key, Setting(*key))
         s.cells.setdefault((row["method"], row["rate"]), []).append(row)
-    out: dict[tuple[str, str], list[Setting]] = {}
-    for key in sorted(by, key=lambda k: (k[0], k[1], rate_key(k[2]))):
-        out.setdefault(key[:2], []).append(by[key])
+    out: dict[tuple[str, str, str], list[Setting]] = {}
+    for key in sorted(by, key=lambda k: (k[0], k[1], k[3], rate_key(k[2]))):
+        out.setdefault((key[0], key[1], key[3]), []).append(by[key])
+    return out
+
+
+def by_pair(settings: dict[tuple[str, str, str], list[Setting]]) -> dict[tuple[str, str], dict[str, list[Setting]]]:
+    """(dataset, kind) -> variant -> settings: the variants of each (dataset, noise kind) together."""
+    out: dict[tuple[str, str], dict[str, list[Setting]]] = {}
+    for (ds, kind, variant), sets in settings.items():
+        out.setdefault((ds, kind), {})[variant] = sets
     return out
 
 
@@ -95,6 +106,7 @@ class Entry:
     n_seeds: int
     n_diverged: int
     best: bool = False
+    variant: str | None = None
 
 
 def choose(setting: Setting, method: str, metric: str) -> Entry | None:
@@ -106,15 +118,13 @@ def choose(setting: Setting, method: str, metric: str) -> Entry | None:
     usable = [r for r in rates if stats[r].mean is not None]
     if not usable:
         cells = [c for r in rates for c in setting.cells[(method, r)]]
-        return Entry(method, None, None, len(cells), sum(c["status"] == "diverged" for c in cells))
+        return Entry(method, None, None, len(cells), sum(c["status"] == "diverged" for c in cells),
+                     variant=setting.variant)
     r = min(usable, key=lambda x: (-stats[x].mean, abs(x), x))
-    return Entry(method, r, stats[r], stats[r].n_seeds, stats[r].n_diverged)
+    return Entry(method, r, stats[r], stats[r].n_seeds, stats[r].n_diverged, variant=setting.variant)
 
 
-def table_row(setting: Setting, selection: str) -> dict[str, Entry | None]:
-    """CE, best LS, best NLS and best flip of one setting, the best one(s) marked."""
-    metric = selection_metric(selection)
-    entries = {m: choose(setting, m, metric) for m in METHODS}
+def _mark_best(entries: dict[str, Entry | None]) -> dict[str, Entry | None]:
     means = [e.stat.mean for e in entries.values() if e is not None and e.stat is not None]
     if means:
         top = max(means)
@@ -122,3 +132,21 @@ def table_row(setting: Setting, selection: str) -> dict[str, Entry | None]:
             if e is not None and e.stat is not None and e.stat.mean == top:
                 e.best = True
     return entries
+
+
+def table_row(setting: Setting, selection: str) -> dict[str, Entry | None]:
+    """CE, best LS, best NLS and best flip of one setting, the best one(s) marked."""
+    metric = selection_metric(selection)
+    return _mark_best({m: choose(setting, m, metric) for m in METHODS})
+
+
+def better_row(variant_settings: list[Setting], selection: str) -> dict[str, Entry | None]:
+    """Like ``table_row`` for one noise rate, each method at the better of its variants'
+    best rates (the higher mean; ties: the first variant), the entry naming the variant."""
+    metric = selection_metric(selection)
+    entries: dict[str, Entry | None] = {}
+    for m in METHODS:
+        cands = [e for e in (choose(s, m, metric) for s in variant_settings) if e is not None]
+        usable = [e for e in cands if e.stat is not None]
+        entries[m] = max(usable, key=lambda e: e.stat.mean) if usable else (cands[0] if cands else None)
+    return _mark_best(entries)

@@ -1,27 +1,75 @@
-"""Paper-style tables: Markdown, LaTeX and CSV, one per selection, with the paper column.
+"""Paper-style tables: Markdown, LaTeX and CSV, one per selection, with the paper column,
+and the reproduction verdicts.
 
 Per dataset x noise kind, rows are noise rates and columns CE, best LS (its r), best
 NLS (its r) and flip; mean ± std over seeds in percent, the best method of a row in
-bold, diverged cells counted. Where the package's reference numbers (``collect.
-read_references``) have a published figure for a setting, a "paper" column shows it
-beside ours.
+bold, diverged cells counted. There is one table per protocol variant and, when a study
+has several, one more whose entries are each method's better variant (the paper
+reports the better of direct training and warm-up). Where the package's reference
+numbers (``collect.read_references``) have a published figure for a setting and the
+table's selection, a "paper" column shows it beside ours, and the reproduction section
+gives the verdict: reproduced (within 1.5 points) or the difference.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .cells import METHOD_LABELS, METHODS, fmt_rate
 from .collect import csv_text
 from .selection import SELECTION_TITLES, SELECTIONS
-from .stats import Entry, Setting, table_row
+from .stats import Entry, Setting, better_row, by_pair, table_row
 
 FOLDER = "tables"  # under the report folder
+REPRODUCED_WITHIN = 1.5  # points: the paper's number is reproduced when ours lies this close
+Settings = dict[tuple[str, str, str], list[Setting]]
 
-def reference_best(refs: list[dict], setting: Setting, method: str) -> dict | None:
-    cands = [r for r in refs if (r["dataset"], r["noise_kind"], r["noise_rate"], r["method"])
-             == (setting.dataset, setting.kind, setting.noise_rate, method)]
+
+def reference_best(refs: list[dict], dataset: str, kind: str, noise_rate: str, method: str,
+                   selection: str) -> dict | None:
+    """The published figure of a method in a setting under a selection (its best rate)."""
+    cands = [r for r in refs if (r["dataset"], r["noise_kind"], r["noise_rate"], r["method"], r["selection"])
+             == (dataset, kind, noise_rate, method, selection)]
     if not cands:
         return None
     return min(cands, key=lambda r: (-r["test_acc"], abs(r["rate"]), r["rate"]))
+
+
+@dataclass
+class Block:
+    """One table of a (dataset, noise kind) under a selection: a variant's, or the better-of."""
+
+    title: str
+    rows: list[tuple[str, dict[str, Entry | None], list[Setting]]]  # noise rate, entries, its settings
+    better: bool
+    with_paper: bool
+
+
+def blocks(variants: dict[str, list[Setting]], selection: str) -> list[Block]:
+    """The tables of one (dataset, noise kind): one per variant, then the better-of when
+    there are several; the paper column goes with the last (what the paper reports)."""
+    names = list(variants)
+    out = [Block(f"variant {v}", [(s.noise_rate, table_row(s, selection), [s]) for s in variants[v]],
+                 False, len(names) == 1) for v in names]
+    if len(names) > 1:
+        rates = list(dict.fromkeys(s.noise_rate for v in names for s in variants[v]))
+        rows = []
+        for rate in rates:
+            sets = [s for v in names for s in variants[v] if s.noise_rate == rate]
+            rows.append((rate, better_row(sets, selection), sets))
+        out.append(Block("better of " + ", ".join(names), rows, True, True))
+    return out
+
+
+def verdict(ours_pct: float | None, ref: dict) -> str:
+    """Reproduced (within REPRODUCED_WITHIN points) or the difference; low-confidence marked."""
+    low = " (low-confidence reference)" if ref["confidence"] == "low" else ""
+    if ours_pct is None:
+        return "no result" + low
+    delta = ours_pct - ref["test_acc"]
+    if abs(delta) <= REPRODUCED_WITHIN:
+        return f"reproduced ({delta:+.2f}){low}"
+    return f"differs by {delta:+.2f} points{low}"
 
 
 def pct(x: float) -> str:
@@ -40,8 +88,9 @@ def entry_name(e: Entry) -> str:
     return METHOD_LABELS[e.method] + (f" ({label})" if label else "")
 
 
-def entry_text(e: Entry | None, fmt: str = "md") -> str:
-    """'85.23 ± 0.31 (r=0.4; 1/3 diverged)' in Markdown, LaTeX or plain text."""
+def entry_text(e: Entry | None, fmt: str = "md", show_variant: bool = False) -> str:
+    """'85.23 ± 0.31 (r=0.4; 1/3 diverged)' in Markdown, LaTeX or plain text; with
+    ``show_variant`` the protocol variant the entry comes from is named too."""
     dash = {"md": "—", "tex": "--", "plain": ""}[fmt]
     if e is None:
         return dash
@@ -49,7 +98,7 @@ def entry_text(e: Entry | None, fmt: str = "md") -> str:
         return f"diverged ({e.n_diverged}/{e.n_seeds})" if e.n_diverged else "n/a"
     pm = " $\\pm$ " if fmt == "tex" else " ± "
     text = pct(e.stat.mean) + (pm + pct(e.stat.std) if e.stat.std is not None else "")
-    notes = [n for n in (rate_label(e.method, e.rate, fmt),
+    notes = [n for n in (rate_label(e.method, e.rate, fmt), e.variant if show_variant else "",
                          f"{e.n_diverged}/{e.n_seeds} diverged" if e.n_diverged else "") if n]
     if notes:
         text += " (" + "; ".join(notes) + ")"
@@ -62,7 +111,9 @@ def _ref_text(ref: dict | None, fmt: str) -> str:
     if ref is None:
         return {"md": "—", "tex": "--", "plain": ""}[fmt]
     label = rate_label(ref["method"], ref["rate"], fmt)
-    return ref["text"] + (f" ({label})" if label else "")
+    pm = " $\\pm$ " if fmt == "tex" else " ± "
+    text = ref["text"] + (pm + ref["std"] if ref["std"] else "")
+    return text + (f" ({label})" if label else "") + ("†" if ref["confidence"] == "low" else "")
 
 
 def _tex_escape(s: str) -> str:
@@ -94,92 +145,167 @@ def winner_label(entries: dict[str, Entry | None]) -> str:
                                                  if e.method != "ce" else "") for e in best)
 
 
-def _caption(selection: str, dataset: str, kind: str, has_ref: bool) -> str:
+def _caption(selection: str, dataset: str, kind: str, block: "Block") -> str:
     metric, meaning = SELECTIONS[selection]
-    text = (f"{dataset}, {kind} noise: test accuracy (%) under `{selection}` selection "
+    text = (f"{dataset}, {kind} noise, {block.title}: test accuracy (%) under `{selection}` selection "
             f"({metric}): {meaning}. Mean ± std over seeds (sample std, ddof=1; one seed: mean only); "
             "diverged cells are excluded from the mean and counted. Best LS/NLS/flip rate per row "
             f"chosen by the mean {metric}. Bold: best method of the row.")
-    if has_ref:
-        text += " 'paper' columns: published numbers (the paper's own protocol and selection)."
+    if block.better:
+        text += " Each entry is the better of the protocol variants (named in brackets), as the paper reports."
+    if block.with_paper:
+        text += (" 'paper' columns: published numbers for this selection (their protocol; † lower "
+                 "confidence, see the reproduction section).")
     return text
 
 
-def md_tables(settings: dict[tuple[str, str], list[Setting]], refs: list[dict]) -> str:
+def md_tables(settings: Settings, refs: list[dict]) -> str:
+    pairs = by_pair(settings)
     lines = ["# Results tables", "",
              "Generated by `smoothbench report` from results.csv. Test accuracy in %.", ""]
+    lines += _md_reproduction(pairs, refs)
     for selection in SELECTIONS:
         lines += [f"## Selection: {selection} — {SELECTION_TITLES[selection]}", ""]
-        for (ds, kind), sets in settings.items():
-            has_ref = any(reference_best(refs, s, m) for s in sets for m in METHODS)
-            lines += [f"### {ds} / {kind} ({selection})", "", _caption(selection, ds, kind, has_ref), ""]
-            head = ["noise rate"]
-            for m in METHODS:
-                head.append(METHOD_LABELS[m] if m == "ce" else f"best {METHOD_LABELS[m]}")
-                if has_ref:
-                    head.append(f"{METHOD_LABELS[m]} (paper)")
-            lines.append("| " + " | ".join(head) + " |")
-            lines.append("|" + "|".join("---" for _ in head) + "|")
-            div_lines = []
-            for s in sets:
-                entries = table_row(s, selection)
-                cells = [s.noise_rate]
-                for m in METHODS:
-                    cells.append(entry_text(entries[m], "md"))
-                    if has_ref:
-                        cells.append(_ref_text(reference_best(refs, s, m), "md"))
-                lines.append("| " + " | ".join(cells) + " |")
-                notes = diverged_notes(s)
-                if notes:
-                    div_lines.append(f"noise {s.noise_rate}: " + ", ".join(notes))
-            lines.append("")
-            lines.append("Diverged cells (seeds diverged/total): " + ("; ".join(div_lines) if div_lines else "none") + ".")
-            if has_ref:
-                sources = sorted({reference_best(refs, s, m)["source"] for s in sets for m in METHODS
-                                  if reference_best(refs, s, m)})
-                lines.append("Paper numbers from: " + "; ".join(sources) + ".")
-            lines.append("")
+        for (ds, kind), variants in pairs.items():
+            for block in blocks(variants, selection):
+                lines += _md_block(ds, kind, selection, block, refs)
     lines += ["## Does the ranking survive honest selection?", "",
-              "Winner of each row (highest mean) under each selection.", ""]
+              "Winner of each row (highest mean) under each selection (the better of the variants when "
+              "there are several).", ""]
     lines.append("| dataset | noise kind | noise rate | " + " | ".join(
         f"winner ({SELECTION_TITLES[s]})" for s in SELECTIONS) + " | same winner (best vs honest) |")
     lines.append("|" + "|".join("---" for _ in range(4 + len(SELECTIONS))) + "|")
-    for (ds, kind), sets in settings.items():
-        for s in sets:
-            winners = {sel: winner_label(table_row(s, sel)) for sel in SELECTIONS}
+    for (ds, kind), variants in pairs.items():
+        finals = {sel: blocks(variants, sel)[-1] for sel in SELECTIONS}
+        for i, (rate, _, _) in enumerate(finals["best"].rows):
+            winners = {sel: winner_label(finals[sel].rows[i][1]) for sel in SELECTIONS}
             same = "yes" if winners["best"] == winners["selected"] else "no"
-            lines.append(f"| {ds} | {kind} | {s.noise_rate} | " + " | ".join(winners.values()) + f" | {same} |")
+            lines.append(f"| {ds} | {kind} | {rate} | " + " | ".join(winners.values()) + f" | {same} |")
     lines.append("")
     return "\n".join(lines)
 
 
-def tex_tables(settings: dict[tuple[str, str], list[Setting]], refs: list[dict]) -> str:
+def _md_block(ds: str, kind: str, selection: str, block: Block, refs: list[dict]) -> list[str]:
+    has_ref = block.with_paper and any(reference_best(refs, ds, kind, rate, m, selection)
+                                       for rate, _, _ in block.rows for m in METHODS)
+    block = Block(block.title, block.rows, block.better, has_ref)
+    lines = [f"### {ds} / {kind}, {block.title} ({selection})", "", _caption(selection, ds, kind, block), ""]
+    head = ["noise rate"]
+    for m in METHODS:
+        head.append(METHOD_LABELS[m] if m == "ce" else f"best {METHOD_LABELS[m]}")
+        if has_ref:
+            head.append(f"{METHOD_LABELS[m]} (paper)")
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    div_lines = []
+    for rate, entries, sets in block.rows:
+        cells = [rate]
+        for m in METHODS:
+            cells.append(entry_text(entries[m], "md", show_variant=block.better))
+            if has_ref:
+                cells.append(_ref_text(reference_best(refs, ds, kind, rate, m, selection), "md"))
+        lines.append("| " + " | ".join(cells) + " |")
+        notes = [f"{s.variant} {n}" if block.better else n for s in sets for n in diverged_notes(s)]
+        if notes:
+            div_lines.append(f"noise {rate}: " + ", ".join(notes))
+    lines.append("")
+    lines.append("Diverged cells (seeds diverged/total): " + ("; ".join(div_lines) if div_lines else "none") + ".")
+    if has_ref:
+        sources = sorted({reference_best(refs, ds, kind, rate, m, selection)["source"] for rate, _, _ in block.rows
+                          for m in METHODS if reference_best(refs, ds, kind, rate, m, selection)})
+        lines.append("Paper numbers from: " + "; ".join(sources) + ".")
+    lines.append("")
+    return lines
+
+
+REPRODUCTION_COLUMNS = ["dataset", "noise_kind", "noise_rate", "method", "selection", "ours_pct", "ours_std_pct",
+                        "ours_rate", "ours_variant", "n_seeds", "paper_pct", "paper_std_pct", "paper_rate",
+                        "delta_points", "verdict", "confidence", "source"]
+
+
+def reproduction_rows(settings: Settings, refs: list[dict]) -> list[dict]:
+    """Every published figure that has a setting in the results, beside ours and its verdict:
+    ours is the better-of (or only) variant's entry under the reference's selection."""
+    out = []
+    for (ds, kind), variants in by_pair(settings).items():
+        for selection in SELECTIONS:
+            for rate, entries, _ in blocks(variants, selection)[-1].rows:
+                for m in METHODS:
+                    ref = reference_best(refs, ds, kind, rate, m, selection)
+                    if ref is None:
+                        continue
+                    e = entries[m]
+                    ours = 100 * e.stat.mean if e is not None and e.stat is not None else None
+                    std = 100 * e.stat.std if ours is not None and e.stat.std is not None else None
+                    out.append({
+                        "dataset": ds, "noise_kind": kind, "noise_rate": rate, "method": m, "selection": selection,
+                        "ours_pct": None if ours is None else round(ours, 4),
+                        "ours_std_pct": None if std is None else round(std, 4),
+                        "ours_rate": None if e is None else e.rate, "ours_variant": None if e is None else e.variant,
+                        "n_seeds": 0 if e is None or e.stat is None else e.stat.n_ok,
+                        "paper_pct": ref["test_acc"], "paper_std_pct": ref["std"] or None, "paper_rate": ref["rate"],
+                        "delta_points": None if ours is None else round(ours - ref["test_acc"], 4),
+                        "verdict": verdict(ours, ref), "confidence": ref["confidence"], "source": ref["source"],
+                    })
+    return out
+
+
+def _md_reproduction(pairs: dict, refs: list[dict]) -> list[str]:
+    rows = reproduction_rows({(ds, kind, v): sets for (ds, kind), vs in pairs.items() for v, sets in vs.items()},
+                             refs)
+    if not rows:
+        return []
+    lines = ["## Reproduction of the paper", "",
+             f"Each published figure beside ours under the same selection: reproduced when within "
+             f"{REPRODUCED_WITHIN} points (the rule of the reference numbers; it presumes the paper's protocol - "
+             "see docs/reproduction.md), else the difference. Ours is the better protocol variant per method, "
+             "as the paper reports; † lower-confidence reference.", "",
+             "| dataset | noise | rate | method | selection | ours | paper | Δ | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ours = "—" if r["ours_pct"] is None else (
+            f"{r['ours_pct']:.2f}" + (f" ± {r['ours_std_pct']:.2f}" if r["ours_std_pct"] is not None else "")
+            + f" ({', '.join(x for x in (rate_label(r['method'], r['ours_rate'], 'plain'), r['ours_variant']) if x)})")
+        paper = f"{r['paper_pct']:.2f}" + (f" ± {r['paper_std_pct']}" if r["paper_std_pct"] else "") + \
+            (f" ({rate_label(r['method'], r['paper_rate'], 'plain')})" if r["method"] != "ce" else "") + \
+            ("†" if r["confidence"] == "low" else "")
+        delta = "—" if r["delta_points"] is None else f"{r['delta_points']:+.2f}"
+        lines.append(f"| {r['dataset']} | {r['noise_kind']} | {r['noise_rate']} | {METHOD_LABELS[r['method']]} | "
+                     f"{r['selection']} | {ours} | {paper} | {delta} | {r['verdict']} |")
+    lines += ["", "Sources: " + "; ".join(sorted({r["source"] for r in rows})) + ".", ""]
+    return lines
+
+
+def tex_tables(settings: Settings, refs: list[dict]) -> str:
     lines = ["% Generated by `smoothbench report` from results.csv; needs \\usepackage{booktabs}.", ""]
     for selection in SELECTIONS:
-        for (ds, kind), sets in settings.items():
-            has_ref = any(reference_best(refs, s, m) for s in sets for m in METHODS)
-            ncol = 1 + len(METHODS) * (2 if has_ref else 1)
-            caption = _tex_escape(_caption(selection, ds, kind, has_ref).replace("`", "")).replace("±", "$\\pm$")
-            lines += ["\\begin{table}[t]", "\\centering", "\\small",
-                      f"\\caption{{{caption}}}",
-                      f"\\label{{tab:{_label_id(ds)}-{_label_id(kind)}-{selection}}}",
-                      "\\begin{tabular}{" + "l" * ncol + "}", "\\toprule"]
-            head = ["noise rate"]
-            for m in METHODS:
-                head.append(METHOD_LABELS[m] if m == "ce" else f"best {METHOD_LABELS[m]}")
-                if has_ref:
-                    head.append(f"{METHOD_LABELS[m]} (paper)")
-            lines.append(" & ".join(head) + " \\\\")
-            lines.append("\\midrule")
-            for s in sets:
-                entries = table_row(s, selection)
-                cells = [_tex_escape(s.noise_rate)]
+        for (ds, kind), variants in by_pair(settings).items():
+            for block in blocks(variants, selection):
+                has_ref = block.with_paper and any(reference_best(refs, ds, kind, rate, m, selection)
+                                                   for rate, _, _ in block.rows for m in METHODS)
+                block = Block(block.title, block.rows, block.better, has_ref)
+                ncol = 1 + len(METHODS) * (2 if has_ref else 1)
+                caption = _tex_escape(_caption(selection, ds, kind, block).replace("`", ""))
+                caption = caption.replace("±", "$\\pm$").replace("†", "$\\dagger$")
+                label = f"tab:{_label_id(ds)}-{_label_id(kind)}-{_label_id(block.title)}-{selection}"
+                lines += ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{caption}}}",
+                          f"\\label{{{label}}}", "\\begin{tabular}{" + "l" * ncol + "}", "\\toprule"]
+                head = ["noise rate"]
                 for m in METHODS:
-                    cells.append(entry_text(entries[m], "tex"))
+                    head.append(METHOD_LABELS[m] if m == "ce" else f"best {METHOD_LABELS[m]}")
                     if has_ref:
-                        cells.append(_ref_text(reference_best(refs, s, m), "tex"))
-                lines.append(" & ".join(cells) + " \\\\")
-            lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+                        head.append(f"{METHOD_LABELS[m]} (paper)")
+                lines.append(" & ".join(head) + " \\\\")
+                lines.append("\\midrule")
+                for rate, entries, _ in block.rows:
+                    cells = [_tex_escape(rate)]
+                    for m in METHODS:
+                        cells.append(entry_text(entries[m], "tex", show_variant=block.better))
+                        if has_ref:
+                            ref_text = _ref_text(reference_best(refs, ds, kind, rate, m, selection), "tex")
+                            cells.append(ref_text.replace("†", "$^\\dagger$"))
+                    lines.append(" & ".join(cells) + " \\\\")
+                lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(lines)
 
 
@@ -187,29 +313,34 @@ def _label_id(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in s)
 
 
-TABLE_CSV_COLUMNS = ["dataset", "noise_kind", "noise_rate", "selection", "method", "rate",
+TABLE_CSV_COLUMNS = ["dataset", "noise_kind", "noise_rate", "selection", "table", "method", "rate", "variant",
                      "test_acc_mean_pct", "test_acc_std_pct", "n_used", "n_seeds", "n_diverged",
                      "best", "text", "paper_rate", "paper_test_acc_pct", "paper_source"]
 
 
-def csv_table(settings: dict[tuple[str, str], list[Setting]], refs: list[dict], selection: str) -> str:
+def csv_table(settings: Settings, refs: list[dict], selection: str) -> str:
     rows = []
-    for (ds, kind), sets in settings.items():
-        for s in sets:
-            entries = table_row(s, selection)
-            for m in METHODS:
-                e = entries[m]
-                if e is None:
-                    continue
-                ref = reference_best(refs, s, m)
-                st = e.stat
-                rows.append([
-                    ds, kind, s.noise_rate, selection, m,
-                    e.rate if e.rate is not None else None,
-                    f"{100 * st.mean:.4f}" if st else None,
-                    f"{100 * st.std:.4f}" if st and st.std is not None else None,
-                    st.n_ok if st else 0, e.n_seeds, e.n_diverged, int(e.best),
-                    entry_text(e, "plain"),
-                    ref["rate"] if ref else None, ref["text"] if ref else None, ref["source"] if ref else None,
-                ])
+    for (ds, kind), variants in by_pair(settings).items():
+        for block in blocks(variants, selection):
+            table = "better" if block.better else block.rows[0][2][0].variant
+            for rate, entries, _ in block.rows:
+                for m in METHODS:
+                    e = entries[m]
+                    if e is None:
+                        continue
+                    ref = reference_best(refs, ds, kind, rate, m, selection) if block.with_paper else None
+                    st = e.stat
+                    rows.append([
+                        ds, kind, rate, selection, table, m, e.rate if e.rate is not None else None, e.variant,
+                        f"{100 * st.mean:.4f}" if st else None,
+                        f"{100 * st.std:.4f}" if st and st.std is not None else None,
+                        st.n_ok if st else 0, e.n_seeds, e.n_diverged, int(e.best),
+                        entry_text(e, "plain", show_variant=block.better),
+                        ref["rate"] if ref else None, ref["text"] if ref else None, ref["source"] if ref else None,
+                    ])
     return csv_text(TABLE_CSV_COLUMNS, rows)
+
+
+def reproduction_csv(settings: Settings, refs: list[dict]) -> str:
+    rows = reproduction_rows(settings, refs)
+    return csv_text(REPRODUCTION_COLUMNS, ([r[c] for c in REPRODUCTION_COLUMNS] for r in rows))

@@ -190,13 +190,13 @@ def trusted_inputs(trusted, inputs):
 from smoothbench import figures as _figures
 from smoothbench import report as _report
 
-REPORT_PAIRS = grid.report_pairs(STUDY)
-REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(REPORT_PAIRS)]
-# PNG figure path -> (figure, dataset, noise kind), for the report's categories
+REPORT_KEYS = grid.report_keys(STUDY)
+REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(REPORT_KEYS)]
+# PNG figure path -> (figure, its (dataset, noise kind, variant)), for the report's categories
 _FIGURE_OF = {
-    f"{REPORTS}/{_figures.FOLDERS['png']}/fig_{fig}_{ds}_{kind}.png": (fig, ds, kind)
-    for ds, kind in REPORT_PAIRS
-    for fig in _figures.FIGURES
+    f"{REPORTS}/{path}": (fig, key)
+    for key in REPORT_KEYS
+    for fig, path in zip(_figures.FIGURES, _figures.figure_files(key)[:: len(_figures.FIGURE_FORMATS)])
 }
 
 
@@ -211,9 +211,9 @@ def report_output(path):
     """A report file, marked for `snakemake --report` when it is a figure or a table."""
     name = os.path.basename(path)
     if path in _FIGURE_OF:
-        fig, ds, kind = _FIGURE_OF[path]
+        fig, key = _FIGURE_OF[path]
         return report(path, caption=_caption(f"fig_{fig}"), category=_figures.FIGURE_TITLES[fig],
-                      subcategory=f"{ds} / {kind}")
+                      subcategory=" / ".join(key))
     if name.startswith("table_") and name.endswith(".csv"):
         return report(path, caption=_caption("table"), category="Tables")
     if name == "findings.md":

@@ -26,9 +26,10 @@ rule noise:
         "logs/noise/{dataset}/{kind}-{rate}-s{seed}.log",
     params:
         options=lambda wc: noise_option_args(wc.dataset, wc.kind),
+        noise_seed=lambda wc: "" if STUDY["noise_seed"] is None else f"--noise-seed {STUDY['noise_seed']}",
     shell:
         "smoothbench noise --data {input.data} --kind {wildcards.kind} --rate {wildcards.rate}"
-        " --seed {wildcards.seed} --out {output.labels} {params.options} > {log} 2>&1"
+        " --seed {wildcards.seed} {params.noise_seed} --out {output.labels} {params.options} > {log} 2>&1"
 
 
 rule data_all:
