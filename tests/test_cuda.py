@@ -9,6 +9,7 @@ when ``torch.cuda.is_available()`` is false.
 
 import json
 import math
+import os
 import re
 import warnings
 
@@ -22,6 +23,10 @@ from smoothbench.grid import parse_cells
 from smoothbench.losses import gls_loss
 
 pytestmark = pytest.mark.cuda
+
+# deterministic cuBLAS workspaces, as train.set_determinism sets them: PyTorch reads the setting
+# once per process, and the loss and model tests below use cuBLAS before the engine test does
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="CUDA is not available (torch.cuda.is_available() is False)")

@@ -290,7 +290,8 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
     models; samples/s, peak memory, and the fraction of the device's dense bf16 peak computed
     from counted FLOPs (forward MACs x 2 x 3 per sample per model).
 
-    Defaults: fastnet, resnet18, resnet34; M = 1, 4, 18; batch 128; 10 timed steps after 3.
+    Defaults: fastnet, resnet18, resnet34; M = 1, 4, 18; batch 128; 10 timed steps after 3;
+    device ``auto`` = CUDA when available, else the CPU.
     ``quick``: width 0.125, M = 1, 2, batch 16, 2 steps after 1 (a CPU smoke run).
     Kernels as the engine picks them (``train.set_determinism``) unless ``fast_kernels``
     (cuDNN autotuning, TF32, non-deterministic algorithms allowed). A configuration that
@@ -313,8 +314,10 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
             raise ValueError(f"bench step: variant {v!r}; allowed: {', '.join(STEP_VARIANTS)}")
     if min(num_models) < 1 or batch < 1 or steps < 1 or warmup < 0:
         raise ValueError("bench step: M, --batch and --steps must be >= 1, --warmup >= 0")
+    # auto: the GPU when there is one, else the CPU (a full-size CPU run of these models is of no use)
+    devices = _devices(device)[-1:] if device == "auto" else _devices(device)
     results = []
-    for dev in _devices(device):
+    for dev in devices:
         if fast_kernels:
             torch.use_deterministic_algorithms(False)
             if dev.type == "cuda":

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "with peak memory and the fraction of the GPU's bf16 peak from counted FLOPs. "
                        "`bench train`: the group-vectorised engine vs one process per cell.")
     s.add_argument("what", choices=["loss", "step", "train"])
-    s.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CPU, plus CUDA when present)")
+    s.add_argument("--device", default="auto",
+                   help="auto, cpu or cuda (auto: CPU, plus CUDA when present; step: CUDA when present, else CPU)")
     s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
     s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
     s.add_argument("--quick", action="store_true",
