@@ -292,7 +292,8 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
 
     Defaults: fastnet, resnet18, resnet34; M = 1, 4, 18; batch 128; 10 timed steps after 3;
     device ``auto`` = CUDA when available, else the CPU.
-    ``quick``: width 0.125, M = 1, 2, batch 16, 2 steps after 1 (a CPU smoke run).
+    ``quick`` (a CPU smoke run): width 0.125, M = 1, 2, batch 16, 3 steps after 1 (median of 3:
+    one disturbed step does not set it).
     Kernels as the engine picks them (``train.set_determinism``) unless ``fast_kernels``
     (cuDNN autotuning, TF32, non-deterministic algorithms allowed). A configuration that
     runs out of GPU memory prints OOM in its row.
@@ -303,7 +304,7 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
     num_models = list(num_models or ((1, 2) if quick else (1, 4, 18)))
     variants = list(variants or STEP_VARIANTS)
     batch = batch or (16 if quick else 128)
-    steps = steps or (2 if quick else 10)
+    steps = steps or (3 if quick else 10)
     warmup = (1 if quick else 3) if warmup is None else warmup
     model_args = {"width": 0.125} if quick else {}
     for name in model_names:

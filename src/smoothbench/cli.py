@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
     s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
     s.add_argument("--quick", action="store_true",
-                   help="small configurations, a CPU smoke run (step: width 0.125, M=1,2, batch 16, 2 steps; "
+                   help="small configurations, a CPU smoke run (step: width 0.125, M=1,2, batch 16, 3 steps; "
                    "train: 4 cells, image models at width 0.125 on 1,024 images)")
     s.add_argument("--models", default=None,
                    help="comma-separated models (step: fastnet,resnet18,resnet34 by default; train: mlp on the CPU, "
