@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smoothbench import cells as vocab
-from smoothbench import collect, findings, report, stats, tables
+from smoothbench import collect, report, stats, tables
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs, write_toy  # noqa: F401
 
 

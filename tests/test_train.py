@@ -5,52 +5,20 @@ resumes to the same result."""
 
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import kill_and_resume, train_command, write_dataset, write_labels
 
 from smoothbench import cells, device, protocol, train
 from smoothbench.cells import parse_cells
 
-
 # ----------------------------------------------------------------------------- fixtures
 
-def _write_dataset(path: Path, n_train=400, n_test=200, d=12, k=4, seed=0, image=False):
-    """A small, learnable synthetic dataset in the canonical format (via data's writer)."""
-    from smoothbench import data
-
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 1.5, size=(k, d))
-
-    def draw(n):
-        y = rng.integers(0, k, n)
-        x = centers[y] + rng.normal(0, 1.0, size=(n, d))
-        return x.astype(np.float32), y.astype(np.int64)
-
-    xtr, ytr = draw(n_train)
-    xte, yte = draw(n_test)
-    if image:
-        side = int(math.isqrt(d))
-        xtr = (np.clip(xtr[:, : side * side], -3, 3) * 40 + 128).astype(np.uint8).reshape(-1, 1, side, side)
-        xte = (np.clip(xte[:, : side * side], -3, 3) * 40 + 128).astype(np.uint8).reshape(-1, 1, side, side)
-    data.save_dataset(path, name="toy", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte,
-                       class_names=[f"c{i}" for i in range(k)])
-    return path
-
-
-def _write_labels(tmp_path: Path, data_path: Path, rate=0.3, seed=0):
-    from smoothbench import noise
-
-    out = tmp_path / f"labels-{rate}-{seed}.npz"
-    noise.make_noisy_labels(str(data_path), "symmetric", rate, seed, str(out))
-    return out
+_write_dataset, _write_labels = write_dataset, write_labels
 
 
 @pytest.fixture(scope="module")
@@ -285,31 +253,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     d = _write_dataset(tmp_path / "big.npz", n_train=3000, n_test=300, d=64)
     labels = _write_labels(tmp_path, d)
     protocol_json = json.dumps(proto(epochs=6, model_args={"hidden": [256, 256]}, batch_size=32))
-    cmd = [sys.executable, "-m", "smoothbench.cli", "train", "--data", str(d), "--labels", str(labels),
-           "--cells", "ce:0,ls:0.3,nls:-0.6,flip:0.2", "--protocol", protocol_json, "--no-progress"]
-    ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], capture_output=True, text=True)
-    assert ref.returncode == 0, ref.stderr
-    ckpt = tmp_path / "ck"
-    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed"), "--checkpoint-dir", str(ckpt)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 120
-    while not (ckpt / "direct.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)                                  # let it get into the middle of a later epoch
-    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "group.json").exists()
-    state = torch.load(ckpt / "direct.pt", weights_only=True)
-    assert 1 <= state["done"] < 6
-    resumed = subprocess.run(cmd + ["--out", str(tmp_path / "killed"), "--checkpoint-dir", str(ckpt)],
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from epoch" in resumed.stderr
-    assert (tmp_path / "ref/group.json").read_text() == (tmp_path / "killed/group.json").read_text()
-    for cell in ("ce_0", "ls_0.3", "nls_-0.6", "flip_0.2"):
-        assert (tmp_path / "ref/cells/direct" / cell / "curves.csv").read_bytes() == \
-            (tmp_path / "killed/cells/direct" / cell / "curves.csv").read_bytes()
+    cmd = train_command(d, labels, "ce:0,ls:0.3,nls:-0.6,flip:0.2", protocol_json)
+    kill_and_resume(cmd, tmp_path, epochs=6, cell_ids=["ce_0", "ls_0.3", "nls_-0.6", "flip_0.2"])
 
 
 def test_bf16_autocast_path_runs_and_stays_close_to_fp32(toy, tmp_path):

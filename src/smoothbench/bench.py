@@ -5,7 +5,9 @@ Speed is shown here, side by side in one run, never by timed tests.
 
 from __future__ import annotations
 
+import gc
 import json
+import platform
 import statistics
 import subprocess
 import sys
@@ -18,8 +20,26 @@ import torch
 
 from .losses import gls_loss
 
-# dense bf16 tensor-core peak FLOP/s by device-name fragment (vendor datasheets, no sparsity)
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
+# dense bf16 tensor-core peak FLOP/s by device-name fragment (vendor datasheets, no sparsity);
+# the longest fragment contained in the device's name wins ("H100 PCIe" before "H100", "A100" before "A10")
+PEAK_BF16 = {"H200 NVL": 835e12, "H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
+             "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
+
+
+def device_name(dev: torch.device) -> str:
+    """The accelerator's name as the driver reports it (what PEAK_BF16 is matched against)."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def peak_bf16(name: str) -> tuple[str, float] | None:
+    """(fragment, dense bf16 peak FLOP/s) of the PEAK_BF16 entry naming this device, or None."""
+    hits = [k for k in PEAK_BF16 if k in name]
+    if not hits:
+        return None
+    key = max(hits, key=len)
+    return key, PEAK_BF16[key]
 
 
 def _devices(requested: str) -> list[torch.device]:
@@ -127,63 +147,249 @@ def _synthetic_cifar(path: Path, n_train: int, n_test: int) -> None:
                       rng.integers(0, 10, n_test), [f"class{i}" for i in range(10)])
 
 
-def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False) -> list[dict]:
-    """Group-vectorised engine vs one process per cell, same cells, same device."""
+def _samples_per_epoch(n: int, val_fraction: float, batch: int) -> int:
+    """Training samples the engine steps through per epoch (held-out split removed, last partial batch dropped)."""
+    n_train = n - int(round(val_fraction * n))
+    return n_train // min(batch, n_train) * min(batch, n_train)
+
+
+def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False, model_names: list[str] | None = None,
+                num_cells: int | None = None, train_size: int | None = None) -> list[dict]:
+    """Group-vectorised engine vs one process per cell, same cells, same device.
+
+    ``model_names``: ``mlp`` trains on the embedded digits data; ``fastnet``, ``resnet18``,
+    ``resnet34`` on synthetic CIFAR-shaped data (3x32x32, K=10, crop+flip augmentation) of
+    ``train_size`` training images. Default: ``mlp`` on the CPU; ``mlp`` and the three image
+    models on CUDA. ``quick``: 4 cells, image models at width 0.125 on 1,024 images (256 test).
+    """
     from . import data, models, noise
     from .cells import format_cells, parse_cells
 
     cells = parse_cells(DEFAULT_CELLS)
-    if quick:
-        cells = cells[:4]
+    if num_cells is not None and not 1 <= num_cells <= len(cells):
+        raise ValueError(f"bench train: --cells {num_cells}; allowed 1 to {len(cells)}")
+    cells = cells[:num_cells] if num_cells else cells[:4] if quick else cells
+    for name in model_names or ():
+        if name not in ("mlp", *STEP_MODELS):
+            raise ValueError(f"bench train: model {name!r}; allowed: mlp, {', '.join(STEP_MODELS)}")
     spec = format_cells(cells)
+    n_images = train_size or (1_024 if quick else 20_000)
+    image_args = {"width": 0.125} if quick else {}
+    batch, val_fraction = 128, 0.1
     results = []
     with tempfile.TemporaryDirectory(prefix="smoothbench-bench-") as tmp:
         tmp = Path(tmp)
-        setups = []
-        digits = tmp / "digits.npz"
-        data.build_dataset("digits", digits)
-        setups.append(("digits", "mlp", {"hidden": [256, 256]}, digits, {}))
-        cuda_setups = []
-        if torch.cuda.is_available() and device in ("auto", "cuda"):
-            cifar = tmp / "cifar.npz"
-            _synthetic_cifar(cifar, 5_000 if quick else 20_000, 1_000)
-            cuda_setups = [("cifar-shaped", "resnet18", {}, cifar, {"crop_padding": 4, "hflip": True}),
-                           ("cifar-shaped", "fastnet", {}, cifar, {"crop_padding": 4, "hflip": True})]
         for dev in _devices(device):
-            todo = setups if dev.type == "cpu" else setups + cuda_setups
-            for dname, model, margs, dpath, aug in todo:
-                if dev.type == "cpu" and model != "mlp":
-                    continue
+            todo = model_names or (["mlp"] if dev.type == "cpu" else ["mlp", *STEP_MODELS])
+            for model in todo:
+                if model == "mlp":
+                    dname, margs, aug, dpath = "digits", {"hidden": [256, 256]}, {}, tmp / "digits.npz"
+                    if not dpath.exists():
+                        data.build_dataset("digits", dpath)
+                else:
+                    dname, margs, aug = "cifar-shaped", image_args, {"crop_padding": 4, "hflip": True}
+                    dpath = tmp / "cifar.npz"
+                    if not dpath.exists():
+                        _synthetic_cifar(dpath, n_images, 256 if quick else 1_000)
                 labels = tmp / f"{dname}-labels.npz"
                 if not labels.exists():
                     noise.make_noisy_labels(str(dpath), "symmetric", 0.4, 0, str(labels))
-                proto = {"model": model, "model_args": margs, "epochs": epochs, "batch_size": 128,
-                         "val_fraction": 0.1, "checkpoint_every": max(1, epochs), "augment": aug}
+                proto = {"model": model, "model_args": margs, "variants": {"direct": {"epochs": epochs}},
+                         "batch_size": batch, "val_fraction": val_fraction, "checkpoint_every": max(1, epochs),
+                         "augment": aug}
                 t_group = _timed(_train_cmd(dpath, labels, spec, proto, tmp / f"g-{model}-{dev.type}", dev))
                 t_each = sum(_timed(_train_cmd(dpath, labels, format_cells([c]), proto,
                                                tmp / f"s-{model}-{dev.type}-{c.id}", dev)) for c in cells)
                 ds = data.load_dataset(dpath)
-                n_train = int(round(len(ds.y_train) * 0.9)) // 128 * 128
-                samples = n_train * epochs * len(cells)
-                row = {"device": dev.type, "data": dname, "model": model, "cells": len(cells), "epochs": epochs,
-                       "group_s": t_group, "one_by_one_s": t_each,
-                       "group_cells_per_h": len(cells) / t_group * 3600,
-                       "one_by_one_cells_per_h": len(cells) / t_each * 3600,
-                       "group_samples_per_s": samples / t_group, "one_by_one_samples_per_s": samples / t_each}
-                if dev.type == "cuda":
-                    flops = 3 * models.count_flops_per_sample(
-                        models.build_model(model, 1, ds.input_shape, 10, seed=0, **margs), ds.input_shape) * 2
-                    name = torch.cuda.get_device_name(dev)
-                    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-                    row["peak_fraction"] = samples * flops / t_group / peak if peak else None
-                results.append(row)
-    print(f"training engine: {len(cells)} cells x {epochs} epochs; wall time including process start "
-          f"(torch {torch.__version__})")
+                samples = _samples_per_epoch(len(ds.y_train), val_fraction, batch) * epochs * len(cells)
+                macs = models.count_flops_per_sample(
+                    models.build_model(model, 1, ds.input_shape, ds.num_classes, seed=0, **margs), ds.input_shape)
+                peak = peak_bf16(device_name(dev))
+                flops = samples * macs * 2 * 3
+                results.append({
+                    "device": dev.type, "data": dname, "model": model, "cells": len(cells), "epochs": epochs,
+                    "group_s": t_group, "one_by_one_s": t_each,
+                    "group_cells_per_h": len(cells) / t_group * 3600,
+                    "one_by_one_cells_per_h": len(cells) / t_each * 3600,
+                    "group_samples_per_s": samples / t_group, "one_by_one_samples_per_s": samples / t_each,
+                    "flops": flops, "peak_flops": peak[1] if peak else None,
+                    "peak_fraction": flops / t_group / peak[1] if peak else None,
+                })
+    print(f"training engine: {len(cells)} cells x {epochs} epochs, batch {batch}; wall time including process "
+          f"start; one-by-one = one process per cell, one after another (torch {torch.__version__})")
     rows = [[r["device"], r["data"], r["model"], f"{r['group_s']:.1f}", f"{r['one_by_one_s']:.1f}",
              f"{r['group_cells_per_h']:.0f}", f"{r['one_by_one_cells_per_h']:.0f}",
              f"{r['group_samples_per_s']:.0f}", f"{r['one_by_one_samples_per_s']:.0f}",
-             f"{r['one_by_one_s'] / r['group_s']:.1f}x",
-             "n/a" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}%"] for r in results]
+             f"{r['one_by_one_s'] / r['group_s']:.1f}x", _pct(r["peak_fraction"])] for r in results]
     _print_table(["device", "data", "model", "group s", "one-by-one s", "group cells/h", "one-by-one cells/h",
                   "group samples/s", "one-by-one samples/s", "speed-up", "of bf16 peak"], rows)
     return results
+
+
+def _pct(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+# ----------------------------------------------------------------------------- training step benchmark
+
+STEP_MODELS = ("fastnet", "resnet18", "resnet34")
+STEP_VARIANTS = ("stacked", "loop")
+CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
+
+
+def _sgd(params) -> torch.optim.Optimizer:
+    """The engine's default optimizer (train.OptimizerConfig)."""
+    from .train import OptimizerConfig
+
+    o = OptimizerConfig()
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+
+
+def _step_fn(variant: str, name: str, num_models: int, model_args: dict, x: torch.Tensor, y: torch.Tensor,
+             rates: torch.Tensor, dev: torch.device, compile_: bool):
+    """One training step of M models on batch (x, y) as the engine takes it: bf16 autocast on
+    CUDA (fp32 on CPU), one GLS loss per model, SGD. ``stacked``: one M-model stack, one
+    loss call, one backward, one optimizer. ``loop``: M separate one-model stacks stepped
+    one after another."""
+    from . import models
+
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    if variant == "stacked":
+        nets = [models.build_model(name, num_models, CIFAR_SHAPE, CIFAR_CLASSES, seed=0, **model_args).to(dev)]
+        per_net_rates = [rates]
+    elif variant == "loop":
+        nets = [models.build_model(name, 1, CIFAR_SHAPE, CIFAR_CLASSES, seed=0, **model_args).to(dev)
+                for _ in range(num_models)]
+        per_net_rates = [rates[i:i + 1] for i in range(num_models)]
+    else:
+        raise ValueError(f"step variant {variant!r}; allowed: {', '.join(STEP_VARIANTS)}")
+    opts = [_sgd(n.parameters()) for n in nets]
+    fwds = [torch.compile(n) if compile_ else n for n in nets]
+
+    def step():
+        for fwd, opt, r in zip(fwds, opts, per_net_rates):
+            opt.zero_grad(set_to_none=True)
+            with amp:
+                logits = fwd(x)
+            gls_loss(logits, y, r, check=False).sum().backward()
+            opt.step()
+
+    return step
+
+
+def _release(dev: torch.device) -> None:
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def bench_step(device: str = "auto", model_names: list[str] | None = None, num_models: list[int] | None = None,
+               batch: int | None = None, steps: int | None = None, variants: list[str] | None = None,
+               quick: bool = False, compile_: bool = False, fast_kernels: bool = False,
+               warmup: int | None = None) -> list[dict]:
+    """Median time of one training step (forward + backward + SGD) of M models on CIFAR-shaped
+    batches (3x32x32, K=10), stacked (grouped convolutions) vs a Python loop over M separate
+    models; samples/s, peak memory, and the fraction of the device's dense bf16 peak computed
+    from counted FLOPs (forward MACs x 2 x 3 per sample per model).
+
+    Defaults: fastnet, resnet18, resnet34; M = 1, 4, 18; batch 128; 10 timed steps after 3;
+    device ``auto`` = CUDA when available, else the CPU.
+    ``quick`` (a CPU smoke run): width 0.125, M = 1, 2, batch 16, 3 steps after 1 (median of 3:
+    one disturbed step does not set it).
+    Kernels as the engine picks them (``train.set_determinism``) unless ``fast_kernels``
+    (cuDNN autotuning, TF32, non-deterministic algorithms allowed). A configuration that
+    runs out of GPU memory prints OOM in its row.
+    """
+    from . import models, train
+
+    model_names = list(model_names or STEP_MODELS)
+    num_models = list(num_models or ((1, 2) if quick else (1, 4, 18)))
+    variants = list(variants or STEP_VARIANTS)
+    batch = batch or (16 if quick else 128)
+    steps = steps or (3 if quick else 10)
+    warmup = (1 if quick else 3) if warmup is None else warmup
+    model_args = {"width": 0.125} if quick else {}
+    for name in model_names:
+        if name not in models.MODELS or name == "mlp":
+            raise ValueError(f"bench step: model {name!r}; allowed: {', '.join(STEP_MODELS)} (or cnn)")
+    for v in variants:
+        if v not in STEP_VARIANTS:
+            raise ValueError(f"bench step: variant {v!r}; allowed: {', '.join(STEP_VARIANTS)}")
+    if min(num_models) < 1 or batch < 1 or steps < 1 or warmup < 0:
+        raise ValueError("bench step: M, --batch and --steps must be >= 1, --warmup >= 0")
+    # auto: the GPU when there is one, else the CPU (a full-size CPU run of these models is of no use)
+    devices = _devices(device)[-1:] if device == "auto" else _devices(device)
+    results = []
+    for dev in devices:
+        if fast_kernels:
+            torch.use_deterministic_algorithms(False)
+            if dev.type == "cuda":
+                torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        else:
+            train.set_determinism(dev)
+        name_of_dev = device_name(dev)
+        peak = peak_bf16(name_of_dev)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, *CIFAR_SHAPE, generator=g).to(dev)
+        if dev.type == "cuda":            # the engine's layout on CUDA
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, CIFAR_CLASSES, (batch,), generator=g).to(dev)
+        for name in model_names:
+            macs = models.count_flops_per_sample(
+                models.build_model(name, 1, CIFAR_SHAPE, CIFAR_CLASSES, seed=0, **model_args), CIFAR_SHAPE)
+            for m in num_models:
+                rates = torch.linspace(-2.0, 0.8, m).to(dev)
+                for variant in variants:
+                    label = variant + ("+compile" if compile_ else "")
+                    row = {"device": dev.type, "device_name": name_of_dev, "model": name, "variant": label,
+                           "M": m, "B": batch, "macs_per_sample": macs, "status": "ok"}
+                    _release(dev)
+                    if dev.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats(dev)
+                    try:
+                        step = _step_fn(variant, name, m, model_args, x, y, rates, dev, compile_)
+                        t = _median_time(step, dev, steps, warmup=warmup)
+                    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+                        if not isinstance(exc, torch.cuda.OutOfMemoryError) and "out of memory" not in str(exc):
+                            raise
+                        row["status"] = "OOM"
+                    step = None
+                    if row["status"] == "ok":
+                        flops = 2 * 3 * macs * m * batch
+                        row.update(step_s=t, samples_per_s=m * batch / t, flops_per_step=flops,
+                                   flops_per_s=flops / t,
+                                   peak_flops=peak[1] if peak else None,
+                                   peak_fraction=flops / t / peak[1] if peak else None,
+                                   peak_bytes=torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None)
+                    results.append(row)
+                    _release(dev)
+    for r in results:   # each variant against the loop over separate models, same model/M/device
+        loop = next((o for o in results if o["variant"].startswith("loop") and o["status"] == "ok" and
+                     (o["device"], o["model"], o["M"]) == (r["device"], r["model"], r["M"])), None)
+        r["speedup_vs_loop"] = loop["step_s"] / r["step_s"] if loop and r["status"] == "ok" else None
+    names = sorted({f"{r['device_name']} ({peak_bf16(r['device_name'])[0]}: "
+                    f"{peak_bf16(r['device_name'])[1] / 1e12:.0f} TFLOP/s)" if peak_bf16(r["device_name"])
+                    else f"{r['device_name']} (no bf16 peak known)" for r in results})
+    print(f"training step (forward + backward + SGD) of M models, CIFAR-shaped 3x32x32, K={CIFAR_CLASSES}, "
+          f"batch {batch}{', width 0.125' if quick else ''}; median of {steps} steps after {warmup}; "
+          f"bf16 autocast + channels-last on CUDA, fp32 on CPU; "
+          f"{'autotuned kernels' if fast_kernels else 'deterministic kernels (as the engine)'} "
+          f"(torch {torch.__version__})")
+    print(f"FLOPs counted: forward MACs x 2 x 3 per sample per model; peak: {'; '.join(names)}")
+    rows = []
+    for r in results:
+        if r["status"] != "ok":
+            rows.append([r["device"], r["model"], r["variant"], str(r["M"]), str(r["B"]), "OOM"] + ["-"] * 5)
+            continue
+        rows.append([r["device"], r["model"], r["variant"], str(r["M"]), str(r["B"]), f"{1e3 * r['step_s']:.1f}",
+                     f"{r['samples_per_s']:.0f}",
+                     "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:.0f}",
+                     f"{r['flops_per_s'] / 1e12:.3f}", _pct(r["peak_fraction"]),
+                     "n/a" if r["speedup_vs_loop"] is None else f"{r['speedup_vs_loop']:.2f}x"])
+    _print_table(STEP_HEADER, rows)
+    return results
+
+
+STEP_HEADER = ["device", "model", "variant", "M", "B", "step ms", "model-samples/s", "peak MiB", "TFLOP/s",
+               "of bf16 peak", "vs loop"]

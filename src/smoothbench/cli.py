@@ -122,8 +122,24 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     _set_threads(a.threads)
     if a.what == "loss":
         bench.bench_loss(device=a.device, repeats=a.repeats)
+    elif a.what == "train":
+        bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick, model_names=_names(a.models),
+                          num_cells=a.cells, train_size=a.train_size)
     else:
-        bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick)
+        bench.bench_step(device=a.device, model_names=_names(a.models), num_models=_ints(a.num_models, "--num-models"),
+                         batch=a.batch, steps=a.steps, warmup=a.warmup, variants=_names(a.variants),
+                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _ints(text: str | None, flag: str) -> list[int] | None:
+    try:
+        return [int(t) for t in _names(text)] if text else None
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: allowed a comma-separated list of integers, e.g. 1,4,18") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,15 +226,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("params", nargs="?", default="params.yaml")
     s.set_defaults(func=_cmd_grid)
 
-    s = sub.add_parser("bench", help="benchmarks that print a table (loss core, training engine)",
+    s = sub.add_parser("bench", help="benchmarks that print a table (loss core, training step, training engine)",
                        description="Speed benchmarks. `bench loss`: the vectorised GLS loss vs a Python loop over "
-                       "models and vs explicit one-hot soft-target CE. `bench train`: the group-vectorised engine vs "
-                       "one process per cell.")
-    s.add_argument("what", choices=["loss", "train"])
-    s.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CPU, plus CUDA when present)")
+                       "models and vs explicit one-hot soft-target CE. `bench step`: one training step of M models "
+                       "on CIFAR-shaped batches, stacked (grouped convolutions) vs a loop over separate models, "
+                       "with peak memory and the fraction of the GPU's bf16 peak from counted FLOPs. "
+                       "`bench train`: the group-vectorised engine vs one process per cell.")
+    s.add_argument("what", choices=["loss", "step", "train"])
+    s.add_argument("--device", default="auto",
+                   help="auto, cpu or cuda (auto: CPU, plus CUDA when present; step: CUDA when present, else CPU)")
     s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
     s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
-    s.add_argument("--quick", action="store_true", help="smaller configurations (train)")
+    s.add_argument("--quick", action="store_true",
+                   help="small configurations, a CPU smoke run (step: width 0.125, M=1,2, batch 16, 3 steps; "
+                   "train: 4 cells, image models at width 0.125 on 1,024 images)")
+    s.add_argument("--models", default=None,
+                   help="comma-separated models (step: fastnet,resnet18,resnet34 by default; train: mlp on the CPU, "
+                   "mlp,fastnet,resnet18,resnet34 on CUDA)")
+    s.add_argument("--num-models", default=None, metavar="M,M,...",
+                   help="stack sizes M (step; default 1,4,18)")
+    s.add_argument("--batch", type=int, default=None, help="batch size (step; default 128)")
+    s.add_argument("--steps", type=int, default=None, help="timed steps per configuration (step; default 10)")
+    s.add_argument("--warmup", type=int, default=None, help="untimed steps before them (step; default 3)")
+    s.add_argument("--variants", default=None, help="stacked,loop (step; default both)")
+    s.add_argument("--compile", action="store_true", help="torch.compile every model (step)")
+    s.add_argument("--fast-kernels", action="store_true",
+                   help="cuDNN autotuning, TF32 and non-deterministic kernels instead of the engine's deterministic "
+                   "settings (step): what determinism costs")
+    s.add_argument("--cells", type=int, default=None, help="number of cells, the first N of the default 11 (train)")
+    s.add_argument("--train-size", type=int, default=None,
+                   help="CIFAR-shaped training images (train; default 20,000, quick 1,024)")
     s.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     s.set_defaults(func=_cmd_bench)
     return p

@@ -1,0 +1,197 @@
+"""The benchmark commands on the CPU (quick configurations): their tables, and that the
+FLOP figures come from counted FLOPs and the peak table. No timing is asserted."""
+
+import re
+
+import pytest
+import torch
+
+from smoothbench import bench, cli, models
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_settings():
+    """bench step applies the engine's determinism settings process-wide; put them back."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.get_num_threads())
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.set_num_threads(saved[2])
+
+
+def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The Markdown tables in printed output: [(header, rows)]."""
+    tables, lines = [], text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|(-+:\|)+", lines[i + 1]):
+            cells = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+            header, rows, i = cells(lines[i]), [], i + 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(cells(lines[i]))
+                i += 1
+            tables.append((header, rows))
+        else:
+            i += 1
+    return tables
+
+
+# ----------------------------------------------------------------------------- counted FLOPs against hand counts
+
+def _conv(side_out, cout, cin, k):
+    return side_out * side_out * cout * cin * k * k
+
+
+def test_flop_count_of_small_cnn_equals_hand_count():
+    # SmallCNN width 0.25 on 3x8x8: widths 8, 16, 32; two 2x2 pools; GAP; linear 32 -> 10
+    hand = (_conv(8, 8, 3, 3) + _conv(8, 8, 8, 3)          # 8x8
+            + _conv(4, 16, 8, 3) + _conv(4, 16, 16, 3)     # pool -> 4x4
+            + _conv(2, 32, 16, 3)                          # pool -> 2x2
+            + 32 * 10)
+    assert hand == 124_736
+    net = models.build_model("cnn", 3, (3, 8, 8), 10, seed=0, width=0.25)
+    assert models.count_flops_per_sample(net, (3, 8, 8)) == hand
+
+
+def test_flop_count_of_fastnet_equals_hand_count():
+    # FastNet width 0.125 on 3x32x32: stem 4, blocks 8, 32, 32; each block's first conv runs
+    # BEFORE its pool (at the incoming resolution), its second after; bias-free linear 32 -> 10
+    hand = (_conv(32, 4, 3, 3)
+            + _conv(32, 8, 4, 3) + _conv(16, 8, 8, 3)
+            + _conv(16, 32, 8, 3) + _conv(8, 32, 32, 3)
+            + _conv(8, 32, 32, 3) + _conv(4, 32, 32, 3)
+            + 32 * 10)
+    assert hand == 2_470_208
+    net = models.build_model("fastnet", 1, (3, 32, 32), 10, seed=0, width=0.125)
+    assert models.count_flops_per_sample(net, (3, 32, 32)) == hand
+
+
+@pytest.mark.parametrize("name, blocks", [("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3))])
+def test_flop_count_of_thin_resnet_equals_hand_count(name, blocks):
+    # CIFAR ResNet width 0.125: widths 8, 16, 32, 64 at 32, 16, 8, 4 pixels; stride-2 3x3 conv
+    # and 1x1 stride-2 shortcut at the start of stages 2-4
+    widths, sides = (8, 16, 32, 64), (32, 16, 8, 4)
+    hand, cin = _conv(32, 8, 3, 3), 8
+    for n, cout, side in zip(blocks, widths, sides):
+        for j in range(n):
+            hand += _conv(side, cout, cin, 3) + _conv(side, cout, cout, 3)
+            if cin != cout:
+                hand += _conv(side, cout, cin, 1)
+            cin = cout
+    hand += 64 * 10
+    net = models.build_model(name, 2, (3, 32, 32), 10, seed=0, width=0.125)
+    assert models.count_flops_per_sample(net, (3, 32, 32)) == hand
+
+
+# ----------------------------------------------------------------------------- the peak table
+
+@pytest.mark.parametrize("name, key", [
+    ("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H100 NVL", "H100 NVL"),
+    ("NVIDIA H200", "H200"), ("NVIDIA A100-SXM4-80GB", "A100"), ("NVIDIA A10", "A10"),
+    ("NVIDIA GeForce RTX 4090", "4090"), ("x86_64", None),
+])
+def test_peak_lookup_takes_the_longest_matching_name(name, key):
+    hit = bench.peak_bf16(name)
+    assert (hit is None) if key is None else (hit == (key, bench.PEAK_BF16[key]))
+
+
+# ----------------------------------------------------------------------------- bench step
+
+FAKE_GPU = "NVIDIA H100 80GB HBM3"
+
+
+def test_quick_step_bench_table_and_flop_fraction_from_the_peak_table(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "device_name", lambda dev: FAKE_GPU)
+    monkeypatch.setitem(bench.PEAK_BF16, "H100", 123e12)          # an odd peak: the figure must follow it
+    results = bench.bench_step(device="cpu", quick=True)
+    out = capsys.readouterr().out
+    [(header, rows)] = _tables(out)
+    assert header == bench.STEP_HEADER
+    # every model x M x variant, in that order
+    combos = [(m, n, v) for m in bench.STEP_MODELS for n in (1, 2) for v in bench.STEP_VARIANTS]
+    assert [(r[1], int(r[3]), r[2]) for r in rows] == combos
+    assert "H100: 123 TFLOP/s" in out
+    by = {(r["model"], r["M"], r["variant"]): r for r in results}
+    for row in rows:
+        r = by[(row[1], int(row[3]), row[2])]
+        macs = models.count_flops_per_sample(
+            models.build_model(r["model"], 1, (3, 32, 32), 10, seed=0, width=0.125), (3, 32, 32))
+        assert r["macs_per_sample"] == macs
+        assert r["flops_per_step"] == 2 * 3 * macs * r["M"] * 16
+        assert r["peak_fraction"] == pytest.approx(r["flops_per_step"] / r["step_s"] / 123e12, rel=1e-12)
+        assert row[0] == "cpu" and row[4] == "16"
+        assert float(row[5]) == pytest.approx(1e3 * r["step_s"], abs=0.051)
+        assert float(row[6]) == pytest.approx(r["M"] * 16 / r["step_s"], abs=0.51)
+        assert float(row[8]) == pytest.approx(r["flops_per_step"] / r["step_s"] / 1e12, abs=5e-4)
+        assert row[9] == f"{100 * r['peak_fraction']:.1f}%"
+        assert row[7] == "n/a"                                      # no CUDA memory counter on the CPU
+        loop = by[(r["model"], r["M"], "loop")]
+        assert row[10] == f"{loop['step_s'] / r['step_s']:.2f}x"
+    # hand-counted FastNet (test above) x 6 x M x B
+    assert by[("fastnet", 2, "stacked")]["flops_per_step"] == 6 * 2_470_208 * 2 * 16
+
+
+def test_step_bench_without_a_known_peak_prints_na(capsys):
+    bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1], variants=["stacked"])
+    [(header, rows)] = _tables(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0][header.index("of bf16 peak")] == "n/a"
+    assert rows[0][header.index("vs loop")] == "n/a"                # no loop row to compare with
+
+
+def test_out_of_memory_prints_oom_and_the_table_goes_on(monkeypatch, capsys):
+    real = bench._step_fn
+
+    def fake(variant, name, m, *args):
+        if variant == "stacked" and m == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(variant, name, m, *args)
+
+    monkeypatch.setattr(bench, "_step_fn", fake)
+    results = bench.bench_step(device="cpu", quick=True, model_names=["fastnet"])
+    [(header, rows)] = _tables(capsys.readouterr().out)
+    assert [r["status"] for r in results] == ["ok", "ok", "OOM", "ok"]
+    oom = rows[2]
+    assert oom[:5] == ["cpu", "fastnet", "stacked", "2", "16"] and oom[5] == "OOM"
+    assert set(oom[6:]) == {"-"}
+    assert rows[3][2] == "loop" and rows[3][5] != "OOM"
+
+
+def test_other_runtime_errors_are_not_taken_for_oom(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_BAD_PARAM")
+
+    monkeypatch.setattr(bench, "_step_fn", broken)
+    with pytest.raises(RuntimeError, match="BAD_PARAM"):
+        bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1])
+
+
+def test_cli_bench_step_subset_and_errors(capsys):
+    assert cli.main(["bench", "step", "--device", "cpu", "--quick", "--models", "cnn", "--num-models", "3",
+                     "--variants", "loop", "--batch", "4", "--steps", "1", "--warmup", "0"]) == 0
+    [(header, rows)] = _tables(capsys.readouterr().out)
+    assert [r[:5] for r in rows] == [["cpu", "cnn", "loop", "3", "4"]]
+    assert cli.main(["bench", "step", "--device", "cpu", "--quick", "--num-models", "1,x"]) == 2
+    assert "--num-models '1,x': allowed a comma-separated list of integers" in capsys.readouterr().err
+    assert cli.main(["bench", "step", "--device", "cpu", "--quick", "--models", "vgg"]) == 2
+    assert "model 'vgg'; allowed: fastnet, resnet18, resnet34" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- bench train
+
+def test_quick_train_bench_row_on_cifar_shaped_data(monkeypatch, capsys):
+    """Group vs one process per cell for an image model, run through the real CLI processes."""
+    monkeypatch.setattr(bench, "device_name", lambda dev: FAKE_GPU)
+    [r] = bench.bench_train(device="cpu", epochs=1, quick=True, model_names=["fastnet"], num_cells=2,
+                            train_size=256)
+    [(header, rows)] = _tables(capsys.readouterr().out)
+    assert header == ["device", "data", "model", "group s", "one-by-one s", "group cells/h", "one-by-one cells/h",
+                      "group samples/s", "one-by-one samples/s", "speed-up", "of bf16 peak"]
+    assert rows[0][:3] == ["cpu", "cifar-shaped", "fastnet"]
+    # 256 images, 26 held out -> 230 -> one full batch of 128 per epoch, for each of the 2 cells
+    samples = 128 * 1 * 2
+    assert r["group_samples_per_s"] == pytest.approx(samples / r["group_s"])
+    assert r["group_cells_per_h"] == pytest.approx(2 / r["group_s"] * 3600)
+    assert r["flops"] == samples * 6 * 2_470_208                    # hand-counted FastNet at width 0.125
+    assert r["peak_fraction"] == pytest.approx(r["flops"] / r["group_s"] / bench.PEAK_BF16["H100"])
+    assert rows[0][-1] == f"{100 * r['peak_fraction']:.1f}%"
+    assert rows[0][-2] == f"{r['one_by_one_s'] / r['group_s']:.1f}x"
