@@ -9,14 +9,14 @@
 #                                              a preset study on a SLURM cluster, a GPU per group
 #   snakemake --report report.zip              the figures and tables as a Snakemake report
 #
-# A --configfile is a complete study: it REPLACES params.yaml (it is not merged into it);
-# --config KEY=VALUE still overrides single keys. The study is validated (schema + checks,
-# smoothbench.grid) before any job; a bad value stops here with one line naming the key.
+# The study is params.yaml, read by workflow/rules/common.smk (not by a `configfile:`
+# directive, so that a YAML error is reported with its line and column). A --configfile is a
+# complete study: it REPLACES params.yaml (it is not merged into it); --config KEY=VALUE
+# overrides single keys (values read as YAML: seeds=[0] is a list of integers). The study is
+# validated (schema + checks, smoothbench.grid) before any job; a bad value stops here with
+# one line naming the file and the key.
 # Rules call the `smoothbench` command line, never the library. Jobs log to logs/.
 # After `git clone && dvc pull`, nothing reruns: see "provenance" in workflow/rules/common.smk.
-
-configfile: "params.yaml"
-
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
@@ -28,3 +28,7 @@ rule all:
     default_target: True
     input:
         rules.report_all.input,
+
+
+onsuccess:
+    _reproduction_check()  # one line: reports/ against the committed copy expected/ (common.smk)

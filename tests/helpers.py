@@ -7,6 +7,8 @@ command, which test_train (CPU) and test_cuda (CUDA) both run.
 from __future__ import annotations
 
 import math
+import pickle
+import struct
 import os
 import signal
 import subprocess
@@ -106,3 +108,100 @@ def train_command(data: Path, labels: Path, cells: str, protocol: str, *extra: s
     """``smoothbench train`` through this interpreter, without --out (kill_and_resume adds it)."""
     return [sys.executable, "-m", "smoothbench.cli", "train", "--data", str(data), "--labels", str(labels),
             "--cells", cells, "--protocol", protocol, "--no-progress", *extra]
+
+
+# --------------------------------------------------------------------------- raw CIFAR fixtures
+# Small files in the published on-disk formats (python pickles of CIFAR-10/100, CIFAR-N .pt).
+
+
+def py2_pickle(obj) -> bytes:
+    """Encode ``obj`` as Python 2's cPickle (protocol 2) did for the published CIFAR files:
+    str as 8-bit strings, uint8 arrays through numpy.core.multiarray._reconstruct."""
+
+    def s(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<I", len(b))) + b
+
+    def enc(v) -> bytes:
+        if isinstance(v, dict):
+            return b"}(" + b"".join(enc(k) + enc(x) for k, x in v.items()) + b"u"
+        if isinstance(v, list):
+            return b"](" + b"".join(enc(x) for x in v) + b"e"
+        if isinstance(v, str):
+            return s(v.encode("latin1"))
+        if isinstance(v, int):
+            return b"J" + struct.pack("<i", v)
+        assert isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 2
+        return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + s(b"b") + b"\x87R"
+                + b"(K\x01" + enc(v.shape[0]) + enc(v.shape[1]) + b"\x86"
+                + b"cnumpy\ndtype\n" + s(b"u1") + b"K\x00K\x01\x87R"
+                + b"(K\x03" + s(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+                + b"\x89" + s(v.tobytes()) + b"tb")
+
+    return b"\x80\x02" + enc(obj) + b"."
+
+
+def write_cifar_file(path: Path, obj: dict, style: str) -> None:
+    """``style``: 'py2' (as published), 'py3' (bytes keys, default protocol), 'py3p2' (protocol 2)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if style == "py2":
+        path.write_bytes(py2_pickle(obj))
+        return
+    enc = {k.encode(): ([n.encode() for n in v] if isinstance(v, list) and v and isinstance(v[0], str) else v)
+           for k, v in obj.items()}
+    path.write_bytes(pickle.dumps(enc, protocol=2 if style == "py3p2" else pickle.DEFAULT_PROTOCOL))
+
+
+def write_cifar_raw(cache: Path, n_per_batch: int = 24, n_test: int = 40, seed: int = 0) -> dict:
+    """``cache/cifar-10-batches-py`` (data_batch_1..5, test_batch, batches.meta) and
+    ``cache/cifar-100-python`` (train, test, meta) as published (Python 2 pickles), with
+    random images whose labels are learnable from the mean colour; returns the training labels."""
+    from smoothbench import data
+
+    rng = np.random.default_rng(seed)
+
+    def images(labels, k):
+        base = rng.integers(0, 120, size=(len(labels), 3072)).astype(np.int64)
+        return np.clip(base + (np.asarray(labels)[:, None] * 127 // (k - 1)), 0, 255).astype(np.uint8)
+
+    folder = cache / "cifar-10-batches-py"
+    train10 = []
+    for b in range(1, 6):
+        y = rng.integers(0, 10, n_per_batch).tolist()
+        train10 += y
+        write_cifar_file(folder / f"data_batch_{b}", {"batch_label": f"training batch {b} of 5", "labels": y,
+                                                      "data": images(y, 10),
+                                                      "filenames": [f"b{b}_{i}.png" for i in range(n_per_batch)]},
+                         "py2")
+    y = rng.integers(0, 10, n_test).tolist()
+    write_cifar_file(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": y, "data": images(y, 10),
+                                             "filenames": [f"t{i}.png" for i in range(n_test)]}, "py2")
+    write_cifar_file(folder / "batches.meta", {"num_cases_per_batch": n_per_batch, "num_vis": 3072,
+                                               "label_names": list(data.DATASETS["cifar10"].class_names)}, "py2")
+    folder = cache / "cifar-100-python"
+    train100 = []
+    for split, count in (("train", 5 * n_per_batch), ("test", n_test)):
+        fine = rng.integers(0, 100, count).tolist()
+        if split == "train":
+            train100 = fine
+        write_cifar_file(folder / split, {"filenames": [f"{split}{i}.png" for i in range(count)],
+                                          "batch_label": f"{split} batch", "fine_labels": fine,
+                                          "coarse_labels": [f // 5 for f in fine], "data": images(fine, 100)}, "py2")
+    write_cifar_file(folder / "meta", {"fine_label_names": list(data.DATASETS["cifar100"].class_names),
+                                       "coarse_label_names": [f"super{i}" for i in range(20)]}, "py2")
+    return {"cifar10": np.array(train10, dtype=np.int64), "cifar100": np.array(train100, dtype=np.int64)}
+
+
+def write_cifarn(folder: Path, clean10: np.ndarray, clean100: np.ndarray, seed: int = 0) -> None:
+    """CIFAR-10_human.pt and CIFAR-100_human.pt in the published layout (torch.save of a dict of
+    int64 arrays): each human label set keeps the clean label with probability 0.7."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def noisy(clean, k):
+        flip = rng.random(clean.size) < 0.3
+        return np.where(flip, rng.integers(0, k, clean.size), clean).astype(np.int64)
+
+    torch.save({"clean_label": clean10, "aggre_label": noisy(clean10, 10), "worse_label": noisy(clean10, 10),
+                "random_label1": noisy(clean10, 10), "random_label2": noisy(clean10, 10),
+                "random_label3": noisy(clean10, 10)}, folder / "CIFAR-10_human.pt")
+    torch.save({"clean_label": clean100, "noisy_label": noisy(clean100, 100)}, folder / "CIFAR-100_human.pt")

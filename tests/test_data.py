@@ -26,6 +26,7 @@ import pytest
 
 from smoothbench import data, sources
 from smoothbench.io import write_npz
+from helpers import py2_pickle as _py2_pickle, write_cifar_file as _write_cifar_file  # noqa: F401
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 EMBEDDED = ("digits", "mnist1d", "mnist5k", "breast_cancer")
@@ -115,43 +116,6 @@ def _one_line_error(excinfo, *needles: str) -> str:
 
 
 # --------------------------------------------------------------------------- raw-format writers
-
-def _py2_pickle(obj) -> bytes:
-    """Encode ``obj`` as Python 2's cPickle (protocol 2) did for the published CIFAR files:
-    str as 8-bit strings, uint8 arrays through numpy.core.multiarray._reconstruct."""
-
-    def s(b: bytes) -> bytes:
-        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<I", len(b))) + b
-
-    def enc(v) -> bytes:
-        if isinstance(v, dict):
-            return b"}(" + b"".join(enc(k) + enc(x) for k, x in v.items()) + b"u"
-        if isinstance(v, list):
-            return b"](" + b"".join(enc(x) for x in v) + b"e"
-        if isinstance(v, str):
-            return s(v.encode("latin1"))
-        if isinstance(v, int):
-            return b"J" + struct.pack("<i", v)
-        assert isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 2
-        return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + s(b"b") + b"\x87R"
-                + b"(K\x01" + enc(v.shape[0]) + enc(v.shape[1]) + b"\x86"
-                + b"cnumpy\ndtype\n" + s(b"u1") + b"K\x00K\x01\x87R"
-                + b"(K\x03" + s(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
-                + b"\x89" + s(v.tobytes()) + b"tb")
-
-    return b"\x80\x02" + enc(obj) + b"."
-
-
-def _write_cifar_file(path: Path, obj: dict, style: str) -> None:
-    """``style``: 'py2' (as published), 'py3' (bytes keys, default protocol), 'py3p2' (protocol 2)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if style == "py2":
-        path.write_bytes(_py2_pickle(obj))
-        return
-    enc = {k.encode(): ([n.encode() for n in v] if isinstance(v, list) and v and isinstance(v[0], str) else v)
-           for k, v in obj.items()}
-    path.write_bytes(pickle.dumps(enc, protocol=2 if style == "py3p2" else pickle.DEFAULT_PROTOCOL))
-
 
 # A few (sample, channel, row, col, value) markers; elsewhere pixels stay below 200.
 MARKERS = [(0, 0, 0, 1, 201), (1, 1, 5, 7, 222), (2, 2, 31, 0, 233), (3, 0, 17, 30, 244)]

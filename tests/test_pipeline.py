@@ -1,10 +1,13 @@
-"""The pipeline as users run it: the real `snakemake` and the real `dvc`, on a tiny study
-in a temporary copy of the repository.
+"""The pipeline as users run it: the real `snakemake`, `dvc` and `make`, in a real `git clone`
+of this repository with its committed files (plus the working tree's uncommitted changes, so
+that the code under test is what runs).
 
-The fast tests check that dvc.yaml agrees with params.yaml and the repository. The slow
-ones (`pytest -m slow tests/test_pipeline.py`, ~3 minutes on 2 cores) run the workflow:
-lint, dry run, a full run, a bad study, and the DVC round trip (repro, no-op repro,
-rebuilt reports without retraining, push / fresh clone / pull with nothing to redo).
+The fast tests check that dvc.yaml agrees with the code and params.yaml. The slow ones
+(`pytest -m slow tests/test_pipeline.py`) run the workflow on a tiny study: lint, dry run, a
+full run, a changed params.yaml, a changed module, a bad study, and the DVC round trip
+(repro, no-op repro, rebuilt reports without retraining, `dvc repro --dry` and `dvc pull`
+on a fresh clone, push / clone / pull with nothing to redo, `dvc exp run -S` with another
+study). test_study.py runs the default study and the paper presets from a fresh clone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import ast
 import copy
 import csv
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -43,9 +47,8 @@ TINY_PARAMS = {
     "output": {"results_dir": "results", "reports_dir": "reports"},
 }
 
-# paths never copied into the temporary repository (products, environments, caches)
-SKIP_TOP = {".venv", ".git", ".snakemake", ".pytest_cache", "data", "noisy", "results", "checkpoints", "cache",
-            "logs", "reports", "dvc.lock"}
+GIT_ENV = dict(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.org")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -62,14 +65,13 @@ def _exe(name: str) -> str:
 def _env(repo: Path) -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(repo / "src")  # the copy's library, not the installed checkout's
+    env["PYTHONPATH"] = str(repo / "src")  # the clone's library, not the installed checkout's
     env["DVC_NO_ANALYTICS"] = "1"
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.org")
+    env.update(GIT_ENV)
     return env
 
 
-def run(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(repo: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = [_exe(args[0]) if args[0] in ("snakemake", "dvc") else args[0], *args[1:]]
     proc = subprocess.run(cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -78,21 +80,35 @@ def run(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
     return proc
 
 
-def repo_files() -> list[str]:
-    """Tracked and not-ignored files of the checkout (the work in progress included)."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    return [f for f in out if f.split("/")[0] not in SKIP_TOP and (ROOT / f).is_file()]
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, capture_output=True, text=True,
+                          check=True).stdout
 
 
-def make_repo(dest: Path, params: dict) -> Path:
-    """A copy of the repository running ``params`` (dvc.yaml unchanged: it names no study-specific file)."""
-    for rel in repo_files():
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def clone_repo(dest: Path, params: dict | None = None) -> Path:
+    """A real ``git clone`` of this repository, committed files included (expected/, dvc.lock,
+    ...), with the working tree's uncommitted changes applied and committed in the clone (so
+    that the clone runs the code under test); ``params`` (if given) committed as params.yaml."""
+    _git(ROOT.parent, "clone", "-q", str(ROOT), str(dest))
+    work = set(_git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard").splitlines())
+    for rel in sorted(set(_git(dest, "ls-files").splitlines()) - work):
+        (dest / rel).unlink()
+    for rel in sorted(work):
+        src, target = ROOT / rel, dest / rel
+        if src.is_file() and (not target.is_file() or target.read_bytes() != src.read_bytes()):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _git(dest, "add", "-A")
+    if _git(dest, "status", "--porcelain"):
+        _git(dest, "commit", "-q", "-m", "work in progress under test")
     return dest
+
+
+def deleted_tracked_files(repo: Path) -> list[str]:
+    """Files git tracks that a run deleted (no run may delete one)."""
+    return [line[3:] for line in _git(repo, "status", "--porcelain").splitlines() if line[:2].strip() == "D"]
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -131,12 +147,17 @@ def result_cells(path: Path) -> list[tuple]:
 # --------------------------------------------------------------------------- fast: dvc.yaml
 
 
+STAGE_RULES = {"data": ["data"], "train": ["data", "train"], "report": ["data", "train", "report"]}
+
+
 def _stage_modules(stage: str) -> set[str]:
-    """The library modules a stage's command lines run: the `smoothbench` subcommands named
-    in its rule file, each one's imports in cli.py, and everything those import."""
-    rules = (ROOT / "workflow" / "rules" / f"{stage}.smk").read_text()
-    commands = set(re.findall(r"smoothbench (\w+)", rules))
-    assert commands, f"{stage}.smk runs no smoothbench command"
+    """The library modules a stage's command lines run, its upstream stages' included: the
+    `smoothbench` subcommands named in its rule files, each one's imports in cli.py, and
+    everything those import (read from the source here, independently of provenance.py)."""
+    commands: set[str] = set()
+    for rule in STAGE_RULES[stage]:
+        commands |= set(re.findall(r"smoothbench (\w+)", (ROOT / "workflow" / "rules" / f"{rule}.smk").read_text()))
+    assert commands, f"{stage} runs no smoothbench command"
     cli_tree = ast.parse((ROOT / "src" / "smoothbench" / "cli.py").read_text())
     todo = []
     for fn in cli_tree.body:
@@ -155,12 +176,31 @@ def _stage_modules(stage: str) -> set[str]:
 
 @pytest.mark.parametrize("stage", ["data", "train", "report"])
 def test_dvc_deps_are_the_modules_each_stage_runs(stage):
-    """Each stage depends on exactly the library modules its commands import (derived from
-    the code, so a new import cannot be silently missing from dvc.yaml)."""
+    """Each stage depends on exactly the library modules its commands and its upstream stages'
+    commands import, and on their rule files (derived from the code, so a new import cannot be
+    silently missing from dvc.yaml); the Snakemake rules take the same modules as inputs."""
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
     listed = {Path(d).stem for d in deps if d.startswith("src/smoothbench/") and d.endswith(".py")}
     assert listed == _stage_modules(stage), f"dvc.yaml stage {stage}: deps should list " + ", ".join(
         f"src/smoothbench/{m}.py" for m in sorted(_stage_modules(stage)))
+    assert {d for d in deps if d.startswith("workflow/rules/")} == {f"workflow/rules/{r}.smk" for r in STAGE_RULES[stage]}
+    from smoothbench import provenance
+
+    steps = {"data": ["data", "noise"], "train": ["train"], "report": ["collect", "report"]}
+    rules_code = {Path(f).stem for r in STAGE_RULES[stage] for f in provenance.code_files(steps[r])}
+    assert rules_code == listed
+
+
+def test_no_stage_depends_on_another_stages_outputs():
+    """What lets `dvc repro --dry` run on a fresh clone, where no output exists yet."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    outs = {next(iter(o)) if isinstance(o, dict) else o for s in stages.values()
+            for key in ("outs", "metrics", "plots") for o in s.get(key, [])}
+    for name, stage in stages.items():
+        assert not set(stage["deps"]) & outs, name
+        for key in ("outs", "metrics", "plots"):
+            for o in stage.get(key, []):
+                assert o[next(iter(o))].get("persist") is True, (name, o)   # Snakemake decides what reruns
 
 
 def test_dvc_report_stage_names_folders_not_files():
@@ -180,6 +220,7 @@ def test_dvc_deps_and_params_exist():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     outs = {next(iter(o)) if isinstance(o, dict) else o for s in dvc["stages"].values() for o in s.get("outs", [])}
+    assert outs
     for name, stage in dvc["stages"].items():
         assert stage["cmd"].startswith("snakemake ") and stage["cmd"].endswith(f" {name}_all")
         for dep in stage.get("deps", []):
@@ -191,10 +232,11 @@ def test_dvc_deps_and_params_exist():
                 node = node[part]
 
 
-def test_dvc_remote_is_relative_to_the_repository():
+def test_no_dvc_remote_is_committed():
+    """A fresh clone has no remote to pull from: `dvc pull` says so in its first line; users
+    add theirs once (`dvc remote add --local -d store PATH`)."""
     config = (ROOT / ".dvc" / "config").read_text()
-    assert re.search(r"remote = local", config)
-    assert re.search(r"url = \.\./\.\./smoothbench-dvc-remote", config)  # .dvc/../../ = beside the repo
+    assert "remote" not in config
 
 
 # --------------------------------------------------------------------------- slow: snakemake
@@ -202,7 +244,7 @@ def test_dvc_remote_is_relative_to_the_repository():
 
 @pytest.fixture(scope="module")
 def smk_repo(tmp_path_factory):
-    return make_repo(tmp_path_factory.mktemp("smk") / "repo", TINY_PARAMS)
+    return clone_repo(tmp_path_factory.mktemp("smk") / "repo", TINY_PARAMS)
 
 
 @pytest.mark.slow
@@ -239,6 +281,9 @@ def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
     assert proc.returncode != 0
     assert _error_lines(proc) == [
         "params.yaml (with --config): seeds = []: the grid is empty; list at least one seed (an integer >= 0)"]
+    # --config values are YAML: numbers are numbers
+    proc = run(smk_repo, "snakemake", "-n", "--config", "seeds=[0, 3]", "noise_seed=2")
+    assert job_counts(proc.stdout)["train"] == 2 * len(TINY_PARAMS["noise"]["symmetric"])
 
 
 def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -248,15 +293,14 @@ def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_full_run_collects_every_cell_once(smk_repo):
+@pytest.mark.timeout(900)
+def test_full_run_then_a_changed_study_then_a_changed_module(smk_repo):
     run(smk_repo, "snakemake", "--cores", "2")
     results = smk_repo / "reports" / "results.csv"
     got = result_cells(results)
     assert got == expected_cells(TINY_PARAMS)
     assert len(set(got)) == len(got)
     files = report.report_files(grid.report_keys(grid.validate_params(TINY_PARAMS)))
-    assert all((smk_repo / "reports" / f).is_file() for f in files)
     assert sorted(p.relative_to(smk_repo / "reports").as_posix() for p in (smk_repo / "reports").rglob("*")
                   if p.is_file()) == sorted(files + ["results.csv", "curves.csv"])
     assert not any((smk_repo / "checkpoints").rglob("*.pt"))  # removed once a group is complete
@@ -265,13 +309,22 @@ def test_full_run_collects_every_cell_once(smk_repo):
     changed = copy.deepcopy(TINY_PARAMS)
     changed["protocol"]["default"]["variants"]["direct"]["epochs"] = 3
     (smk_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
-    try:
-        proc = run(smk_repo, "snakemake", "-n")
-    finally:
-        (smk_repo / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False))
-    counts = job_counts(proc.stdout)
+    counts = job_counts(run(smk_repo, "snakemake", "-n").stdout)
     assert counts.get("train") == len(grid.expand_groups(grid.validate_params(TINY_PARAMS)))
     assert "data" not in counts and "noise" not in counts
+    # a smaller study: only it is trained, and the reports describe it and nothing else
+    smaller = dict(TINY_PARAMS, noise={"symmetric": [0.4]}, methods={"ce": [0.0], "nls": [-0.4]})
+    (smk_repo / "params.yaml").write_text(yaml.safe_dump(smaller, sort_keys=False))
+    run(smk_repo, "snakemake", "--cores", "2")
+    assert result_cells(results) == expected_cells(smaller)
+    summary = json.loads((smk_repo / "reports" / "summary.json").read_text())
+    assert list(summary["digits"]["symmetric"]["direct"]) == ["0.4"]                # noise 0 is gone
+    # a changed library module reruns exactly the jobs that run it
+    (smk_repo / "src" / "smoothbench" / "figures.py").write_text(
+        (smk_repo / "src" / "smoothbench" / "figures.py").read_text() + "\n# a change\n")
+    assert job_counts(run(smk_repo, "snakemake", "-n").stdout) == {"report": 1, "all": 1}
+    assert deleted_tracked_files(smk_repo) == []
+    _git(smk_repo, "checkout", "-q", "--", "src", "params.yaml")
 
 
 # --------------------------------------------------------------------------- slow: dvc
@@ -279,11 +332,7 @@ def test_full_run_collects_every_cell_once(smk_repo):
 
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("dvc") / "repo", TINY_PARAMS)
-    run(repo, "git", "init", "-q")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", "tiny study")
-    return repo
+    return clone_repo(tmp_path_factory.mktemp("dvc") / "repo", TINY_PARAMS)
 
 
 def _stages_run(proc: subprocess.CompletedProcess) -> list[str]:
@@ -296,14 +345,22 @@ def tree_md5s(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_dvc_round_trip(dvc_repo, tmp_path):
     repo = dvc_repo
+    # 0. a fresh clone: `dvc repro --dry` lists the stages; with no remote `make pull` says so in one line
+    proc = run(repo, "dvc", "repro", "--dry")
+    assert _stages_run(proc) == ["data", "train", "report"], proc.stdout + proc.stderr
+    proc = run(repo, "make", "pull", f"BIN={BIN}", check=False)
+    assert proc.returncode != 0 and proc.stdout.strip().count("\n") == 0
+    assert "no DVC remote is configured" in proc.stdout
+    assert run(repo, "dvc", "pull", check=False).stderr.splitlines()[0] == "No remote provided and no default remote set."
+
     # 1. dvc repro runs the study through Snakemake
     proc = run(repo, "dvc", "repro")
     assert _stages_run(proc) == ["data", "train", "report"]
     assert result_cells(repo / "reports" / "results.csv") == expected_cells(TINY_PARAMS)
-    run(repo, "git", "add", "dvc.lock", "reports")
+    run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "run")
 
     # 2. nothing changed: nothing runs, for DVC and for Snakemake
@@ -320,7 +377,7 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     assert _stages_run(proc) == ["report"]
     assert [p.stat().st_mtime_ns for p in group_jsons] == mtimes
     assert tree_md5s(repo / "reports") == before
-    assert run(repo, "git", "status", "--porcelain", "reports", "dvc.lock").stdout == ""
+    assert run(repo, "git", "status", "--porcelain", "dvc.lock").stdout == ""
 
     # 4. artifacts replaced by DVC in this checkout (new mtimes; Snakemake's records of
     #    them are now stale): still nothing to redo
@@ -332,26 +389,35 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
 
     # 5. push, fresh clone, pull: nothing to redo for DVC nor for Snakemake
     remote = tmp_path / "remote"
-    run(repo, "dvc", "remote", "modify", "--local", "local", "url", str(remote))
+    run(repo, "dvc", "remote", "add", "--local", "-d", "store", str(remote))
     run(repo, "dvc", "push")
     clone = tmp_path / "clone"
     run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
-    run(clone, "dvc", "remote", "modify", "--local", "local", "url", str(remote))
+    run(clone, "dvc", "remote", "add", "--local", "-d", "store", str(remote))
     run(clone, "dvc", "pull")
     assert result_cells(clone / "reports" / "results.csv") == expected_cells(TINY_PARAMS)
     proc = run(clone, "dvc", "repro")
     assert _stages_run(proc) == [] and "Data and pipelines are up to date" in proc.stdout
     # mtimes after a pull are arbitrary; make them as wrong as they can be (inputs newest)
     now = time.time()
-    for i, top in enumerate(["reports", "results", "noisy", "data"]):
+    for i, top in enumerate(["reports", "results", "noisy", "data", "src", "workflow"]):
         for path in (clone / top).rglob("*"):
             os.utime(path, (now + 10 * i, now + 10 * i))
     proc = run(clone, "snakemake", "-n")
     assert nothing_to_do(proc), proc.stdout
     proc = run(clone, "snakemake", "-n", "--workflow-profile", "workflow/profiles/default")
     assert nothing_to_do(proc), proc.stdout
-    # ... while a missing product is still made again, with what depends on it
+    # ... a pulled file DVC does not vouch for (altered) is made again, with what depends on it
     victim = sorted((clone / "results").rglob("group.json"))[0]
-    victim.unlink()
+    victim.write_text(victim.read_text().replace('"seed": 0', '"seed": 0 '))
     counts = job_counts(run(clone, "snakemake", "-n").stdout)
     assert counts == {"train": 1, "collect": 1, "report": 1, "all": 1}
+    # ... and another study is not the locked one: what it needs runs
+    counts = job_counts(run(clone, "snakemake", "-n", "--config", "seeds=[0, 1]").stdout)
+    assert counts["train"] == 2 * len(TINY_PARAMS["noise"]["symmetric"])
+
+    # 6. an experiment with another dataset list through DVC
+    proc = run(repo, "dvc", "exp", "run", "-S", "datasets=[breast_cancer]", "-S", "noise.symmetric=[0.2]")
+    assert "breast_cancer" in (repo / "reports" / "tables" / "tables.md").read_text()
+    assert not any(p.name.startswith("fig_") and "_digits_" in p.name for p in (repo / "reports").rglob("*"))
+    assert deleted_tracked_files(repo) == []

@@ -98,6 +98,14 @@ def _cmd_report(a: argparse.Namespace) -> None:
     report.build_reports(a.results, a.curves, a.out_dir, reference_dir=a.reference_dir)
 
 
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from . import report
+
+    result = report.compare_reports(a.built, a.expected)
+    print(report.comparison_line(result, a.built.rstrip("/"), a.expected.rstrip("/")))
+    return 0 if not (result["differ"] or result["missing"] or result["extra"]) else 1
+
+
 def _cmd_validate(a: argparse.Namespace) -> None:
     from . import grid
 
@@ -217,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference-dir", default=None, help="folder of published reference numbers (CSV)")
     s.set_defaults(func=_cmd_report)
 
+    s = sub.add_parser("compare", help="compare built reports with a committed copy, byte for byte",
+                       description="The reproduction check: compare every file of a report folder with a "
+                       "committed copy of it (expected/ holds the default study's). Prints one line; exits "
+                       "1 when a file differs, is missing or is extra.")
+    s.add_argument("built", nargs="?", default="reports", help="the report folder (default: %(default)s)")
+    s.add_argument("expected", nargs="?", default="expected", help="the committed copy (default: %(default)s)")
+    s.set_defaults(func=_cmd_compare)
+
     s = sub.add_parser("validate", help="validate a params file against the schema",
                        description="Validate a study params file; print one line per error, naming the key.")
     s.add_argument("params", nargs="?", default="params.yaml")
@@ -264,12 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"smoothbench {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from .cells import HUMAN_LABEL_SETS, METHODS, NOISE_KINDS, Cell, check_method_ra
 from .data import get_spec
 from .noise import option_defaults, rate_range
 
-def load_params(path: str | Path, schema_path: str | Path | None = None) -> dict:
-    """Read a study file (YAML), validate it and fill its defaults (see ``validate_params``)."""
+def read_study(path: str | Path) -> Any:
+    """A study file's YAML content, unvalidated; one-line errors with line and column."""
     import yaml
 
     path = Path(path)
@@ -32,14 +32,54 @@ def load_params(path: str | Path, schema_path: str | Path | None = None) -> dict
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such params file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        params = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
-    return validate_params(params, source=str(path), schema_path=schema_path)
+
+
+def load_params(path: str | Path, schema_path: str | Path | None = None) -> dict:
+    """Read a study file (YAML), validate it and fill its defaults (see ``validate_params``)."""
+    return validate_params(read_study(path), source=str(path), schema_path=schema_path)
+
+
+def typed(value: Any) -> Any:
+    """A ``--config`` value as YAML would read it: Snakemake parses ``seeds=[0]`` into
+    ``["0"]`` (strings inside lists and mappings); numbers, booleans and null come back."""
+    import yaml
+
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+    return value
+
+
+def study_from_command_line(params_file: str | Path, configfiles: list, overrides: dict) -> tuple[dict, str]:
+    """The raw study of a Snakemake run: the ``--configfile`` files when given (each a
+    whole study; later ones merged over earlier ones), else ``params_file``; then the
+    ``--config KEY=VALUE`` overrides merged on top (typed as YAML). Returns (study, the
+    source to name in errors)."""
+    files = [Path(f) for f in configfiles] or [Path(params_file)]
+    study: dict = {}
+    for f in files:
+        content = read_study(f)
+        if content is not None and not isinstance(content, dict):
+            raise ValueError(f"{f}: must hold a mapping of study keys (datasets, noise, methods, seeds, ...)")
+        study = deep_merge(study, content or {})
+    source = ", ".join(str(f) for f in files) + (" (with --config)" if overrides else "")
+    return deep_merge(study, typed(overrides)), source
 
 
 def validate_params(params: Any, source: str = "params", schema_path: str | Path | None = None) -> dict:

@@ -67,3 +67,39 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
         for path in sorted((out / folder).glob("*")):
             if path.is_file() and path.relative_to(out).as_posix() not in keep:
                 path.unlink()
+
+
+def compare_reports(built: str | os.PathLike, expected: str | os.PathLike) -> dict[str, list[str]]:
+    """Compare a report folder with the committed copy of one (``expected/``), byte for byte:
+    the relative paths that are ``same``, ``differ``, ``missing`` (in expected, not built) and
+    ``extra`` (built, not expected). The copy's ``params.yaml`` (the study it describes) is
+    not a report file and is skipped."""
+    built, expected = Path(built), Path(expected)
+
+    def files(root: Path) -> set[str]:
+        """The report files below ``root`` (hidden files, e.g. a .gitignore, are not reports)."""
+        if not root.is_dir():
+            return set()
+        return {p.relative_to(root).as_posix() for p in root.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+
+    b, e = files(built), files(expected) - {"params.yaml"}
+    out: dict[str, list[str]] = {"same": [], "differ": [], "missing": sorted(e - b), "extra": sorted(b - e)}
+    for rel in sorted(b & e):
+        out["same" if (built / rel).read_bytes() == (expected / rel).read_bytes() else "differ"].append(rel)
+    return out
+
+
+def comparison_line(result: dict[str, list[str]], built: str, expected: str, shown: int = 5) -> str:
+    """The reproduction check's one line."""
+    total = sum(len(v) for v in result.values())
+    bad = result["differ"] + result["missing"] + result["extra"]
+    if not bad:
+        return f"reproduction check: {built}/ is byte-identical to {expected}/ ({total} files)"
+    parts = []
+    for key, label in (("differ", "differ"), ("missing", "missing"), ("extra", "not in the copy")):
+        if result[key]:
+            names = ", ".join(result[key][:shown]) + (f", ... ({len(result[key])} in all)" if len(result[key]) > shown else "")
+            parts.append(f"{label}: {names}")
+    return (f"reproduction check: {len(bad)} of {total} files of {built}/ are not byte-identical to {expected}/ "
+            f"(the committed copy) - " + "; ".join(parts))

@@ -1,8 +1,10 @@
 """Selection: which checkpoint (epoch) a cell's test accuracy is read from.
 
-One implementation, used by the engine (``train.GroupTrainer.final_metrics`` writes
-each selection's epoch and accuracy into group.json) and by the tables, figures and
-findings (which read the selection's column of results.csv):
+One implementation, used by the engine (``train.GroupTrainer`` writes each selection's
+epoch and accuracy into group.json) and by the tables, figures and findings (which read
+the selection's column of results.csv). Every selection looks only at the epochs of a
+cell's own phase: after its branch point for a warm-up variant (the reference's GLS run
+keeps its own best, restarting at 0), all epochs for direct training.
 
 - ``best``     the epoch with the best CLEAN-TEST accuracy (the reference code's choice;
                it looks at test labels, so it is optimistic);
@@ -21,11 +23,11 @@ from typing import Sequence
 # selection -> (column of results.csv, what it means)
 SELECTIONS: dict[str, tuple[str, str]] = {
     "best": ("test_acc_best",
-             "checkpoint with the best CLEAN-TEST accuracy over all epochs (the reference code's "
-             "choice; it looks at test labels, so it is optimistic)"),
+             "checkpoint with the best CLEAN-TEST accuracy among the epochs of the cell's own phase "
+             "(the reference code's choice; it looks at test labels, so it is optimistic)"),
     "selected": ("test_acc_selected",
-                 "checkpoint with the best accuracy on a held-out split of the NOISY training labels "
-                 "(honest: no clean label is used to choose the epoch)"),
+                 "checkpoint with the best accuracy on a held-out split of the NOISY training labels, among "
+                 "the epochs of the cell's own phase (honest: no clean label is used to choose the epoch)"),
     "final": ("test_acc_final", "last epoch (no checkpoint selection)"),
 }
 SELECTION_TITLES = {"best": "best-on-test", "selected": "honest (noisy held-out)", "final": "final epoch"}

@@ -13,35 +13,28 @@ from snakemake.io import IOFile
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 
 try:
-    from smoothbench import cells, data, grid
+    from smoothbench import cells, data, grid, provenance
 except ImportError:  # a source checkout whose package is not installed: use src/
     sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-    from smoothbench import cells, data, grid
-
-
-def _study():
-    """The raw study: the command-line --configfile(s) when given (they replace
-    params.yaml: a preset is a whole study, not a patch), else params.yaml; --config
-    KEY=VALUE pairs apply on top in both cases. Returns (params, source name)."""
-    settings = workflow.config_settings
-    cli_files = [os.path.relpath(str(f)) for f in settings.configfiles]
-    if cli_files:
-        return dict(settings.overwrite_config), ", ".join(cli_files)
-    source = f"params.yaml{' (with --config)' if settings.config else ''}"
-    return dict(config), source
+    from smoothbench import cells, data, grid, provenance
 
 
 def _validated_study():
-    raw, source = _study()
+    """The study of this run (params.yaml, or the --configfile presets, with --config on top),
+    validated; a bad value stops here with one line naming the file and key (no traceback)."""
+    settings = workflow.config_settings
     try:
-        return grid.validate_params(raw, source=source), source
+        raw, source = grid.study_from_command_line(
+            os.path.join(workflow.basedir, "params.yaml") if not settings.configfiles else None,
+            [os.path.relpath(str(f)) for f in settings.configfiles], dict(settings.config or {}))
+        source = source.replace(os.path.join(workflow.basedir, ""), "")
+        return raw, grid.validate_params(raw, source=source), source
     except (ValueError, FileNotFoundError) as exc:
-        # one line on stderr and a non-zero exit, before any job (no Snakemake traceback)
         print(f"{exc}", file=sys.stderr)
         sys.exit(1)
 
 
-STUDY, STUDY_SOURCE = _validated_study()
+STUDY_RAW, STUDY, STUDY_SOURCE = _validated_study()
 config.clear()
 config.update(STUDY)  # what the rules see is the validated study, defaults filled in
 
@@ -52,6 +45,11 @@ RESULTS = STUDY["output"]["results_dir"].rstrip("/")
 REPORTS = STUDY["output"]["reports_dir"].rstrip("/")
 CACHE_DIR = STUDY["data"]["cache_dir"]
 PROTOCOLS = {ds: grid.protocol_for(STUDY, ds) for ds in DATASETS}
+
+# The library code each rule's command runs (inputs, so that a changed module reruns the
+# jobs that run it) and the schema whose defaults the noise and train steps read.
+SCHEMA = "workflow/schemas/params.schema.yaml"
+CODE = {step: provenance.code_files([step], workflow.basedir) for step in ("data", "noise", "train", "collect", "report")}
 
 # file patterns (the wildcards are the group coordinates; rate is the canonical text)
 DATA = "data/{dataset}.npz"
@@ -119,15 +117,20 @@ def train_gpus(dataset):
 #
 # Snakemake 9 reruns a job when an input is newer than its outputs, unless the input's
 # checksum equals the one it recorded (.snakemake/metadata) when it made those outputs -
-# whatever --rerun-triggers says. Files materialised by `dvc pull` / `dvc checkout` / git
-# get fresh, arbitrary mtimes and have no Snakemake record, so in a fresh clone Snakemake
-# would redo (and retrain) everything. Their provenance is dvc.lock, checked by DVC by
-# hash. So a job is TRUSTED - its inputs are taken as ancient(), not rerun for mtimes -
-# when its outputs and all its upstream products exist and none of them was written by
-# this Snakemake (no record, or a record whose end time is not the file's mtime: the
-# file was replaced since). Everything else keeps Snakemake's full logic (mtime +
-# checksum + params/input/code triggers); a missing product is made again together with
-# everything downstream of it, since nothing downstream of it is trusted.
+# whatever --rerun-triggers says. Files materialised by `dvc pull` / `dvc checkout` get
+# fresh, arbitrary mtimes and have no Snakemake record, so after a pull Snakemake would redo
+# (and retrain) everything. So a job is TRUSTED - its inputs are taken as ancient(), not
+# rerun for mtimes - when its outputs and all its upstream products exist, none of them was
+# written by this Snakemake (no record, or a record whose end time is not the file's mtime),
+# and DVC vouches for each of them (smoothbench.pins): its md5 is the one dvc.lock pins for
+# it and its stage ran, per dvc.lock, with this study's params. Anything else keeps
+# Snakemake's full logic (mtime + checksum + params/input/code triggers): a fresh clone
+# without `dvc pull` has no products and trains the study; a changed params.yaml or a
+# preset is not the locked study and runs what it needs; a missing or altered product is
+# made again together with everything downstream of it.
+
+PINS = provenance.Pins(workflow.basedir)
+_STUDY_KEY = json.dumps(STUDY_RAW, sort_keys=True, default=str)
 
 
 def _made_here(path):
@@ -148,8 +151,8 @@ def _made_here(path):
 
 
 def _foreign(paths):
-    """All ``paths`` exist and none was written by this Snakemake (pulled, checked out)."""
-    return all(os.path.exists(p) for p in paths) and not any(_made_here(p) for p in paths)
+    """All ``paths`` exist, none was written by this Snakemake, and DVC vouches for each."""
+    return all(os.path.exists(p) and not _made_here(p) and PINS.vouches(p, _STUDY_KEY) for p in paths)
 
 
 def _trusted_noise(wc):
@@ -219,3 +222,29 @@ def report_output(path):
     if name == "findings.md":
         return report(path, caption=_caption("findings"), category="Findings")
     return path
+
+
+# --------------------------------------------------------------------------- reproduction check
+#
+# After every successful run that leaves the study's reports complete: one line saying
+# whether reports/ is byte-identical to expected/ (the committed copy of the default
+# study's reports), and which files differ if not. Another study is not compared.
+EXPECTED = "expected"
+
+
+def _reproduction_check():
+    if not all(os.path.exists(f) for f in REPORT_FILES + [RESULTS_CSV, CURVES_CSV]):
+        return
+    copy_params = os.path.join(EXPECTED, "params.yaml")
+    if not os.path.exists(copy_params):
+        print(f"reproduction check: no committed copy {EXPECTED}/ to compare {REPORTS}/ with")
+        return
+    try:
+        same_study = grid.load_params(copy_params) == STUDY
+    except (ValueError, FileNotFoundError):
+        same_study = False
+    if not same_study:
+        print(f"reproduction check: {REPORTS}/ describes another study than {EXPECTED}/ "
+              f"(the committed default study); nothing compared")
+        return
+    shell(f"smoothbench compare {shlex.quote(REPORTS)} {EXPECTED} || true")

@@ -2,6 +2,8 @@
 
 
 rule data:
+    input:
+        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"]})),
     output:
         DATA,
     conda:
@@ -16,7 +18,8 @@ rule data:
 
 rule noise:
     input:
-        unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc)})),
+        unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc),
+                                                              "code": CODE["noise"] + [SCHEMA]})),
     output:
         labels=LABELS,
         stats=LABEL_STATS,

@@ -3,7 +3,8 @@
 
 rule collect:
     input:
-        unpack(lambda wc: trusted_inputs(_trusted_collect(), {"groups": [g.group_json for g in GROUPS]})),
+        unpack(lambda wc: trusted_inputs(_trusted_collect(), {"groups": [g.group_json for g in GROUPS],
+                                                              "code": CODE["collect"]})),
     output:
         results=RESULTS_CSV,
         curves=CURVES_CSV,
@@ -17,7 +18,8 @@ rule collect:
 
 rule report:
     input:
-        unpack(lambda wc: trusted_inputs(_trusted_report(), {"results": RESULTS_CSV, "curves": CURVES_CSV})),
+        unpack(lambda wc: trusted_inputs(_trusted_report(), {"results": RESULTS_CSV, "curves": CURVES_CSV,
+                                                             "code": CODE["report"]})),
     output:
         [report_output(f) for f in REPORT_FILES],
     conda:
@@ -36,3 +38,4 @@ rule report_all:
         RESULTS_CSV,
         CURVES_CSV,
         REPORT_FILES,
+

@@ -5,7 +5,8 @@ rule train:
     input:
         unpack(
             lambda wc: trusted_inputs(
-                _trusted_train(wc), {"data": DATA.format(**wc), "labels": LABELS.format(**wc)}
+                _trusted_train(wc),
+                {"data": DATA.format(**wc), "labels": LABELS.format(**wc), "code": CODE["train"] + [SCHEMA]},
             )
         ),
     output:

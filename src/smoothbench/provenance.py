@@ -1,0 +1,180 @@
+"""Provenance: the code each pipeline step runs, and what dvc.lock pins.
+
+``code_files(subcommands)`` lists the library modules the given ``smoothbench``
+subcommands import, transitively: the Snakemake rules take them as inputs (so a changed
+module reruns the jobs that run it) and dvc.yaml lists them as its stages' deps (a test
+compares the two).
+
+``Pins`` reads dvc.lock: the md5 of every output file and the params and code each stage
+ran with. The workflow trusts a product that Snakemake did not write itself (``dvc pull`` or ``dvc
+checkout`` put it there, with a fresh, arbitrary mtime) only when DVC vouches for it: its
+md5 is the one dvc.lock pins for it, and the stage that made it ran with the study's
+params. A file pinned inside a directory output is looked up in the directory's manifest
+in DVC's cache (``<cache>/files/md5/xx/yyyy.dir``), which is there only when DVC fetched
+or committed that output. Anything else is not trusted and Snakemake's own rules decide.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+PARAMS_FILE = "params.yaml"
+PACKAGE = Path(__file__).resolve().parent
+
+
+def package_imports(path: str | Path) -> set[str]:
+    """The package modules a module imports (``from . import x``, ``from .x import y``), at
+    any depth of its code (imports inside functions count)."""
+    out = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                out.add(node.module.split(".")[0])
+            else:
+                out.update(alias.name for alias in node.names)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _code_modules(subcommands: tuple[str, ...]) -> tuple[str, ...]:
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    todo: list[str] = []
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name.removeprefix("_cmd_") in subcommands:
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and node.level == 1:
+                    todo += [node.module] if node.module else [a.name for a in node.names]
+    seen: set[str] = set()
+    while todo:
+        mod = todo.pop().split(".")[0]
+        if mod not in seen:
+            seen.add(mod)
+            todo += package_imports(PACKAGE / f"{mod}.py")
+    return tuple(sorted(seen))
+
+
+def code_files(subcommands: Iterable[str], root: str | Path | None = None) -> list[str]:
+    """The library modules the ``smoothbench`` subcommands import, transitively, as paths
+    (relative to ``root`` when given), sorted."""
+    mods = _code_modules(tuple(sorted(subcommands)))
+    paths = [PACKAGE / f"{m}.py" for m in mods]
+    if root is None:
+        return [str(p) for p in paths]
+    return [Path(p).relative_to(Path(root).resolve()).as_posix() for p in paths]
+
+
+def file_md5(path: str | Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Pins:
+    """dvc.lock of the repository at ``root`` (no lock file: nothing is pinned)."""
+
+    def __init__(self, root: str | Path):
+        import yaml
+
+        self.root = Path(root)
+        lock = self.root / "dvc.lock"
+        try:
+            self.stages: dict = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
+        except (OSError, yaml.YAMLError):
+            self.stages = {}
+        self.cache = self._cache_dir()
+
+    def _cache_dir(self) -> Path:
+        folder = self.root / ".dvc"
+        cfg = configparser.ConfigParser()
+        cfg.read([folder / "config", folder / "config.local"])
+        configured = cfg.get("cache", "dir", fallback=None)
+        return (folder / configured).resolve() if configured else folder / "cache"
+
+    def _outs(self) -> list[tuple[str, str, str]]:
+        """(stage, output path, md5) of every output dvc.lock lists."""
+        return [(name, out["path"], out.get("md5", "")) for name, stage in self.stages.items()
+                for key in ("outs",) for out in stage.get(key, []) or []]
+
+    @functools.lru_cache(maxsize=None)
+    def _manifest(self, md5_dir: str) -> dict[str, str]:
+        """relpath -> md5 of a directory output, from DVC's cache (empty when not there)."""
+        path = self.cache / "files" / "md5" / md5_dir[:2] / md5_dir[2:]
+        try:
+            return {entry["relpath"]: entry["md5"] for entry in json.loads(path.read_text())}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def pinned(self, path: str) -> tuple[str, str] | None:
+        """(stage, md5) dvc.lock pins for a file (relative to the repository root), or None."""
+        rel = Path(path).as_posix()
+        for stage, out, md5 in self._outs():
+            if rel == out and not md5.endswith(".dir"):
+                return stage, md5
+            if rel.startswith(out.rstrip("/") + "/") and md5.endswith(".dir"):
+                entry = self._manifest(md5).get(rel[len(out.rstrip("/")) + 1:])
+                return (stage, entry) if entry else None
+        return None
+
+    def code_matches(self, stage: str) -> bool:
+        """Whether every file dependency of ``stage`` in dvc.lock (code, rules, schema) still
+        has the md5 it ran with."""
+        deps = (self.stages.get(stage) or {}).get("deps") or []
+        for dep in deps:
+            md5 = dep.get("md5", "")
+            if md5.endswith(".dir"):
+                continue
+            path = self.root / dep["path"]
+            try:
+                if not path.is_file() or file_md5(path) != md5:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def params_match(self, stage: str, study: dict) -> bool:
+        """Whether ``stage`` ran, per dvc.lock, with the values ``study`` (the raw study) has
+        for the params.yaml keys it lists."""
+        recorded = ((self.stages.get(stage) or {}).get("params") or {}).get(PARAMS_FILE)
+        if recorded is None:
+            return False
+        return all(_lookup(study, key) == value for key, value in recorded.items())
+
+    @functools.lru_cache(maxsize=None)
+    def vouches(self, path: str, study_key: str) -> bool:
+        """Whether DVC vouches for the file at ``path``: pinned, same content, and its stage
+        ran with the study's params (``study_key``: the study as sorted JSON) and the code
+        now in the working tree."""
+        pin = self.pinned(path)
+        if pin is None:
+            return False
+        stage, md5 = pin
+        full = self.root / path
+        try:
+            same = full.is_file() and file_md5(full) == md5
+        except OSError:
+            return False
+        return same and self.params_match(stage, json.loads(study_key)) and self._code_ok(stage)
+
+    @functools.lru_cache(maxsize=None)
+    def _code_ok(self, stage: str) -> bool:
+        return self.code_matches(stage)
+
+
+def _lookup(study: dict, key: str) -> Any:
+    """A params value by DVC's key: a top-level key or a dotted path (``output.results_dir``)."""
+    if key in study:
+        return study[key]
+    node: Any = study
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node

@@ -1,0 +1,98 @@
+"""The studies as a newcomer runs them, from a real `git clone` of the repository with its
+committed files: the default study with the main command (it trains every group and ends
+with the reproduction check against expected/), and each paper preset on a small CIFAR
+fixture written in the published on-disk formats, shrunk with `--config` (model width,
+epochs; the fixture has few samples), through the real Snakemake.
+
+All slow; CI runs them (the default study takes a few minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers import write_cifar_raw, write_cifarn
+from smoothbench import grid
+from test_pipeline import clone_repo, deleted_tracked_files, job_counts, nothing_to_do, run
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.timeout(1500)
+def test_main_command_on_a_fresh_clone_trains_the_study_and_checks_reproduction(tmp_path):
+    repo = clone_repo(tmp_path / "repo")
+    study = grid.load_params(repo / "params.yaml")
+    groups = grid.expand_groups(study)
+    dry = run(repo, "snakemake", "-n")
+    assert job_counts(dry.stdout)["train"] == len(groups)          # nothing is taken from git
+    proc = run(repo, "snakemake", "--cores", "2", timeout=1500)
+    out = proc.stdout + proc.stderr
+    trained = sorted(p.parent.relative_to(repo / "results").as_posix() for p in (repo / "results").rglob("group.json"))
+    assert trained == sorted(g.rel_dir for g in groups)
+    cells = _rows(repo / "reports" / "results.csv")
+    assert len(cells) == sum(g.n_cells for g in groups)
+    line = [x for x in out.splitlines() if x.startswith("reproduction check:")]
+    assert len(line) == 1, out[-3000:]
+    if (repo / "expected" / "params.yaml").exists():                # the committed default study
+        assert "expected/" in line[0] and ("byte-identical" in line[0]), line[0]
+    print(line[0])
+    assert deleted_tracked_files(repo) == []
+
+
+# --------------------------------------------------------------------------- the paper presets
+
+SHRINK = {
+    # the reference's protocol, shrunk: ResNet-34 at 1/16 width, 2 epochs per phase, CPU, one seed
+    "paper-cifar10": "{default: {device: cpu, batch_size: 32, model_args: {width: 0.0625}, variants: "
+                     "{direct: {epochs: 2}, warmup: {epochs: 2, warmup: {epochs: 2}}}}}",
+    "paper-cifar100": "{default: {device: cpu, batch_size: 32, model_args: {width: 0.0625}, variants: "
+                      "{direct: {epochs: 2}, warmup: {epochs: 2, warmup: {epochs: 2}}}}}",
+    "paper-cifarn": "{default: {device: cpu, batch_size: 32, model_args: {width: 0.0625}, variants: "
+                    "{direct: {epochs: 2}}}}",
+}
+
+
+@pytest.fixture(scope="module")
+def preset_repo(tmp_path_factory):
+    repo = clone_repo(tmp_path_factory.mktemp("presets") / "repo")
+    labels = write_cifar_raw(repo / "cache")
+    write_cifarn(repo / "cache" / "cifarn", labels["cifar10"], labels["cifar100"])
+    return repo
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("preset", sorted(SHRINK))
+def test_paper_preset_runs_on_a_cifar_fixture(preset_repo, preset):
+    repo = preset_repo
+    args = ["--configfile", f"config/{preset}.yaml", "--config", "seeds=[0]", f"protocol={SHRINK[preset]}"]
+    proc = run(repo, "snakemake", "--cores", "2", *args, timeout=900)
+    out = proc.stdout + proc.stderr
+    study = grid.validate_params(grid.study_from_command_line(None, [repo / f"config/{preset}.yaml"], {})[0])
+    variants = list(grid.protocol_for(study, study["datasets"][0])["variants"])
+    rows = _rows(repo / "reports" / "results.csv")
+    assert {r["dataset"] for r in rows} == set(study["datasets"])
+    assert sorted({r["variant"] for r in rows}) == sorted(variants)
+    md = (repo / "reports" / "tables" / "tables.md").read_text()
+    reproduction = _rows(repo / "reports" / "tables" / "reproduction.csv")
+    assert "## Reproduction of the paper" in md and "(paper)" in md and reproduction
+    assert all(re.match(r"(reproduced \(|differs by )", r["verdict"]) for r in reproduction)
+    if "warmup" in variants:      # both variants, the better of the two, the reference's branch point
+        assert "better of direct, warmup" in md
+        warm = [r for r in rows if r["variant"] == "warmup"]
+        assert {r["branch"] for r in warm} == {"best"} and all(1 <= int(r["branch_epoch"]) <= 2 for r in warm)
+        assert {r["ours_variant"] for r in reproduction} <= {"direct", "warmup"}
+    else:                         # CIFAR-N: the CIFAR-N script's direct training, final-epoch numbers
+        assert {r["selection"] for r in reproduction} == {"final"}
+    (line,) = [x for x in out.splitlines() if x.startswith("reproduction check:")]
+    assert "another study" in line or "no committed copy" in line, line
+    assert deleted_tracked_files(repo) == []
+    assert nothing_to_do(run(repo, "snakemake", "-n", *args))
