@@ -83,6 +83,22 @@ def test_human_label_sets_go_with_their_dataset():
     assert grid.report_keys(p) == [("cifar10", "human", "direct"), ("cifar100", "human", "direct")]
 
 
+def test_a_dataset_can_have_its_own_noise_grid():
+    """dataset_noise replaces `noise` for one dataset: a binary dataset's symmetric rates stay
+    below 0.5 while K = 10 datasets go to 0.6; each grid is checked against its datasets' K."""
+    p = grid.validate_params(study(datasets=["mnist5k", "breast_cancer"],
+                                   noise={"symmetric": [0.0, 0.6], "pairflip": [0.3]},
+                                   dataset_noise={"breast_cancer": {"symmetric": [0.0, 0.4]}}, seeds=[0]))
+    ids = [g.id for g in grid.expand_groups(p)]
+    assert ids == ["mnist5k-symmetric-0-s0", "mnist5k-symmetric-0.6-s0", "mnist5k-pairflip-0.3-s0",
+                   "breast_cancer-symmetric-0-s0", "breast_cancer-symmetric-0.4-s0"]
+    bad = study(datasets=["mnist5k", "breast_cancer"], dataset_noise={"breast_cancer": {"symmetric": [0.5]}})
+    assert error_of(bad) == ("params.yaml: dataset_noise.breast_cancer.symmetric[0] = 0.5: symmetric noise rates "
+                             "must lie in [0, 0.5) for breast_cancer (K = 2 classes)")
+    assert error_of(study(dataset_noise={"cifar10": {"symmetric": [0.2]}})).startswith(
+        "params.yaml: dataset_noise.cifar10 = ")
+
+
 def test_single_cell_study():
     p = grid.validate_params(study(datasets=["digits"], noise={"symmetric": [0.4]},
                                    methods={"nls": [-0.4]}, seeds=[3]))
@@ -150,7 +166,7 @@ def test_validate_does_not_mutate_its_input():
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda p: p["methods"].update(foo=[0.1]),
-     "params.yaml: methods.foo: unknown key; allowed: ce, flip, ls, nls"),
+     "params.yaml: methods.foo: unknown key; allowed: bce, bls, bnls, ce, flip, ls, nls"),
     (lambda p: p["methods"]["ls"].__setitem__(2, 1.5),
      "params.yaml: methods.ls[2] = 1.5: ls rates must lie in (0, 1]"),
     (lambda p: p["methods"]["nls"].__setitem__(0, 0.3),
@@ -226,7 +242,7 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
     (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: listed twice"),
     (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),
-    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, datasets, methods, noise"),
+    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, dataset_noise, datasets, methods"),
 ])
 def test_bad_value_gives_one_line_naming_the_key(mutate, expected):
     params = study()
@@ -287,9 +303,11 @@ def test_missing_schema_is_a_clear_error(tmp_path):
 def test_committed_params_validate():
     p = grid.load_params(ROOT / "params.yaml")
     groups = grid.expand_groups(p)
-    assert {g.dataset for g in groups} == {"digits", "mnist1d"}
-    assert len(groups) == 2 * (4 + 1) * 2          # datasets x (symmetric + pairflip rates) x seeds
+    assert {g.dataset for g in groups} == {"mnist5k", "breast_cancer"}    # real data, embedded
+    assert len(groups) == (3 + 2) * 3 + 3 * 3      # mnist5k (symmetric + pairflip) + breast_cancer, x 3 seeds
     assert all(grid.protocol_for(p, ds)["device"] in ("auto", "cpu") for ds in p["datasets"])
+    methods = {c.method for c in groups[0].cells}
+    assert {"ce", "ls", "nls", "flip", "bce", "bls", "bnls"} == methods       # seed notes 000 and 001 in the study
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=[p.name for p in PRESETS])

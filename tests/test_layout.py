@@ -63,8 +63,9 @@ def test_schema_enums_equal_the_registries():
     assert defs["protocol"]["properties"]["model"]["enum"] == list(models.MODELS)
     props = root["properties"]
     assert list(props["methods"]["properties"]) == list(cells.METHODS)
-    assert list(props["noise"]["properties"]) == list(cells.NOISE_KINDS)
-    assert props["noise"]["properties"]["human"]["items"]["enum"] == list(cells.HUMAN_LABEL_SETS)
+    grid_props = defs["noise_grid"]["properties"]
+    assert list(grid_props) == list(cells.NOISE_KINDS)
+    assert grid_props["human"]["items"]["enum"] == list(cells.HUMAN_LABEL_SETS)
 
 
 def test_cifar_n_files_cover_the_human_label_sets():

@@ -217,3 +217,54 @@ def test_bce_smoothing_matches_pytorch_on_smoothed_targets():
         gls_bce_loss(logits, y * 0.5, 0.1)
     with pytest.raises(ValueError, match="smooth_rate must be <= 1"):
         gls_bce_loss(logits, y, 1.1)
+
+
+# ----------------------------------------------------------------------------- BCE cells (seed note 001)
+
+def test_bce_cell_loss_binary_is_bce_with_logits_on_the_smoothed_targets():
+    """K = 2: one binary logit z1 - z0 against y, targets (1 - r) y + r/2 (seed note 001)."""
+    from smoothbench.losses import bce_cell_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 50, 2, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (50,), generator=g)
+    rates = torch.tensor([0.0, 0.3, -0.5], dtype=torch.float64)
+    got = bce_cell_loss(logits, y, rates)
+    for i, r in enumerate(rates.tolist()):
+        target = (1 - r) * y.double() + r / 2
+        ref = F.binary_cross_entropy_with_logits(logits[i, :, 1] - logits[i, :, 0], target)
+        assert got[i].item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+def test_bce_cell_loss_one_vs_all_sums_the_classes():
+    from smoothbench.losses import bce_cell_loss
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 40, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (40,), generator=g)
+    rates = torch.tensor([0.2, -1.0], dtype=torch.float64)
+    got = bce_cell_loss(logits, y, rates)
+    onehot = F.one_hot(y, 5).double()
+    for i, r in enumerate(rates.tolist()):
+        ref = F.binary_cross_entropy_with_logits(logits[i], (1 - r) * onehot + r / 2, reduction="sum") / 40
+        assert got[i].item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+def test_stacked_loss_mixes_softmax_and_bce_models():
+    """One call for a stack of softmax and BCE models: each model's loss is its own family's,
+    gradients included (flip rows of per-model labels do not reach the BCE models)."""
+    from smoothbench.losses import bce_cell_loss, stacked_loss
+
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(4, 30, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 6, (30,), generator=g)
+    per_model = torch.stack([y, (y + 1) % 6, y, y])              # model 1 sees flipped labels
+    rates = torch.tensor([0.0, 0.0, 0.4, -0.4], dtype=torch.float64)
+    bce = torch.tensor([2, 3])
+    x = base.clone().requires_grad_(True)
+    loss = stacked_loss(x, per_model, rates, bce)
+    loss.sum().backward()
+    x0 = base.clone().requires_grad_(True)
+    ref = torch.cat([gls_loss(x0[:2], per_model[:2], rates[:2]), bce_cell_loss(x0[2:], y, rates[2:])])
+    ref.sum().backward()
+    assert torch.allclose(loss, ref, rtol=1e-12) and torch.allclose(x.grad, x0.grad, rtol=1e-12)

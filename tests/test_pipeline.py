@@ -40,6 +40,7 @@ TINY_PARAMS = {
     "methods": {"ce": [0.0], "ls": [0.4], "nls": [-0.4], "flip": [0.36]},
     "seeds": [0],
     "noise_seed": None,
+    "dataset_noise": {},
     "noise_options": {},
     "protocol": {"default": {"model": "mlp", "model_args": {"hidden": [32]}, "batch_size": 128,
                              "variants": {"direct": {"epochs": 2}}, "checkpoint_every": 1, "device": "cpu"}},

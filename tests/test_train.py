@@ -337,3 +337,17 @@ def test_last_partial_batch_kept_or_dropped(toy, tmp_path, monkeypatch, drop_las
     monkeypatch.setattr(train, "augment", spy)
     _run(toy, tmp_path, "ce:0", proto=proto(epochs=1, drop_last=drop_last))
     assert len(sizes) == steps and sum(sizes) == (360 if not drop_last else 352)
+
+
+def test_bce_cells_in_a_group_equal_bce_cells_trained_alone(toy, tmp_path):
+    """Seed note 001 in the engine: BCE cells (one-vs-all here, K = 4) stacked with softmax cells
+    in one group train exactly as when trained alone."""
+    cells = parse_cells("ce:0,ls:0.4,bce:0,bls:0.2,bnls:-0.5")
+    together = _run(toy, tmp_path, cells, name="mixed")
+    assert [c["cell_id"] for c in together["cells"]] == ["ce_0", "ls_0.4", "bce_0", "bls_0.2", "bnls_-0.5"]
+    for cell, met in zip(cells, together["cells"]):
+        alone = _run(toy, tmp_path, [cell], name=f"alone-{cell.id}")["cells"][0]
+        for key in ("test_acc_final", "test_acc_best", "test_nll", "train_loss", "clean_train_acc"):
+            assert alone[key] == pytest.approx(met[key], abs=1e-4), (cell.id, key)
+    bce, bls = together["cells"][2], together["cells"][3]
+    assert bce["status"] == "ok" and 0.5 < bce["test_acc_final"] <= 1.0 and bce["train_loss"] != bls["train_loss"]

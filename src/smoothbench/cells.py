@@ -19,10 +19,18 @@ from dataclasses import dataclass
 
 # --------------------------------------------------------------------------- methods
 
-METHODS = ("ce", "ls", "nls", "flip")
+# softmax methods: GLS with smooth rate r (ce: r = 0, ls: r > 0, nls: r < 0) and label flipping;
+# BCE methods (seed note 001): sigmoid outputs trained with binary cross-entropy on targets
+# (1 - r) * y + r / 2 (bce: r = 0, bls: r > 0, bnls: r < 0), one-vs-all for K > 2 classes
+SOFTMAX_METHODS = ("ce", "ls", "nls", "flip")
+BCE_METHODS = ("bce", "bls", "bnls")
+METHODS = SOFTMAX_METHODS + BCE_METHODS
+METHOD_LABELS = {"ce": "CE", "ls": "LS", "nls": "NLS", "flip": "flip", "bce": "BCE", "bls": "BCE-LS",
+                 "bnls": "BCE-NLS"}
+# each smoothing method and its unsmoothed baseline
+BASELINE = {"ls": "ce", "nls": "ce", "flip": "ce", "bls": "bce", "bnls": "bce"}
 # protocol variants are named by the study (params.yaml protocol.*.variants); names match this
 VARIANT_PATTERN = r"^[a-z][a-z0-9]*$"
-METHOD_LABELS = {"ce": "CE", "ls": "LS", "nls": "NLS", "flip": "flip"}
 
 # --------------------------------------------------------------------------- noise
 
@@ -94,8 +102,13 @@ class Cell:
 
     @property
     def smooth_rate(self) -> float:
-        """The r passed to the GLS loss (flip cells train with plain CE on flipped labels)."""
+        """The r of the cell's loss (flip cells train with plain CE on flipped labels)."""
         return 0.0 if self.method == "flip" else float(self.rate)
+
+    @property
+    def is_bce(self) -> bool:
+        """Whether the cell trains sigmoid outputs with BCE (else softmax GLS)."""
+        return self.method in BCE_METHODS
 
     @property
     def flip_rate(self) -> float:
@@ -108,12 +121,12 @@ def check_method_rate(method: str, rate: float) -> None:
     r = float(rate)
     if r != r:
         raise ValueError(f"rate of {method} is NaN")
-    if method == "ce" and r != 0.0:
-        raise ValueError(f"ce takes rate 0, got {rate}")
-    if method == "ls" and not 0.0 < r <= 1.0:
-        raise ValueError(f"ls rate must lie in (0, 1], got {rate}")
-    if method == "nls" and not r < 0.0:
-        raise ValueError(f"nls rate must be < 0, got {rate}")
+    if method in ("ce", "bce") and r != 0.0:
+        raise ValueError(f"{method} takes rate 0, got {rate}")
+    if method in ("ls", "bls") and not 0.0 < r <= 1.0:
+        raise ValueError(f"{method} rate must lie in (0, 1], got {rate}")
+    if method in ("nls", "bnls") and not r < 0.0:
+        raise ValueError(f"{method} rate must be < 0, got {rate}")
     if method == "flip" and not 0.0 < r <= 1.0:
         raise ValueError(f"flip rate must lie in (0, 1], got {rate}")
 
@@ -131,7 +144,7 @@ def parse_cells(spec: str) -> list[Cell]:
             continue
         method, sep, rate = item.partition(":")
         if not sep:
-            if method == "ce":
+            if method in ("ce", "bce"):
                 rate = "0"
             else:
                 raise ValueError(f"cell {item!r} needs METHOD:RATE, e.g. ls:0.2")

@@ -113,7 +113,8 @@ def _cmd_validate(a: argparse.Namespace) -> None:
     groups = grid.expand_groups(params)
     ncells = sum(g.n_cells for g in groups)
     variants = sorted({v for g in groups for v in g.variants})
-    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)})")
+    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)}), "
+          f"{grid.model_epochs(params)} model-epochs")
 
 
 def _cmd_grid(a: argparse.Namespace) -> None:

@@ -1,9 +1,12 @@
 """Seaborn figures of the results, PNG and SVG, byte-reproducible.
 
-Per dataset x noise kind: accuracy vs smooth rate, heatmap noise rate x r, memorisation
-(clean vs noisy training accuracy), calibration (ECE), flipping at eps vs LS at
-r = eps K/(K-1), and training curves. Agg canvas, fixed dpi, DejaVu Sans,
-``svg.hashsalt`` fixed, no ``Date`` / ``Creator`` / ``Software`` metadata.
+Per dataset x noise kind x protocol variant: the claims figure first (each method's gain
+over its baseline with its 95% interval, per noise rate), then accuracy vs smooth rate,
+heatmap noise rate x r, memorisation (clean vs noisy training accuracy), calibration (ECE),
+flipping at eps vs LS at r = eps K/(K-1), and training curves. Print quality: 200 dpi,
+fonts of 8-10 pt at the saved size, labels outside the data, non-linear axes said so.
+Agg canvas, DejaVu Sans, ``svg.hashsalt`` fixed, no ``Date`` / ``Creator`` / ``Software``
+metadata.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import math
 import statistics
 from pathlib import Path
 
-from .cells import KEY_COLUMNS, METHODS, flip_to_smooth, fmt_rate
+from . import claims
+from .cells import BASELINE, KEY_COLUMNS, METHOD_LABELS, METHODS, flip_to_smooth, fmt_rate
 from .io import atomic_path
 from .selection import SELECTION_TITLES, SELECTIONS
 from .stats import Setting, table_row
 from .tables import entry_name
 
 FIGURE_TITLES = {
+    "claims": "Claims: gains over the baseline",
     "acc_vs_rate": "Accuracy vs smooth rate",
     "heatmap": "Accuracy heatmaps",
     "memorisation": "Memorisation",
@@ -30,7 +35,7 @@ FIGURES = tuple(FIGURE_TITLES)
 FIGURE_FORMATS = ("png", "svg")
 # one folder per format, so that `dvc plots show` (which reads figures/) shows each figure once
 FOLDERS = {"png": "figures", "svg": "figures-svg"}
-DPI = 100
+DPI = 200
 
 
 def figure_files(key: tuple[str, str, str]) -> list[str]:
@@ -54,12 +59,13 @@ def _rc() -> dict:
         "svg.hashsalt": "smoothbench",
         "svg.fonttype": "path",
         "font.family": "DejaVu Sans",
-        "font.size": 7,
-        "axes.titlesize": 8,
-        "axes.labelsize": 7,
-        "legend.fontsize": 6,
-        "xtick.labelsize": 6,
-        "ytick.labelsize": 6,
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.labelsize": 9,
+        "legend.fontsize": 8,
+        "xtick.labelsize": 8,
+        "ytick.labelsize": 8,
+        "figure.titlesize": 11,
         "figure.dpi": DPI,
         "savefig.dpi": DPI,
         "image.cmap": "viridis",
@@ -67,8 +73,8 @@ def _rc() -> dict:
     return rc
 
 
-def _new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, *, left: float = 0.5,
-                right: float = 0.15, bottom: float = 0.42, top: float = 0.45, wspace: float = 0.3,
+def _new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, *, left: float = 0.75,
+                right: float = 0.2, bottom: float = 0.75, top: float = 0.75, wspace: float = 0.3,
                 hspace: float = 0.6):
     """A figure on an Agg canvas with fixed margins (in inches; a fixed layout is fast and stable)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -82,10 +88,11 @@ def _new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, *, 
     return fig, [ax for row in axes for ax in row]
 
 
-LEGEND_WIDTH = 0.95  # inches kept free on the right for a figure legend
-# panels of the accuracy figures: the reference's choice, the honest one, and the last epoch
-# (with a shared warm-up the first two often pick a warm-up checkpoint; the last shows each method's phase)
-FIGURE_SELECTIONS = ("best", "selected", "final")
+LEGEND_WIDTH = 1.7  # inches kept free on the right for a figure legend
+# panels of the accuracy figures: the honest selection and the last epoch, the reference's beside
+FIGURE_SELECTIONS = claims.CLAIM_SELECTIONS
+PANEL = (3.6, 3.1)   # inches of one panel of a three-panel figure (width, height)
+FAMILIES = {"softmax": ("ce", "ls", "nls"), "BCE": ("bce", "bls", "bnls")}
 
 
 def _save(fig, out_dir: Path, stem: str) -> None:
@@ -110,17 +117,23 @@ def _no_data(ax, text: str = "no data") -> None:
 def _noise_legend(fig, sets: list[Setting], colors: list, extra: list | None = None) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=c, lw=1, marker="o", ms=3, label=f"noise {s.noise_rate}")
+    handles = [Line2D([], [], color=c, lw=1.2, marker="o", ms=4, label=f"noise {s.noise_rate}")
                for c, s in zip(colors, sets)]
     fig.legend(handles=handles + (extra or []), loc="center right", frameon=False,
                bbox_to_anchor=(1.0, 0.5))
 
 
-def _gls_points(s: Setting, metric: str) -> tuple[list[float], list[float], list[float], list[float]]:
-    """(rates, means, stds, all-diverged rates) of the CE/LS/NLS cells of a setting, in %."""
+def _family_method(family: tuple[str, str, str], r: float) -> str:
+    """The method of a smoothing family at rate r: the baseline at 0, smoothing above, negative below."""
+    return family[0] if r == 0 else (family[1] if r > 0 else family[2])
+
+
+def _gls_points(s: Setting, metric: str, family: tuple[str, str, str] = FAMILIES["softmax"]
+                ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(rates, means, stds, all-diverged rates) of one family's cells of a setting, in %."""
     xs, ys, es, dead = [], [], [], []
-    for r in sorted(s.rates("ce") + s.rates("ls") + s.rates("nls")):
-        m = "ce" if r == 0 else ("ls" if r > 0 else "nls")
+    for r in sorted(r for m in family for r in s.rates(m)):
+        m = _family_method(family, r)
         st = s.stat(m, r, metric)
         if st.mean is None:
             if st.n_diverged:
@@ -133,11 +146,13 @@ def _gls_points(s: Setting, metric: str) -> tuple[list[float], list[float], list
 
 
 def _rate_axis(ax, rates: list[float], shade: bool = True) -> None:
-    """x axis of smooth rates: symlog beyond |r| > 1, NLS side shaded red, LS side blue."""
+    """x axis of smooth rates: symlog beyond |r| > 1 (the label says so), the NLS side shaded
+    red and the LS side blue; the label names the sides, so no text sits on the data."""
     from matplotlib.ticker import NullLocator
 
     lo, hi = min(rates + [-0.1]), max(rates + [0.1])
-    if max(-lo, hi) > 1.0:
+    symlog = max(-lo, hi) > 1.0
+    if symlog:
         ax.set_xscale("symlog", linthresh=1.0)
         left = lo * 1.2 if lo < -1 else lo - 0.1
         right = hi * 1.2 if hi > 1 else hi + 0.1
@@ -147,17 +162,15 @@ def _rate_axis(ax, rates: list[float], shade: bool = True) -> None:
     if shade:
         ax.axvspan(left, 0, color="tab:red", alpha=0.07, lw=0)
         ax.axvspan(0, right, color="tab:blue", alpha=0.07, lw=0)
-        ax.text(0.02, 0.97, "NLS (r<0)", transform=ax.transAxes, ha="left", va="top", fontsize=6,
-                color="tab:red")
-        ax.text(0.98, 0.97, "LS (r>0)", transform=ax.transAxes, ha="right", va="top", fontsize=6,
-                color="tab:blue")
     ax.axvline(0, color="0.3", lw=0.8, ls=":")
     ax.set_xlim(left, right)
     ticks = sorted(set(rates) | {0.0})
     ax.set_xticks(ticks, [fmt_rate(r) for r in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
-    if len(ticks) > 7:
-        ax.tick_params(axis="x", labelrotation=90, labelsize=5)
+    if len(ticks) > 6:
+        ax.tick_params(axis="x", labelrotation=45)
+    scale = "symlog scale: linear within ±1, logarithmic beyond" if symlog else "linear scale"
+    ax.set_xlabel(f"smooth rate r (red: NLS, r < 0; blue: LS, r > 0)\n{scale}")
 
 
 def _all_gls_rates(sets: list[Setting]) -> list[float]:
@@ -165,36 +178,86 @@ def _all_gls_rates(sets: list[Setting]) -> list[float]:
 
 
 def _errorbars(ax, xs, ys, es, color, **kw) -> None:
-    ax.errorbar(xs, ys, yerr=es, color=color, ms=3, lw=1, capsize=2, elinewidth=0.8, **kw)
+    ax.errorbar(xs, ys, yerr=es, color=color, ms=4, lw=1.2, capsize=2.5, elinewidth=0.9, **kw)
+
+
+def _fig_claims(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
+    """The claims at a glance: per noise rate, each method at its best rate minus its baseline
+    (LS, NLS, flip - CE; BCE-LS, BCE-NLS - BCE), mean paired difference over seeds with its
+    95% t interval; one panel per selection."""
+    from matplotlib.lines import Line2D
+
+    methods = [m for m in BASELINE if any(s.rates(m) for s in sets)]
+    colors = {"ls": "tab:blue", "nls": "tab:red", "flip": "tab:green", "bls": "tab:cyan", "bnls": "tab:orange"}
+    styles = {m: ("-" if m in ("ls", "nls", "flip") else "--") for m in methods}
+    n = len(sets)
+    fig, axes = _new_figure(3 * PANEL[0] + LEGEND_WIDTH + 0.9, PANEL[1] + 1.5, 1, 3, right=LEGEND_WIDTH, top=0.9)
+    for ax, selection in zip(axes, FIGURE_SELECTIONS):
+        metric = SELECTIONS[selection][0]
+        any_data = False
+        for j, m in enumerate(methods):
+            xs, ys, lo, hi = [], [], [], []
+            for i, s in enumerate(sets):
+                diffs = list(claims.gain(s, m, BASELINE[m], metric).values())
+                ci = claims.t_interval(diffs)
+                if ci is None:
+                    continue
+                xs.append(i + (j - (len(methods) - 1) / 2) * 0.08)       # side by side, no overlap
+                ys.append(ci[0])
+                lo.append(ci[0] - ci[1])
+                hi.append(ci[2] - ci[0])
+            if xs:
+                any_data = True
+                ax.errorbar(xs, ys, yerr=[lo, hi], color=colors[m], ls=styles[m], marker="o", ms=4, lw=1.2,
+                            capsize=2.5, elinewidth=0.9)
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_xticks(range(n), [s.noise_rate for s in sets])
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.set_xlabel("noise rate")
+        if not any_data:
+            _no_data(ax, "no paired seeds")
+        ax.set_title(SELECTION_TITLES[selection])
+    axes[0].set_ylabel("gain over the baseline (points)\nmean over seeds, 95% interval")
+    handles = [Line2D([], [], color=colors[m], ls=styles[m], marker="o", ms=4, lw=1.2,
+                      label=f"{METHOD_LABELS[m]} − {METHOD_LABELS[BASELINE[m]]}") for m in methods]
+    fig.legend(handles=handles, loc="center right", frameon=False, bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"{_title(key)}: each method at its best rate against its baseline (above 0: it helps)")
+    _save(fig, out, f"fig_claims_{_tag(key)}")
 
 
 def _fig_acc_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
     from matplotlib.lines import Line2D
 
-    fig, axes = _new_figure(9.4, 2.6, 1, 3, right=LEGEND_WIDTH, top=0.5)
+    fig, axes = _new_figure(3 * PANEL[0] + LEGEND_WIDTH + 0.9, PANEL[1] + 1.7, 1, 3, right=LEGEND_WIDTH,
+                            top=0.9, bottom=1.05)
     colors = _palette(len(sets))
-    rates = _all_gls_rates(sets)
+    families = {name: fam for name, fam in FAMILIES.items() if any(s.rates(m) for s in sets for m in fam)}
+    rates = sorted({r for s in sets for fam in families.values() for m in fam for r in s.rates(m)})
     for ax, selection in zip(axes, FIGURE_SELECTIONS):
         metric = SELECTIONS[selection][0]
         any_data = False
         for color, s in zip(colors, sets):
-            xs, ys, es, dead = _gls_points(s, metric)
-            if xs:
-                any_data = True
-                _errorbars(ax, xs, ys, es, color, marker="o")
-            if dead:
-                ax.plot(dead, [0.04] * len(dead), ls="none", marker="x", ms=4, color=color,
-                        transform=ax.get_xaxis_transform())
+            for name, fam in families.items():
+                xs, ys, es, dead = _gls_points(s, metric, fam)
+                if xs:
+                    any_data = True
+                    _errorbars(ax, xs, ys, es, color, marker="o" if name == "softmax" else "s",
+                               ls="-" if name == "softmax" else "--")
+                if dead:
+                    ax.plot(dead, [0.04] * len(dead), ls="none", marker="x", ms=5, color=color,
+                            transform=ax.get_xaxis_transform())
         if rates:
             _rate_axis(ax, rates)
         if not any_data:
             _no_data(ax)
-        ax.set_title(f"{SELECTION_TITLES[selection]} ({metric})")
-        ax.set_xlabel("smooth rate r (CE at r = 0)")
+        ax.set_title(SELECTION_TITLES[selection])
     axes[0].set_ylabel("test accuracy (%)")
-    _noise_legend(fig, sets, colors, [Line2D([], [], color="0.3", ls="none", marker="x", ms=4,
-                                             label="all seeds\ndiverged")])
-    fig.suptitle(f"{_title(key)}: test accuracy vs smooth rate (mean ± std over seeds)", fontsize=8)
+    extra = [Line2D([], [], color="0.3", ls="none", marker="x", ms=5, label="all seeds diverged")]
+    if len(families) > 1:
+        extra = [Line2D([], [], color="0.3", ls="-", marker="o", ms=4, label="softmax (CE, LS, NLS)"),
+                 Line2D([], [], color="0.3", ls="--", marker="s", ms=4, label="BCE (BCE, -LS, -NLS)")] + extra
+    _noise_legend(fig, sets, colors, extra)
+    fig.suptitle(f"{_title(key)}: test accuracy vs smooth rate (mean ± std over seeds)")
     _save(fig, out, f"fig_acc_vs_rate_{_tag(key)}")
 
 
@@ -203,10 +266,10 @@ def _fig_heatmap(key: tuple[str, str, str], sets: list[Setting], out: Path) -> N
     import seaborn as sns
 
     rates = _all_gls_rates(sets)
-    width = min(9.0, max(3.6, 0.42 * len(rates) + 1.6))
-    panel_h = 0.22 * len(sets) + 0.3
-    fig, axes = _new_figure(width, 3 * panel_h + 2.2, 3, 1, left=0.55, right=0.1, top=0.45,
-                            bottom=0.4, hspace=0.9)
+    width = min(12.0, max(5.0, 0.62 * len(rates) + 2.4))
+    panel_h = 0.34 * len(sets) + 0.4
+    fig, axes = _new_figure(width, 3 * panel_h + 3.0, 3, 1, left=0.9, right=0.3, top=0.8,
+                            bottom=0.8, hspace=0.7)
     for ax, selection in zip(axes, FIGURE_SELECTIONS):
         metric = SELECTIONS[selection][0]
         data = np.full((len(sets), len(rates)), np.nan)
@@ -223,20 +286,19 @@ def _fig_heatmap(key: tuple[str, str, str], sets: list[Setting], out: Path) -> N
                     dead.append((i, j))
         if np.isfinite(data).any():
             sns.heatmap(data, ax=ax, mask=~np.isfinite(data), annot=True, fmt=".1f", cmap="viridis",
-                        annot_kws={"size": 5}, cbar_kws={"pad": 0.02},
+                        annot_kws={"size": 8}, cbar_kws={"pad": 0.02},
                         xticklabels=[fmt_rate(r) for r in rates],
                         yticklabels=[s.noise_rate for s in sets], linewidths=0.3, linecolor="white")
             for i, j in dead:
-                ax.text(j + 0.5, i + 0.5, "div", ha="center", va="center", fontsize=5, color="tab:red")
+                ax.text(j + 0.5, i + 0.5, "div", ha="center", va="center", fontsize=8, color="tab:red")
             ax.tick_params(axis="y", rotation=0)
             ax.grid(False)
         else:
             _no_data(ax)
-        ax.set_title(f"{SELECTION_TITLES[selection]} ({metric})")
+        ax.set_title(SELECTION_TITLES[selection])
         ax.set_ylabel("noise rate")
-    axes[-1].set_xlabel("smooth rate r")
-    fig.suptitle(f"{_title(key)}: mean test accuracy (%), noise rate × r (div: all seeds diverged)",
-                 fontsize=8)
+    axes[-1].set_xlabel("smooth rate r of CE (0), LS (> 0) and NLS (< 0); one column per rate, not to scale")
+    fig.suptitle(f"{_title(key)}: mean test accuracy (%), noise rate × r (div: all seeds diverged)")
     _save(fig, out, f"fig_heatmap_{_tag(key)}")
 
 
@@ -244,7 +306,8 @@ def _fig_metric_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Pat
                         series: list[tuple[str, str]], ylabel: str, title: str) -> None:
     from matplotlib.lines import Line2D
 
-    fig, axes = _new_figure(4.4, 2.6, right=LEGEND_WIDTH + 0.25, top=0.35)
+    fig, axes = _new_figure(PANEL[0] + LEGEND_WIDTH + 1.2, PANEL[1] + 1.7, right=LEGEND_WIDTH + 0.3, top=0.7,
+                            bottom=1.05)
     ax = axes[0]
     colors = _palette(len(sets))
     styles = ["-", "--", ":"]
@@ -263,10 +326,9 @@ def _fig_metric_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Pat
         _no_data(ax)
     extra = []
     if len(series) > 1:
-        extra = [Line2D([], [], color="0.3", ls=st, marker=mk, ms=3, lw=1, label=lab)
+        extra = [Line2D([], [], color="0.3", ls=st, marker=mk, ms=4, lw=1.2, label=lab)
                  for (_, lab), st, mk in zip(series, styles, markers)]
     _noise_legend(fig, sets, colors, extra)
-    ax.set_xlabel("smooth rate r (CE at r = 0)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{_title(key)}: {title}")
     _save(fig, out, f"{stem}_{_tag(key)}")
@@ -275,7 +337,7 @@ def _fig_metric_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Pat
 def _fig_flip_vs_ls(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
     from matplotlib.lines import Line2D
 
-    fig, axes = _new_figure(9.4, 2.6, 1, 3, right=LEGEND_WIDTH, top=0.5)
+    fig, axes = _new_figure(3 * PANEL[0] + LEGEND_WIDTH + 0.9, PANEL[1] + 1.5, 1, 3, right=LEGEND_WIDTH, top=0.9)
     colors = _palette(len(sets))
     xs_all: list[float] = []
     for ax, selection in zip(axes, FIGURE_SELECTIONS):
@@ -306,14 +368,13 @@ def _fig_flip_vs_ls(key: tuple[str, str, str], sets: list[Setting], out: Path) -
             xs_all += xs + fx
         if not any_data:
             _no_data(ax)
-        ax.set_title(f"{SELECTION_TITLES[selection]} ({metric})")
-        ax.set_xlabel("r (LS)  =  εK/(K−1) (flip)")
+        ax.set_title(SELECTION_TITLES[selection])
+        ax.set_xlabel("r of LS  =  εK/(K−1) of flip (linear scale)")
     axes[0].set_ylabel("test accuracy (%)")
-    extra = [Line2D([], [], color="0.3", marker="o", ms=3, lw=1, label="LS / CE (r)"),
-             Line2D([], [], color="0.3", marker="s", mfc="none", ms=3, ls="none", label="flip (ε)")]
+    extra = [Line2D([], [], color="0.3", marker="o", ms=4, lw=1.2, label="LS / CE at r"),
+             Line2D([], [], color="0.3", marker="s", mfc="none", ms=4, ls="none", label="flip at ε")]
     _noise_legend(fig, sets, colors, extra)
-    fig.suptitle(f"{_title(key)}: label flipping at ε vs LS at r = εK/(K−1) (equal in expectation)",
-                 fontsize=8)
+    fig.suptitle(f"{_title(key)}: label flipping at ε vs LS at r = εK/(K−1) (equal in expectation)")
     _save(fig, out, f"fig_flip_vs_ls_{_tag(key)}")
 
 
@@ -323,8 +384,9 @@ def _fig_curves(key: tuple[str, str, str], sets: list[Setting], curves: dict, ou
     n = max(len(sets), 1)
     ncols = min(n, 3)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = _new_figure(2.2 * ncols + 0.7, 1.9 * nrows + 0.6, nrows, ncols, top=0.5, wspace=0.35)
-    styles = {"ce": ("0.2", "-"), "ls": ("tab:blue", "-"), "nls": ("tab:red", "-"), "flip": ("tab:green", "--")}
+    fig, axes = _new_figure(3.3 * ncols + 0.9, 2.8 * nrows + 1.2, nrows, ncols, top=0.8, wspace=0.3, hspace=0.55)
+    styles = {"ce": ("0.2", "-"), "ls": ("tab:blue", "-"), "nls": ("tab:red", "-"), "flip": ("tab:green", "--"),
+              "bce": ("0.5", ":"), "bls": ("tab:cyan", ":"), "bnls": ("tab:orange", ":")}
     for ax in axes[len(sets):]:
         ax.set_axis_off()
     if not sets:
@@ -351,12 +413,12 @@ def _fig_curves(key: tuple[str, str, str], sets: list[Setting], curves: dict, ou
             any_data = True
             ep = sorted(per_epoch)
             color, style = styles[m]
-            ax.plot(ep, [100 * statistics.fmean(per_epoch[k]) for k in ep], color=color, ls=style, lw=1,
+            ax.plot(ep, [100 * statistics.fmean(per_epoch[k]) for k in ep], color=color, ls=style, lw=1.3,
                     label=entry_name(e))
         if warm_end:
             ax.axvspan(0.5, warm_end + 0.5, color="0.8", alpha=0.5, lw=0)
         if any_data:
-            ax.legend(loc="lower right", fontsize=5)
+            ax.legend(loc="lower right", fontsize=7)
         else:
             _no_data(ax)
         ax.set_title(f"noise {s.noise_rate}")
@@ -366,15 +428,16 @@ def _fig_curves(key: tuple[str, str, str], sets: list[Setting], curves: dict, ou
         if i % ncols == 0:
             ax.set_ylabel("test accuracy (%)")
     fig.suptitle(f"{_title(key)}: test accuracy per epoch, mean over non-diverged seeds "
-                 "(rates: best-on-test choice)", fontsize=7)
+                 "(each method at its best-on-test rate)")
     _save(fig, out, f"fig_curves_{_tag(key)}")
 
 
-def write_figures(settings: dict[tuple[str, str], list[Setting]], curves: dict, out: Path) -> None:
+def write_figures(settings: dict[tuple[str, str, str], list[Setting]], curves: dict, out: Path) -> None:
     import matplotlib
 
     with matplotlib.rc_context(_rc()):
         for key, sets in settings.items():
+            _fig_claims(key, sets, out)
             _fig_acc_vs_rate(key, sets, out)
             _fig_heatmap(key, sets, out)
             _fig_metric_vs_rate(key, sets, out, "fig_memorisation",

@@ -10,6 +10,7 @@ Every error is ONE line: ``"<file>: <key path> = <value>: <what is allowed>"``.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -151,30 +152,14 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
     if ncells == 0:
         fail("methods", p["methods"], f"the grid is empty; give at least one rate to one of {', '.join(METHODS)}")
 
-    # noise: rate ranges per kind, CIFAR-N label sets per dataset
-    for kind, rates in p["noise"].items():
-        if kind == "human":
-            for i, name in enumerate(rates):
-                owner = HUMAN_LABEL_SETS[name]
-                if owner not in p["datasets"]:
-                    sets = ", ".join(f"{k} ({d})" for k, d in HUMAN_LABEL_SETS.items())
-                    fail(f"noise.human[{i}]", name, f"the label set {name} belongs to {owner}, which is not in "
-                         f"datasets; human label sets: {sets}")
-        else:
-            pairs = {**option_defaults("pairflip"), **(p["noise_options"].get("pairflip") or {})}["pairs"] \
-                if kind == "pairflip" and rates else None
-            for ds in p["datasets"] if pairs == "reference" else []:
-                if _num_classes(ds) != 10:
-                    fail("noise_options.pairflip.pairs", pairs, f"the reference pairs are for K = 10 classes; "
-                         f"{ds} has K = {_num_classes(ds)}: set noise_options.pairflip.pairs: cyclic")
-            for i, rate in enumerate(rates):
-                for ds in p["datasets"]:
-                    k = _num_classes(ds)
-                    low, high = rate_range(kind, k)
-                    if math.isnan(rate) or not low <= rate < high:
-                        fail(f"noise.{kind}[{i}]", rate, f"{kind} noise rates must lie in "
-                             f"[{low:g}, {high:g}) for {ds} (K = {k} classes)")
-        _no_duplicates([fmt_rate(r) for r in rates], f"noise.{kind}", fail, rates)
+    # noise: rate ranges per kind and dataset, CIFAR-N label sets per dataset
+    for ds in p["dataset_noise"]:
+        if ds not in p["datasets"]:
+            fail(f"dataset_noise.{ds}", p["dataset_noise"][ds], f"{ds} is not in datasets ({', '.join(p['datasets'])})")
+    shared = [ds for ds in p["datasets"] if ds not in p["dataset_noise"]]
+    grids = [("noise", p["noise"], shared)] + [(f"dataset_noise.{ds}", g, [ds]) for ds, g in p["dataset_noise"].items()]
+    for where_, noise_grid, datasets in grids:
+        _check_noise(p, where_, noise_grid, datasets, fail)
     if not any(_noise_rates(p, ds) for ds in p["datasets"]):
         fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(NOISE_KINDS))
 
@@ -200,6 +185,33 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
             fail(where(key), value, why)
 
 
+def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fail: Any) -> None:
+    """Rate ranges of one noise grid for the datasets it applies to, CIFAR-N label sets, pairs."""
+    for kind, rates in noise_grid.items():
+        if kind == "human":
+            for i, name in enumerate(rates):
+                owner = HUMAN_LABEL_SETS[name]
+                if owner not in p["datasets"]:
+                    sets = ", ".join(f"{k} ({d})" for k, d in HUMAN_LABEL_SETS.items())
+                    fail(f"{where}.human[{i}]", name, f"the label set {name} belongs to {owner}, which is not in "
+                         f"datasets; human label sets: {sets}")
+        else:
+            pairs = {**option_defaults("pairflip"), **(p["noise_options"].get("pairflip") or {})}["pairs"] \
+                if kind == "pairflip" and rates else None
+            for ds in datasets if pairs == "reference" else []:
+                if _num_classes(ds) != 10:
+                    fail("noise_options.pairflip.pairs", pairs, f"the reference pairs are for K = 10 classes; "
+                         f"{ds} has K = {_num_classes(ds)}: set noise_options.pairflip.pairs: cyclic")
+            for i, rate in enumerate(rates):
+                for ds in datasets:
+                    k = _num_classes(ds)
+                    low, high = rate_range(kind, k)
+                    if math.isnan(rate) or not low <= rate < high:
+                        fail(f"{where}.{kind}[{i}]", rate, f"{kind} noise rates must lie in "
+                             f"[{low:g}, {high:g}) for {ds} (K = {k} classes)")
+        _no_duplicates([fmt_rate(r) for r in rates], f"{where}.{kind}", fail, rates)
+
+
 def _num_classes(dataset: str) -> int:
     """K of a registered dataset (the schema has already checked that it is registered)."""
     return int(get_spec(dataset).num_classes)
@@ -213,10 +225,15 @@ def _no_duplicates(items: list, where: str, fail: Any, shown: list | None = None
         seen[item] = i
 
 
+def noise_grid(params: dict, dataset: str) -> dict:
+    """The noise grid (kind -> rates) of ``dataset``: its own in dataset_noise, else ``noise``."""
+    return (params.get("dataset_noise") or {}).get(dataset, params["noise"])
+
+
 def _noise_rates(params: dict, dataset: str) -> list[tuple[str, str]]:
     """(kind, canonical rate) pairs that apply to ``dataset``, in params order."""
     out = []
-    for kind, rates in params["noise"].items():
+    for kind, rates in noise_grid(params, dataset).items():
         for rate in rates:
             if kind == "human" and HUMAN_LABEL_SETS.get(rate) != dataset:
                 continue
@@ -299,3 +316,16 @@ def report_keys(params: dict) -> list[tuple[str, str, str]]:
     """The (dataset, noise kind, protocol variant) triples of a study, sorted: what the
     reports are made of."""
     return sorted({(g.dataset, g.noise_kind, v) for g in expand_groups(params) for v in g.variants})
+
+
+def model_epochs(params: dict) -> int:
+    """The study's training cost in model-epochs (one model, one pass over its training set):
+    per group, each distinct warm-up once (one model) plus every variant's own phase for
+    every cell. Evaluation passes are not counted."""
+    total = 0
+    for g in expand_groups(params):
+        variants = protocol_for(params, g.dataset)["variants"].values()
+        warmups = {json.dumps({k: v for k, v in var["warmup"].items() if k != "branch"}, sort_keys=True):
+                   var["warmup"]["epochs"] for var in variants}
+        total += sum(warmups.values()) + len(g.cells) * sum(var["epochs"] for var in variants)
+    return total

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
+import math
 import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 
 @contextlib.contextmanager
@@ -47,6 +49,32 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Deterministic JSON: sorted keys, fixed indentation, trailing newline."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with non-finite floats as None, so that its JSON is strict."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def write_rows(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict]) -> None:
+    """A CSV file of ``rows`` (dicts) in ``columns`` order, atomically: ``\\n`` line ends,
+    floats with 9 significant digits (``nan`` for NaN), everything else as ``str``."""
+    def text(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if v != v else format(v, ".9g")
+        return str(v)
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([text(r[c]) for c in columns])
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -169,6 +169,8 @@ def gls_bce_loss(
     targets: torch.Tensor,
     smooth_rate: float | torch.Tensor,
     reduction: str = "mean",
+    *,
+    check: bool = True,
 ) -> torch.Tensor:
     """Binary / multi-label GLS (seed note 001): targets in {0, 1} become ``(1 - r) * y + r / 2``.
 
@@ -180,9 +182,9 @@ def gls_bce_loss(
         raise ValueError(f"targets have shape {tuple(targets.shape)}; allowed: the logits' shape {tuple(logits.shape)}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
-    if targets.numel() and not bool(((targets == 0) | (targets == 1)).all()):
+    if check and targets.numel() and not bool(((targets == 0) | (targets == 1)).all()):
         raise ValueError("targets must be 0 or 1")
-    r = _rate_tensor(smooth_rate, torch.as_tensor(smooth_rate).shape, logits.device, "smooth_rate", True)
+    r = _rate_tensor(smooth_rate, torch.as_tensor(smooth_rate).shape, logits.device, "smooth_rate", check)
     if r.dim() > logits.dim() - 1 or tuple(r.shape) != tuple(logits.shape[: r.dim()]):
         raise ValueError(f"smooth_rate has shape {tuple(r.shape)}; allowed: a float or the leading model shape")
     lead = r.dim()
@@ -194,3 +196,39 @@ def gls_bce_loss(
         return loss
     dims = tuple(range(lead, x.dim()))
     return loss.mean(dim=dims) if reduction == "mean" else loss.sum(dim=dims)
+
+
+def bce_cell_loss(logits: torch.Tensor, labels: torch.Tensor, smooth_rate: torch.Tensor) -> torch.Tensor:
+    """Per-model mean BCE-smoothing loss of stacked logits ``(M, B, K)`` and labels ``(B,)``:
+    for K = 2 one binary logit ``z_1 - z_0`` against y; for K > 2 one-vs-all, a sigmoid per
+    class against ``onehot(y)`` (summed over classes). Targets ``(1 - r) * y + r / 2`` with
+    one r per model (``smooth_rate`` of shape ``(M,)``). Returns ``(M,)``."""
+    m, b, k = logits.shape
+    if k == 2:
+        binary = logits[..., 1] - logits[..., 0]                         # (M, B)
+        target = labels.to(binary.dtype).expand(m, b)
+        return gls_bce_loss(binary, target, smooth_rate, check=False)
+    onehot = F.one_hot(labels.long(), k).to(logits.dtype if logits.dtype not in _HALF else torch.float32)
+    per = gls_bce_loss(logits, onehot.expand(m, b, k), smooth_rate, reduction="none", check=False)  # (M, B, K)
+    return per.sum(-1).mean(-1)
+
+
+def stacked_loss(logits: torch.Tensor, labels: torch.Tensor, smooth_rate: torch.Tensor,
+                 bce_index: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of every model of a group's stack, ``(M,)``: GLS on softmax outputs, except the
+    models in ``bce_index`` (their BCE smoothing, ``bce_cell_loss``; their labels are
+    ``labels[0]``'s row when labels are per model). One call per training step."""
+    if bce_index is None or bce_index.numel() == 0:
+        return gls_loss(logits, labels, smooth_rate, check=False)
+    m = logits.shape[0]
+    soft = torch.ones(m, dtype=torch.bool, device=logits.device)
+    soft[bce_index] = False
+    soft_index = soft.nonzero().squeeze(-1)
+    shared = labels if labels.dim() == 1 else labels[bce_index[0]]
+    out = torch.empty(m, dtype=torch.float32 if logits.dtype in _HALF else logits.dtype, device=logits.device)
+    out = out.index_copy(0, bce_index, bce_cell_loss(logits[bce_index], shared, smooth_rate[bce_index]).to(out.dtype))
+    if soft_index.numel():
+        soft_labels = labels if labels.dim() == 1 else labels[soft_index]
+        out = out.index_copy(0, soft_index, gls_loss(logits[soft_index], soft_labels, smooth_rate[soft_index],
+                                                     check=False).to(out.dtype))
+    return out

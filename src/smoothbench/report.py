@@ -4,7 +4,8 @@
 
 - ``tables/``: ``tables.md``, ``tables.tex``, ``table_{best,selected,final}.csv`` and
   ``reproduction.csv`` (the paper's numbers beside ours, with verdicts) (``tables``);
-- ``summary.json`` and ``findings.md`` (``findings``);
+- ``tables/claims.csv``, ``findings.md`` (the claims table first) and ``summary.json``
+  (``claims``, ``findings``);
 - ``figures/*.png`` and ``figures-svg/*.svg`` (``figures``).
 
 The folders hold exactly the files of the study just reported: a file left there by an
@@ -17,13 +18,14 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from . import figures, findings, tables
+from . import claims, figures, findings, tables
 from .collect import read_curves, read_references, read_results
 from .io import write_json, write_text
 from .selection import SELECTIONS
 from .stats import settings_of
 
-TABLE_FILES = ("tables.md", "tables.tex") + tuple(f"table_{s}.csv" for s in SELECTIONS) + ("reproduction.csv",)
+TABLE_FILES = ("tables.md", "tables.tex") + tuple(f"table_{s}.csv" for s in SELECTIONS) + (
+    "reproduction.csv", "claims.csv")
 TEXT_FILES = tuple(f"{tables.FOLDER}/{name}" for name in TABLE_FILES) + ("summary.json", "findings.md")
 OWNED_FOLDERS = (tables.FOLDER,) + tuple(figures.FOLDERS.values())
 
@@ -53,8 +55,10 @@ def build_reports(results_csv: str | os.PathLike, curves_csv: str | os.PathLike,
     for selection in SELECTIONS:
         write_text(out / tables.FOLDER / f"table_{selection}.csv", tables.csv_table(settings, refs, selection))
     write_text(out / tables.FOLDER / "reproduction.csv", tables.reproduction_csv(settings, refs))
-    write_json(out / "summary.json", findings.summary(settings))
-    write_text(out / "findings.md", findings.findings(settings))
+    claim_rows = claims.claims_table(settings)
+    write_text(out / tables.FOLDER / "claims.csv", tables.claims_csv(claim_rows))
+    write_json(out / "summary.json", findings.summary(settings, claim_rows))
+    write_text(out / "findings.md", findings.findings(settings, claim_rows))
     figures.write_figures(settings, curves, out)
     written = report_files(settings.keys())
     _remove_stale(out, set(written))

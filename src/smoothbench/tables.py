@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cells import METHOD_LABELS, METHODS, fmt_rate
+from .cells import BASELINE, METHOD_LABELS, METHODS, fmt_rate
 from .collect import csv_text
 from .selection import SELECTION_TITLES, SELECTIONS
 from .stats import Entry, Setting, better_row, by_pair, table_row
 
 FOLDER = "tables"  # under the report folder
+BASELINES = set(BASELINE.values())  # the methods without a rate to choose (CE, BCE)
 REPRODUCED_WITHIN = 1.5  # points: the paper's number is reproduced when ours lies this close
 Settings = dict[tuple[str, str, str], list[Setting]]
 
@@ -43,6 +44,11 @@ class Block:
     rows: list[tuple[str, dict[str, Entry | None], list[Setting]]]  # noise rate, entries, its settings
     better: bool
     with_paper: bool
+
+    @property
+    def methods(self) -> list[str]:
+        """The table's columns: the methods with a cell in some row, in METHODS order."""
+        return [m for m in METHODS if any(entries[m] is not None for _, entries, _ in self.rows)]
 
 
 def blocks(variants: dict[str, list[Setting]], selection: str) -> list[Block]:
@@ -77,7 +83,7 @@ def pct(x: float) -> str:
 
 
 def rate_label(method: str, rate: float | None, fmt: str) -> str:
-    if method == "ce" or rate is None:
+    if method in BASELINES or rate is None:
         return ""
     sym = "r" if method != "flip" else ("$\\varepsilon$" if fmt == "tex" else "ε")
     return f"{sym}={fmt_rate(rate)}"
@@ -142,7 +148,7 @@ def winner_label(entries: dict[str, Entry | None]) -> str:
     if not best:
         return "n/a"
     return " = ".join(METHOD_LABELS[e.method] + (f" ({rate_label(e.method, e.rate, 'plain')})"
-                                                 if e.method != "ce" else "") for e in best)
+                                                 if e.method not in BASELINES else "") for e in best)
 
 
 def _caption(selection: str, dataset: str, kind: str, block: "Block") -> str:
@@ -187,12 +193,12 @@ def md_tables(settings: Settings, refs: list[dict]) -> str:
 
 def _md_block(ds: str, kind: str, selection: str, block: Block, refs: list[dict]) -> list[str]:
     has_ref = block.with_paper and any(reference_best(refs, ds, kind, rate, m, selection)
-                                       for rate, _, _ in block.rows for m in METHODS)
+                                       for rate, _, _ in block.rows for m in block.methods)
     block = Block(block.title, block.rows, block.better, has_ref)
     lines = [f"### {ds} / {kind}, {block.title} ({selection})", "", _caption(selection, ds, kind, block), ""]
     head = ["noise rate"]
-    for m in METHODS:
-        head.append(METHOD_LABELS[m] if m == "ce" else f"best {METHOD_LABELS[m]}")
+    for m in block.methods:
+        head.append(METHOD_LABELS[m] if m in BASELINES else f"best {METHOD_LABELS[m]}")
         if has_ref:
             head.append(f"{METHOD_LABELS[m]} (paper)")
     lines.append("| " + " | ".join(head) + " |")
@@ -200,7 +206,7 @@ def _md_block(ds: str, kind: str, selection: str, block: Block, refs: list[dict]
     div_lines = []
     for rate, entries, sets in block.rows:
         cells = [rate]
-        for m in METHODS:
+        for m in block.methods:
             cells.append(entry_text(entries[m], "md", show_variant=block.better))
             if has_ref:
                 cells.append(_ref_text(reference_best(refs, ds, kind, rate, m, selection), "md"))
@@ -212,7 +218,7 @@ def _md_block(ds: str, kind: str, selection: str, block: Block, refs: list[dict]
     lines.append("Diverged cells (seeds diverged/total): " + ("; ".join(div_lines) if div_lines else "none") + ".")
     if has_ref:
         sources = sorted({reference_best(refs, ds, kind, rate, m, selection)["source"] for rate, _, _ in block.rows
-                          for m in METHODS if reference_best(refs, ds, kind, rate, m, selection)})
+                          for m in block.methods if reference_best(refs, ds, kind, rate, m, selection)})
         lines.append("Paper numbers from: " + "; ".join(sources) + ".")
     lines.append("")
     return lines
@@ -267,7 +273,7 @@ def _md_reproduction(pairs: dict, refs: list[dict]) -> list[str]:
             f"{r['ours_pct']:.2f}" + (f" ± {r['ours_std_pct']:.2f}" if r["ours_std_pct"] is not None else "")
             + f" ({', '.join(x for x in (rate_label(r['method'], r['ours_rate'], 'plain'), r['ours_variant']) if x)})")
         paper = f"{r['paper_pct']:.2f}" + (f" ± {r['paper_std_pct']}" if r["paper_std_pct"] else "") + \
-            (f" ({rate_label(r['method'], r['paper_rate'], 'plain')})" if r["method"] != "ce" else "") + \
+            (f" ({rate_label(r['method'], r['paper_rate'], 'plain')})" if r["method"] not in BASELINES else "") + \
             ("†" if r["confidence"] == "low" else "")
         delta = "—" if r["delta_points"] is None else f"{r['delta_points']:+.2f}"
         lines.append(f"| {r['dataset']} | {r['noise_kind']} | {r['noise_rate']} | {METHOD_LABELS[r['method']]} | "
@@ -282,24 +288,24 @@ def tex_tables(settings: Settings, refs: list[dict]) -> str:
         for (ds, kind), variants in by_pair(settings).items():
             for block in blocks(variants, selection):
                 has_ref = block.with_paper and any(reference_best(refs, ds, kind, rate, m, selection)
-                                                   for rate, _, _ in block.rows for m in METHODS)
+                                                   for rate, _, _ in block.rows for m in block.methods)
                 block = Block(block.title, block.rows, block.better, has_ref)
-                ncol = 1 + len(METHODS) * (2 if has_ref else 1)
+                ncol = 1 + len(block.methods) * (2 if has_ref else 1)
                 caption = _tex_escape(_caption(selection, ds, kind, block).replace("`", ""))
                 caption = caption.replace("±", "$\\pm$").replace("†", "$\\dagger$")
                 label = f"tab:{_label_id(ds)}-{_label_id(kind)}-{_label_id(block.title)}-{selection}"
                 lines += ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{caption}}}",
                           f"\\label{{{label}}}", "\\begin{tabular}{" + "l" * ncol + "}", "\\toprule"]
                 head = ["noise rate"]
-                for m in METHODS:
-                    head.append(METHOD_LABELS[m] if m == "ce" else f"best {METHOD_LABELS[m]}")
+                for m in block.methods:
+                    head.append(METHOD_LABELS[m] if m in BASELINES else f"best {METHOD_LABELS[m]}")
                     if has_ref:
                         head.append(f"{METHOD_LABELS[m]} (paper)")
                 lines.append(" & ".join(head) + " \\\\")
                 lines.append("\\midrule")
                 for rate, entries, _ in block.rows:
                     cells = [_tex_escape(rate)]
-                    for m in METHODS:
+                    for m in block.methods:
                         cells.append(entry_text(entries[m], "tex", show_variant=block.better))
                         if has_ref:
                             ref_text = _ref_text(reference_best(refs, ds, kind, rate, m, selection), "tex")
@@ -344,3 +350,14 @@ def csv_table(settings: Settings, refs: list[dict], selection: str) -> str:
 def reproduction_csv(settings: Settings, refs: list[dict]) -> str:
     rows = reproduction_rows(settings, refs)
     return csv_text(REPRODUCTION_COLUMNS, ([r[c] for c in REPRODUCTION_COLUMNS] for r in rows))
+
+
+CLAIMS_COLUMNS = ["dataset", "noise_kind", "variant", "claim", "text"] + [
+    f"{sel}{suffix}" for sel in ("selected", "final", "best")
+    for suffix in ("", "_mean", "_low", "_high", "_n", "_evidence")]
+
+
+def claims_csv(claim_rows: list[dict]) -> str:
+    """The claims table (``claims.claims_table``) as CSV."""
+    return csv_text(CLAIMS_COLUMNS, ([None if r[c] is None else (round(r[c], 4) if isinstance(r[c], float) else r[c])
+                                      for c in CLAIMS_COLUMNS] for r in claim_rows))

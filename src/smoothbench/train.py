@@ -20,7 +20,6 @@ same device).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -36,7 +35,7 @@ from . import io, models, selection
 from .cells import CURVE_COLUMNS, Cell, derive_seed, fmt_rate, group_id
 from .checkpoint import CheckpointDir
 from .device import DeviceData, augment, evaluate, prepare_data, resolve_device, set_determinism
-from .losses import flip_labels, gls_loss
+from .losses import flip_labels, stacked_loss
 from .protocol import OptimizerConfig, Protocol, ScheduleConfig, VariantConfig, learning_rate
 from .stacked import assign_model, replicate_state, select_state
 
@@ -111,6 +110,8 @@ class StackRun:
         self.smooth = torch.tensor([0.0] if cells is None else [c.smooth_rate for c in cells],
                                    dtype=torch.float32, device=dev)
         self.flip_index = [] if cells is None else [i for i, c in enumerate(cells) if c.method == "flip"]
+        bce = [] if cells is None else [i for i, c in enumerate(cells) if c.is_bce]
+        self.bce_index = torch.tensor(bce, dtype=torch.long, device=dev) if bce else None
         p = ctx.protocol
         model = models.build_model(p.model, self.m, tuple(ctx.data.x_train.shape[1:]), ctx.num_classes,
                                    seed=derive_seed("init", gid), init=p.init, **p.model_args)
@@ -215,7 +216,7 @@ class StackRun:
                 labels = y
             with ctx.autocast():
                 logits = self.model(x)
-            loss = gls_loss(logits, labels, self.smooth, check=False)          # (m,)
+            loss = stacked_loss(logits, labels, self.smooth, self.bce_index)   # (m,)
             finite = torch.isfinite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
@@ -350,31 +351,6 @@ class GroupTrainer:
         run.final = out
 
 
-def _write_curves(path: Path, rows: list[dict]) -> None:
-    with io.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(CURVE_COLUMNS)
-        for r in rows:
-            w.writerow([_fmt(r[c]) for c in CURVE_COLUMNS])
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if v != v else format(v, ".9g")
-    return str(v)
-
-
-def _clean_json(obj: Any) -> Any:
-    """Non-finite floats become null so the JSON is strict."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean_json(v) for v in obj]
-    return obj
-
-
 def _read_labels(labels_path: str, ds) -> tuple[np.ndarray, str, str, int, int]:
     """The noisy labels of a group and its coordinates, checked against the dataset."""
     try:
@@ -436,14 +412,14 @@ def train_group(data_path: str, labels_path: str, cells: list[Cell], protocol: d
             res = dict(res)
             curves = res.pop("curves")
             cell_dir = out / "cells" / res["variant"] / res["cell_id"]
-            io.write_json(cell_dir / "metrics.json", _clean_json(res))
-            _write_curves(cell_dir / "curves.csv", curves)
+            io.write_json(cell_dir / "metrics.json", io.strict_json(res))
+            io.write_rows(cell_dir / "curves.csv", CURVE_COLUMNS, curves)
             metrics.append(res)
         summary = {
             "group_id": gid, "dataset": ds.name, "noise_kind": kind, "noise_rate": fmt_rate(rate), "seed": seed,
             "noise_seed": noise_seed, "num_classes": int(ds.num_classes),
             "realised_noise_rate": float(np.mean(noisy != ds.y_train)),
-            "protocol": proto.to_dict(), "device": dev.type, "cells": _clean_json(metrics),
+            "protocol": proto.to_dict(), "device": dev.type, "cells": io.strict_json(metrics),
         }
         io.write_json(out / "group.json", summary)
         ckdir.remove()

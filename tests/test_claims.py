@@ -1,0 +1,107 @@
+"""The claim rules on hand-made result tables whose verdicts are known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from smoothbench import claims, stats
+from smoothbench.cells import RESULT_COLUMNS
+
+
+def rows_of(spec: dict, num_classes: int = 10) -> list[dict]:
+    """{noise rate: {(method, rate): [accuracy per seed]}} -> results rows (every selection equal)."""
+    rows = []
+    for noise_rate, cells in spec.items():
+        for (method, rate), accs in cells.items():
+            for seed, acc in enumerate(accs):
+                row = {k: None for k in RESULT_COLUMNS}
+                row.update(dataset="d", noise_kind="symmetric", noise_rate=noise_rate, seed=seed, variant="direct",
+                           method=method, rate=rate, status="ok" if acc is not None else "diverged",
+                           num_classes=num_classes,
+                           test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc)
+                rows.append(row)
+    return rows
+
+
+def verdicts(spec: dict, selection: str = "selected", **kw) -> dict[str, claims.Verdict]:
+    (sets,) = stats.settings_of(rows_of(spec, **kw)).values()
+    return {v.claim: v for v in claims.check(sets, selection)}
+
+
+def test_t_interval_closed_form():
+    mean, low, high = claims.t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)           # t(0.975, 2) * sd / sqrt(n), sd = 1
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    assert claims.t_interval([1.0]) is None
+
+
+# the paper's picture: LS helps at low noise and not at high; NLS helps at high noise, its best
+# r more negative there; flipping like LS at the matching rate; BCE smoothing like softmax's
+PAPER = {
+    "0": {("ce", 0.0): [0.80, 0.82, 0.81], ("ls", 0.4): [0.84, 0.855, 0.85], ("nls", -0.4): [0.79, 0.80, 0.80],
+          ("nls", -2.0): [0.70, 0.71, 0.72], ("flip", 0.36): [0.842, 0.853, 0.848],
+          ("bce", 0.0): [0.78, 0.80, 0.79], ("bls", 0.4): [0.82, 0.835, 0.83], ("bnls", -0.4): [0.77, 0.78, 0.78],
+          ("bnls", -2.0): [0.68, 0.69, 0.70]},
+    "0.6": {("ce", 0.0): [0.50, 0.52, 0.51], ("ls", 0.4): [0.49, 0.515, 0.50], ("nls", -0.4): [0.53, 0.55, 0.54],
+            ("nls", -2.0): [0.58, 0.60, 0.59], ("flip", 0.36): [0.493, 0.512, 0.505],
+            ("bce", 0.0): [0.48, 0.50, 0.49], ("bls", 0.4): [0.47, 0.495, 0.48], ("bnls", -0.4): [0.51, 0.53, 0.52],
+            ("bnls", -2.0): [0.56, 0.58, 0.57]},
+}
+
+
+def test_claims_hold_on_the_papers_picture():
+    v = verdicts(PAPER)
+    assert {c: v[c].verdict for c in claims.CLAIMS} == {
+        "a": claims.HOLDS, "b": claims.HOLDS, "c": claims.HOLDS, "c'": claims.HOLDS, "d": claims.HOLDS,
+        "e": claims.HOLDS}
+    assert v["a"].mean == pytest.approx(100 * (0.84 + 0.855 + 0.85 - 0.80 - 0.82 - 0.81) / 3)
+    assert v["c'"].detail == "best r -0.4 at noise 0, -2 at 0.6"
+    assert v["d"].n == 6 and v["e"].n == 12                       # pooled: 2 noise rates x 3 seeds (x 2)
+
+
+def test_claims_fail_on_the_opposite_picture():
+    flipped = {
+        "0": {("ce", 0.0): [0.84, 0.86, 0.85], ("ls", 0.4): [0.80, 0.82, 0.81], ("nls", -0.4): [0.70, 0.72, 0.71],
+              ("nls", -2.0): [0.60, 0.61, 0.62], ("flip", 0.36): [0.70, 0.72, 0.71]},
+        "0.6": {("ce", 0.0): [0.55, 0.56, 0.57], ("ls", 0.4): [0.58, 0.60, 0.59], ("nls", -0.4): [0.50, 0.51, 0.52],
+                ("nls", -2.0): [0.40, 0.41, 0.42], ("flip", 0.36): [0.45, 0.46, 0.47]},
+    }
+    v = verdicts(flipped)
+    assert [v[c].verdict for c in ("a", "b", "c", "d")] == [claims.FAILS] * 4
+    assert v["c'"].verdict == claims.INCONCLUSIVE               # best NLS r -0.4 at both noise rates
+    assert v["e"].verdict == claims.NOT_TESTED                  # no BCE cells
+
+
+def test_noisy_seeds_are_inconclusive_and_one_seed_is_not_tested():
+    noisy = {"0": {("ce", 0.0): [0.80, 0.90, 0.70], ("ls", 0.4): [0.85, 0.84, 0.76]},
+             "0.6": {("ce", 0.0): [0.5, 0.6, 0.4], ("ls", 0.4): [0.55, 0.52, 0.47]}}
+    v = verdicts(noisy)
+    assert v["a"].verdict == claims.INCONCLUSIVE and v["a"].low < 0 < v["a"].high
+    assert v["c"].verdict == v["d"].verdict == claims.NOT_TESTED
+    one = verdicts({"0": {("ce", 0.0): [0.8], ("ls", 0.4): [0.9]}})
+    assert one["a"].verdict == claims.NOT_TESTED and one["b"].verdict == claims.NOT_TESTED
+
+
+def test_equivalence_needs_the_whole_interval_inside_the_margin():
+    base = {"0": {("ls", 0.4): [0.80, 0.81, 0.82, 0.83]}}
+    close = {"0": {**base["0"], ("flip", 0.36): [0.803, 0.806, 0.823, 0.827]}}       # within 0.5 points
+    far = {"0": {**base["0"], ("flip", 0.36): [0.83, 0.84, 0.85, 0.86]}}             # 3 points apart
+    wide = {"0": {**base["0"], ("flip", 0.36): [0.79, 0.83, 0.80, 0.85]}}            # spans the margin
+    assert verdicts(close)["d"].verdict == claims.HOLDS
+    assert verdicts(far)["d"].verdict == claims.FAILS
+    assert verdicts(wide)["d"].verdict == claims.INCONCLUSIVE
+
+
+def test_flip_is_compared_at_the_matching_rate_only():
+    """eps = 0.36 matches LS r = 0.4 for K = 10 but not for K = 2 (r = 0.72)."""
+    spec = {"0": {("ls", 0.4): [0.8, 0.8], ("flip", 0.36): [0.8, 0.8]}}
+    assert verdicts(spec)["d"].n == 2
+    assert verdicts(spec, num_classes=2)["d"].verdict == claims.NOT_TESTED
+
+
+def test_diverged_seeds_are_left_out_of_the_pairs():
+    spec = {"0": {("ce", 0.0): [0.80, 0.81, 0.82], ("ls", 0.4): [0.85, None, 0.86]}}
+    v = verdicts(spec)
+    assert v["a"].n == 2 and v["a"].mean == pytest.approx(100 * ((0.85 - 0.80) + (0.86 - 0.82)) / 2)
