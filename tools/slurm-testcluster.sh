@@ -13,8 +13,10 @@
 #     helpers (slurmstepd, slurmscriptd) inherit it, which is how `stop` finds the
 #     helpers that our daemons started and nothing else.
 #   * Nothing is written outside the state folder except: Debian packages (installed
-#     when missing) and, only while apt runs and only if absent, /usr/sbin/policy-rc.d
-#     (so that apt does not start the system's own munge/MariaDB services).
+#     when missing); only while apt runs and only if absent, /usr/sbin/policy-rc.d
+#     (so that apt does not start the system's own munge/MariaDB services); and, if
+#     absent, a symlink /etc/slurm/slurm.conf -> our slurm.conf, removed by stop (see
+#     link_system_conf for why).
 #   * Clients (sinfo, sbatch, sacct, snakemake's SLURM executor) find this cluster via
 #     SLURM_CONF: eval "$(tools/slurm-testcluster.sh env)".
 set -euo pipefail
@@ -46,7 +48,8 @@ Commands:
                     A second start starts only what is not running (e.g. after a
                     failed start); changing --gpus needs a stop first.
   stop              cancel this cluster's jobs, then stop exactly the processes that
-                    start started (recorded PIDs). Removes no files.
+                    start started (recorded PIDs). Removes no files but the
+                    /etc/slurm/slurm.conf link that start made (if it did).
   status            which daemons run, plus sinfo/squeue when slurmctld is up
   env               print the shell line that points SLURM clients here:
                         eval "\$($(basename "$0") env)"
@@ -402,6 +405,37 @@ start_slurmd() {
     wait_for 60 "node $NODE idle" node_ready
 }
 
+# ------------------------------------------------------------------ /etc/slurm/slurm.conf
+
+# Clients find our cluster through SLURM_CONF, but the SLURM executor's job step
+# (snakemake-executor-plugin-slurm-jobstep 0.6) removes SLURM_CONF before its inner
+# `srun`, which then only looks at the compiled-in /etc/slurm/slurm.conf. So start
+# links that path to our slurm.conf when it is free, and stop removes the link again
+# (only if it is still the one start made).
+SYSTEM_CONF=/etc/slurm/slurm.conf
+
+link_system_conf() {
+    local ours=$STATE/etc/slurm.conf
+    if [[ -L $SYSTEM_CONF && $(readlink "$SYSTEM_CONF") == "$ours" ]]; then
+        return 0
+    elif [[ -e $SYSTEM_CONF || -L $SYSTEM_CONF ]]; then
+        log "  WARNING: $SYSTEM_CONF exists and is not ours: left alone. Plain sbatch"
+        log "  works with SLURM_CONF, but Snakemake's SLURM executor jobs will not."
+        return 0
+    fi
+    mkdir -p "$(dirname "$SYSTEM_CONF")"
+    ln -s "$ours" "$SYSTEM_CONF"
+    echo "$SYSTEM_CONF" >"$STATE/etc/linked"
+}
+
+unlink_system_conf() {
+    [[ -f $STATE/etc/linked ]] || return 0
+    if [[ -L $SYSTEM_CONF && $(readlink "$SYSTEM_CONF") == "$STATE/etc/slurm.conf" ]]; then
+        rm -f "$SYSTEM_CONF"
+    fi
+    rm -f "$STATE/etc/linked"
+}
+
 # ------------------------------------------------------------------ commands
 
 export_env() { export SLURM_CONF="$STATE/etc/slurm.conf"; }
@@ -439,6 +473,7 @@ cmd_start() {
     if ((${#running[@]})) && [[ $(config_digest) != "$before" ]]; then
         die "the configuration changed while ${running[*]} run(s): stop, then start"
     fi
+    timed "link $SYSTEM_CONF" link_system_conf
     for d in "${DAEMONS[@]}"; do
         if our_pid "$d" >/dev/null; then
             log "  $d already running (pid $(our_pid "$d"))"
@@ -516,6 +551,7 @@ cmd_stop() {
             rm -f "$(pidfile "$d")"
         fi
     done
+    unlink_system_conf
     # helpers our daemons forked (e.g. a slurmstepd whose job would not die)
     leftovers=$(our_helpers | tr '\n' ' ')
     if [[ -n ${leftovers// /} ]]; then
