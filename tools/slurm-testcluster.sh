@@ -90,14 +90,19 @@ timed() {
     printf '  %-28s %6s s\n' "$name" "$(elapsed "$t0" "$t1")" >&2
 }
 
-# wait_for SECONDS WHAT CMD...: poll CMD every 0.2 s until it succeeds
+# wait_for SECONDS DAEMON CMD...: poll CMD every 0.2 s until it succeeds; fail at
+# once if our process DAEMON has exited meanwhile (its log says why)
 wait_for() {
-    local timeout=$1 what=$2 deadline
+    local timeout=$1 daemon=$2 deadline
     shift 2
     deadline=$(($(date +%s) + timeout))
     until "$@" >/dev/null 2>&1; do
+        if ! our_pid "$daemon" >/dev/null; then
+            log "$daemon exited; see $STATE/log/$daemon.out and $STATE/log/$daemon.log"
+            return 1
+        fi
         if (($(date +%s) >= deadline)); then
-            log "timed out after ${timeout}s waiting for: $what (logs: $STATE/log/)"
+            log "timed out after ${timeout}s waiting for $daemon: $* (logs: $STATE/log/)"
             return 1
         fi
         sleep 0.2
@@ -343,7 +348,7 @@ start_munged() {
         --socket="$STATE/munge/munge.socket" --key-file="$STATE/munge/munge.key" \
         --pid-file="$STATE/munge/munged.pid" --seed-file="$STATE/munge/munged.seed" \
         --log-file="$STATE/log/munged.log"
-    wait_for 20 "munged" munge_ok
+    wait_for 20 munged munge_ok
 }
 
 mysql_client() { mariadb --no-defaults --socket="$STATE/mysql/mysqld.sock" -u root "$@"; }
@@ -365,7 +370,7 @@ start_mariadbd() {
         --bind-address=127.0.0.1 --port=$((PORT_BASE + 3)) --skip-name-resolve \
         --log-error="$STATE/log/mariadbd.log" --innodb-buffer-pool-size=128M \
         --innodb-lock-wait-timeout=900 --skip-log-bin
-    wait_for 60 "MariaDB" mysql_client -e 'SELECT 1'
+    wait_for 60 mariadbd mysql_client -e 'SELECT 1'
     if [[ ! -f $STATE/mysql/initialised ]]; then
         mysql_client -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1'
                            IDENTIFIED BY '$(cat "$STATE/etc/db.password")';
@@ -376,7 +381,7 @@ start_mariadbd() {
 
 start_slurmdbd() {
     launch slurmdbd slurmdbd -D
-    wait_for 60 "slurmdbd" sacctmgr -n list cluster
+    wait_for 60 slurmdbd sacctmgr -n list cluster
     # register the cluster once (slurmctld reports to it from then on)
     if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
         sacctmgr -i add cluster "$CLUSTER" >/dev/null
@@ -385,8 +390,8 @@ start_slurmdbd() {
 
 start_slurmctld() {
     launch slurmctld slurmctld -D
-    wait_for 60 "slurmctld" scontrol ping
-    wait_for 30 "slurmctld answers" sinfo -h
+    wait_for 60 slurmctld scontrol ping
+    wait_for 30 slurmctld sinfo -h
 }
 
 node_ready() {
@@ -402,7 +407,7 @@ start_slurmd() {
     if sinfo -h -n "$NODE" -o %T | grep -qE 'down|drain'; then
         scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true
     fi
-    wait_for 60 "node $NODE idle" node_ready
+    wait_for 60 slurmd node_ready
 }
 
 # ------------------------------------------------------------------ /etc/slurm/slurm.conf
@@ -440,6 +445,11 @@ unlink_system_conf() {
 
 export_env() { export SLURM_CONF="$STATE/etc/slurm.conf"; }
 
+start_failed_hint() {
+    local rc=$?
+    ((rc == 0)) || log "start failed (exit $rc): fix the cause, then run start again (it skips what runs) or stop"
+}
+
 # checksum of the written configuration (to notice a change under running daemons)
 config_digest() { { cat "$STATE"/etc/*.conf 2>/dev/null || true; } | md5sum; }
 
@@ -458,6 +468,8 @@ cmd_start() {
     t0=$(now)
     mkdir -p "$STATE/log" "$STATE/pids"
     export_env
+    # on any failure below (set -e), say how to go on
+    trap start_failed_hint EXIT
     log "slurm-testcluster: state folder $STATE"
 
     for d in "${DAEMONS[@]}"; do
