@@ -109,15 +109,21 @@ wait_for() {
     done
 }
 
-# Start time of a process (clock ticks since boot), field 22 of /proc/PID/stat. The
-# command name (field 2) may contain spaces, so count fields after its last ')'.
-proc_start() {
+# "STARTTIME STATE" of a process: its start time (clock ticks since boot, field 22 of
+# /proc/PID/stat) and state letter (field 3; Z = exited, not yet reaped). The command
+# name (field 2) may contain spaces, so fields are counted after its last ')'.
+proc_start_state() {
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     local -a fields
     read -ra fields <<<"${stat##*) }"
-    # after "comm)", field 3 (state) comes first: field 22 is at index 19
-    echo "${fields[19]}"
+    echo "${fields[19]} ${fields[0]}"
+}
+
+proc_start() {
+    local start_state
+    start_state=$(proc_start_state "$1") || return 1
+    echo "${start_state% *}"
 }
 
 pidfile() { echo "$STATE/pids/$1"; }
@@ -129,7 +135,8 @@ our_pid() {
     [[ -r $file ]] || return 1
     read -r pid start <"$file" || return 1
     [[ -n $pid && -n $start ]] || return 1
-    [[ $(proc_start "$pid" 2>/dev/null) == "$start" ]] || return 1
+    # same start time (not a reused PID) and not a zombie (exited already)
+    [[ $(proc_start_state "$pid") == "$start "[!Z] ]] || return 1
     echo "$pid"
 }
 
