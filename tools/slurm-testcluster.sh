@@ -51,6 +51,7 @@ Commands:
                     start started (recorded PIDs). Removes no files but the
                     /etc/slurm/slurm.conf link that start made (if it did).
   status            which daemons run, plus sinfo/squeue when slurmctld is up
+                    (exit status 0 when at least one of them runs)
   env               print the shell line that points SLURM clients here:
                         eval "\$($(basename "$0") env)"
   -h, --help        this text
