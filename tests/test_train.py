@@ -5,8 +5,11 @@ resumes to the same result."""
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -351,3 +354,29 @@ def test_bce_cells_in_a_group_equal_bce_cells_trained_alone(toy, tmp_path):
             assert alone[key] == pytest.approx(met[key], abs=1e-4), (cell.id, key)
     bce, bls = together["cells"][2], together["cells"][3]
     assert bce["status"] == "ok" and 0.5 < bce["test_acc_final"] <= 1.0 and bce["train_loss"] != bls["train_loss"]
+
+
+@pytest.mark.slow
+def test_trainer_dies_with_its_shell(tmp_path):
+    """A killed job shell takes its trainer with it (no orphan writing checkpoints while a
+    retried trainer starts); what it checkpointed resumes."""
+    d = write_dataset(tmp_path / "big.npz", n_train=3000, n_test=300, d=64)
+    labels = write_labels(tmp_path, d)
+    cmd = train_command(d, labels, "ce:0,ls:0.3", json.dumps(proto(epochs=400, model_args={"hidden": [256, 256]})),
+                        "--out", str(tmp_path / "o"), "--checkpoint-dir", str(tmp_path / "ck"))
+    shell = subprocess.Popen(["bash", "-c", " ".join(f"'{c}'" for c in cmd) + "; true"], start_new_session=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "ck" / "direct.pt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    trainer = [int(p) for p in subprocess.run(["pgrep", "-P", str(shell.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    assert trainer, "no trainer under the shell"
+    os.kill(shell.pid, signal.SIGKILL)
+    shell.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in trainer):
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]
+                   for p in trainer), "the trainer outlived its shell"
+    state = torch.load(tmp_path / "ck" / "direct.pt", weights_only=True)
+    assert 1 <= state["done"] < 400

@@ -431,7 +431,19 @@ link_system_conf() {
     local ours=$STATE/etc/slurm.conf
     if [[ -L $SYSTEM_CONF && $(readlink "$SYSTEM_CONF") == "$ours" ]]; then
         return 0
-    elif [[ -e $SYSTEM_CONF || -L $SYSTEM_CONF ]]; then
+    fi
+    if [[ -L $SYSTEM_CONF ]]; then
+        # a link this script made for a cluster that is gone (its state folder deleted, or
+        # its daemons killed with the session that started them): stale, replace it
+        local target old
+        target=$(readlink "$SYSTEM_CONF")
+        old=${target%/etc/slurm.conf}
+        if [[ ! -e $target ]] || { [[ -f $old/etc/linked ]] && ! pgrep -f -- "$old/" >/dev/null; }; then
+            log "  replacing the stale link $SYSTEM_CONF -> $target"
+            rm -f "$SYSTEM_CONF"
+        fi
+    fi
+    if [[ -e $SYSTEM_CONF || -L $SYSTEM_CONF ]]; then
         log "  WARNING: $SYSTEM_CONF exists and is not ours: left alone. Plain sbatch"
         log "  works with SLURM_CONF, but Snakemake's SLURM executor jobs will not."
         return 0

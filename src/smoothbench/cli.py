@@ -69,10 +69,30 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (a killed job shell, a
+    cancelled cluster job): an orphaned trainer must not go on writing its checkpoints
+    while a retried one starts. A no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request
+        raise SystemExit(143)
+
+
 def _cmd_train(a: argparse.Namespace) -> None:
     from . import train
     from .cells import parse_cells
 
+    _die_with_parent()
     _set_threads(a.threads)
     train.train_group(
         data_path=a.data,

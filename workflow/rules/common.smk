@@ -113,6 +113,16 @@ def train_gpus(dataset):
     return 1 if PROTOCOLS.get(dataset, {}).get("device") == "cuda" else 0
 
 
+# A CUDA group: one GPU with 8 CPUs and 32 GB, a day (ResNet-34, 18 stacked cells, 300
+# epochs in all); a CPU group: one CPU (its thread), 4 GB, two hours.
+TRAIN_RESOURCES = {
+    "gpu": lambda wc: train_gpus(wc.dataset),
+    "cpus_per_gpu": lambda wc: 8 if train_gpus(wc.dataset) else 0,
+    "mem_mb": lambda wc: 32000 if train_gpus(wc.dataset) else 4000,
+    "runtime": lambda wc: 1440 if train_gpus(wc.dataset) else 120,
+}
+
+
 # --------------------------------------------------------------------------- provenance
 #
 # Snakemake 9 reruns a job when an input is newer than its outputs, unless the input's
@@ -248,3 +258,4 @@ def _reproduction_check():
               f"(the committed default study); nothing compared")
         return
     shell(f"smoothbench compare {shlex.quote(REPORTS)} {EXPECTED} || true")
+

@@ -12,6 +12,9 @@ rule data:
         "logs/data/{dataset}.log",
     params:
         cache_dir=CACHE_DIR,
+    resources:
+        mem_mb=8000,  # CIFAR: the raw batches and the canonical arrays side by side
+        runtime=60,
     shell:
         "smoothbench data {wildcards.dataset} --out {output} --cache-dir {params.cache_dir:q} > {log} 2>&1"
 

@@ -21,10 +21,13 @@ rule train:
         out_dir=lambda wc, output: os.path.dirname(output[0]),
         checkpoint_dir=CHECKPOINTS,
     # CPU results are bit-reproducible for a fixed thread count: 1 by default (parallel
-    # groups use the cores); `--set-threads train=N` changes it (the slurm profile: 8)
+    # groups use the cores); `--set-threads train=N` changes it
     threads: 1
+    # what a cluster job needs, from the study: a GPU exactly when the protocol trains on
+    # CUDA (with CPUs and memory for it), else one CPU; kept here rather than in a profile,
+    # where a command-line --set-resources would replace them
     resources:
-        gpu=lambda wc: train_gpus(wc.dataset),
+        **TRAIN_RESOURCES,
     shell:
         "smoothbench train --data {input.data} --labels {input.labels} --cells {params.cells:q}"
         " --protocol {params.protocol:q} --out {params.out_dir:q}"
