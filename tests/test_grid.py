@@ -177,6 +177,8 @@ def test_validate_does_not_mutate_its_input():
      "params.yaml: methods.flip[3] = 0.0: flip rates must lie in (0, 1]"),
     (lambda p: p["methods"]["ls"].append("x"),
      'params.yaml: methods.ls[3] = "x": must be a number'),
+    (lambda p: p.update(noise_seed="abc"), 'params.yaml: noise_seed = "abc": must be null or an integer'),
+    (lambda p: p.update(noise_seed=-2), "params.yaml: noise_seed = -2: must be >= 0"),
     (lambda p: p["noise"]["pairflip"].__setitem__(1, 0.5),
      "params.yaml: noise.pairflip[1] = 0.5: pairflip noise rates must lie in [0, 0.5) for digits (K = 10 classes)"),
     (lambda p: p["noise"]["symmetric"].append(1.0),

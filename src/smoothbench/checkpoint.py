@@ -59,13 +59,19 @@ class CheckpointDir:
     def save(self, key: str, state: dict) -> None:
         """Write ``<key>.pt`` atomically; the one it replaces becomes ``<key>.prev.pt``."""
         path = self.file(key)
-        try:
-            with atomic_path(path) as tmp:
-                torch.save(state, tmp)
-                if path.exists():
-                    os.replace(path, self.file(key, previous=True))
-        except RuntimeError as exc:  # torch's writer reports a full disk as an opaque RuntimeError
-            raise OSError(f"cannot write checkpoint {path}: {str(exc).splitlines()[0][:120]}") from None
+        with atomic_path(path) as tmp:
+            # through a Python file object, so that a full disk surfaces as the OSError
+            # (ENOSPC) that atomic_path names by the checkpoint's path; torch then raises an
+            # opaque "enforce fail ... unexpected pos" RuntimeError on top of it
+            try:
+                with open(tmp, "wb") as f:
+                    torch.save(state, f)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
+            if path.exists():
+                os.replace(path, self.file(key, previous=True))
 
     def load(self, key: str, fingerprint: str) -> dict | None:
         """The newest readable checkpoint of ``key`` written for ``fingerprint``, else None."""

@@ -302,11 +302,33 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"smoothbench {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only folder, full disk, ...: one line with the path and what to do
+        print(f"smoothbench {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
     return code or 0
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error: what failed on which path, and what to do."""
+    import errno
+
+    path = exc.filename or ""
+    if exc.errno is None:                   # an OSError raised with a message of ours
+        return str(exc)
+    if exc.errno == errno.ENOENT:
+        return f"{path}: no such file or folder" if path else str(exc)
+    what = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+            errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+            errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
+    fix = {errno.EACCES: "make it writable or choose another folder",
+           errno.EPERM: "make it writable or choose another folder",
+           errno.EROFS: "choose a writable folder", errno.ENOSPC: "free some space and rerun",
+           errno.EDQUOT: "free some space and rerun"}.get(exc.errno, "fix it and rerun")
+    return f"{path}: {what}; {fix}" if path else f"{what}; {fix}"
 
 
 if __name__ == "__main__":

@@ -18,20 +18,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     The temporary file lives in the same folder (same file system), so the final
-    ``os.replace`` is atomic. On error the temporary file is removed.
+    ``os.replace`` is atomic. On error the temporary file is removed, and an OS error
+    (read-only folder, full disk) names ``path``, not the temporary file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes 0600 files; give outputs the usual umask-based mode
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        ours = exc.filename is None or str(exc.filename) == str(path.parent) or \
+            Path(str(exc.filename)).name.startswith(f".{path.name}.")
+        if exc.errno is not None and ours:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

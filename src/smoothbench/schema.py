@@ -107,7 +107,15 @@ def _pick_error(errors: list) -> Any:
 
     err = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])[0]
     while err.context and err.validator != "propertyNames":
-        err = jsonschema.exceptions.best_match(err.context)
+        if all(e.validator == "type" and not e.relative_path for e in err.context):
+            # no alternative's type fits (null or an integer): name them all, not the first
+            types = [t for e in err.context for t in (e.validator_value if isinstance(e.validator_value, list)
+                                                      else [e.validator_value])]
+            return jsonschema.exceptions.ValidationError(
+                "type", validator="type", validator_value=list(dict.fromkeys(types)), instance=err.instance,
+                path=err.path, schema={})
+        fitting = [e for e in err.context if e.validator != "type"]  # the alternative whose type fits
+        err = jsonschema.exceptions.best_match(fitting or err.context)
     return err
 
 
@@ -166,10 +174,9 @@ def error_text(err: Any, root: dict, base: tuple = ()) -> str:
     if v == "const":
         return f"{where} = {value_text(err.instance)}: allowed: {err.validator_value}"
     if v == "type":
-        want = err.validator_value
-        want = " or ".join(want) if isinstance(want, list) else want
-        article = "an" if str(want)[:1] in "aeiou" else "a"
-        return f"{where} = {value_text(err.instance)}: must be {article} {want}"
+        wants = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        words = [str(w) if w == "null" else f"{'an' if str(w)[:1] in 'aeiou' else 'a'} {w}" for w in wants]
+        return f"{where} = {value_text(err.instance)}: must be {' or '.join(words)}"
     bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
     if v in bounds:
         return f"{where} = {value_text(err.instance)}: must be {bounds[v]} {err.validator_value}"

@@ -25,7 +25,7 @@ def _validated_study():
     settings = workflow.config_settings
     try:
         raw, source = grid.study_from_command_line(
-            os.path.join(workflow.basedir, "params.yaml") if not settings.configfiles else None,
+            os.path.relpath(os.path.join(workflow.basedir, "params.yaml")) if not settings.configfiles else None,
             [os.path.relpath(str(f)) for f in settings.configfiles], dict(settings.config or {}))
         source = source.replace(os.path.join(workflow.basedir, ""), "")
         return raw, grid.validate_params(raw, source=source), source
@@ -259,3 +259,38 @@ def _reproduction_check():
         return
     shell(f"smoothbench compare {shlex.quote(REPORTS)} {EXPECTED} || true")
 
+
+# --------------------------------------------------------------------------- product health
+#
+# Before the DAG: a product that cannot be used (unreadable, per-cell files missing, a table
+# or report changed after Snakemake wrote it; see smoothbench.integrity) is moved aside to
+# .snakemake/set-aside/ with one line, and this run makes it again and what depends on it.
+# Only the main Snakemake process acts (not a cluster job), not while another run holds the
+# lock, and not on a dry run or another look-only command (there it only says so).
+from smoothbench import integrity as _integrity
+
+
+def _products():
+    out = {DATA.format(dataset=ds): _integrity.DATA for ds in DATASETS}
+    for g in GROUPS:
+        wc = _group_wildcards(g)
+        out[LABELS.format(**wc)] = _integrity.LABELS
+        out[LABEL_STATS.format(**wc)] = _integrity.STATS
+        out[GROUP_JSON.format(**wc)] = _integrity.GROUP
+    out.update({RESULTS_CSV: _integrity.TABLE, CURVES_CSV: _integrity.TABLE})
+    out.update({f: _integrity.REPORT for f in REPORT_FILES})
+    return out
+
+
+def _check_products():
+    locks = os.path.join(".snakemake", "locks")
+    if not workflow.is_main_process or (os.path.isdir(locks) and os.listdir(locks)):
+        return
+    lines = _integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY),
+                             act=not _integrity.looks_only(sys.argv[1:]),
+                             folders=["data", "noisy", RESULTS, REPORTS])
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+_check_products()
