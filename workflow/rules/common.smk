@@ -186,13 +186,17 @@ def _trusted_report():
 
 
 def trusted_inputs(trusted, inputs):
-    """``inputs`` (name -> path or list of paths), as ancient() when the job is trusted."""
-    if not trusted:
-        return inputs
-    return {
-        name: ancient(value) if isinstance(value, str) else [ancient(v) for v in value]
-        for name, value in inputs.items()
-    }
+    """``inputs`` (name -> path or list of paths): all as ancient() when the job is trusted;
+    else each input that DVC put in place and vouches for. (After `dvc repro`, DVC rewrites
+    some outputs from its cache with fresh mtimes - reports/curves.csv, say - while the
+    reports made from them keep theirs; every product is a DVC output, so a vouched input
+    rewritten by DVC is the content the job's outputs were made from, or DVC restored
+    those outputs too.)"""
+    def one(path):
+        return ancient(path) if trusted or _foreign([path]) else path
+
+    return {name: one(value) if isinstance(value, str) else [one(v) for v in value]
+            for name, value in inputs.items()}
 
 
 # --------------------------------------------------------------------------- reports
