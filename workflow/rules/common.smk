@@ -185,15 +185,38 @@ def _trusted_report():
     return _foreign(REPORT_FILES) and _trusted_collect()
 
 
-def trusted_inputs(trusted, inputs):
-    """``inputs`` (name -> path or list of paths): all as ancient() when the job is trusted;
-    else each input that DVC put in place and vouches for. (After `dvc repro`, DVC rewrites
-    some outputs from its cache with fresh mtimes - reports/curves.csv, say - while the
-    reports made from them keep theirs; every product is a DVC output, so a vouched input
-    rewritten by DVC is the content the job's outputs were made from, or DVC restored
-    those outputs too.)"""
+def _known(paths):
+    """Each of ``paths`` exists and is either written by this Snakemake as it is now or
+    vouched for by DVC (no product of unknown provenance)."""
+    return all(os.path.exists(p) and (_made_here(p) or PINS.vouches(p, _STUDY_KEY)) for p in paths)
+
+
+_ALL_KNOWN = []
+
+
+def _all_known():
+    """Every product up to the tables is known (computed once per run)."""
+    if not _ALL_KNOWN:
+        upstream = [DATA.format(dataset=ds) for ds in DATASETS] + [RESULTS_CSV, CURVES_CSV]
+        for g in GROUPS:
+            wc = _group_wildcards(g)
+            upstream += [LABELS.format(**wc), LABEL_STATS.format(**wc), GROUP_JSON.format(**wc)]
+        _ALL_KNOWN.append(_known(upstream))
+    return _ALL_KNOWN[0]
+
+
+def trusted_inputs(trusted, inputs, outputs=()):
+    """``inputs`` (name -> path or list of paths): all as ancient() when the job is trusted.
+    Else, when the job's ``outputs`` and every product up to the tables are known (see
+    _known), each input that DVC put in place and vouches for: after `dvc repro`, DVC
+    rewrites some outputs from its cache with fresh mtimes (reports/curves.csv, say) while
+    the reports made from them keep theirs, and Snakemake, which cannot compare checksums of
+    files over 1 MB, would make those reports again. With a product of unknown provenance
+    anywhere, Snakemake's own logic decides (it is made again, with what follows it)."""
+    per_input = bool(outputs) and _known(outputs) and _all_known()
+
     def one(path):
-        return ancient(path) if trusted or _foreign([path]) else path
+        return ancient(path) if trusted or (per_input and _foreign([path])) else path
 
     return {name: one(value) if isinstance(value, str) else [one(v) for v in value]
             for name, value in inputs.items()}

@@ -3,7 +3,8 @@
 
 rule data:
     input:
-        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"]})),
+        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"]},
+                                         [DATA.format(**wc)])),
     output:
         DATA,
     conda:
@@ -22,7 +23,8 @@ rule data:
 rule noise:
     input:
         unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc),
-                                                              "code": CODE["noise"] + [SCHEMA]})),
+                                                              "code": CODE["noise"] + [SCHEMA]},
+                                         [LABELS.format(**wc), LABEL_STATS.format(**wc)])),
     output:
         labels=LABELS,
         stats=LABEL_STATS,

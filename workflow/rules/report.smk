@@ -4,7 +4,8 @@
 rule collect:
     input:
         unpack(lambda wc: trusted_inputs(_trusted_collect(), {"groups": [g.group_json for g in GROUPS],
-                                                              "code": CODE["collect"]})),
+                                                              "code": CODE["collect"]},
+                                         [RESULTS_CSV, CURVES_CSV])),
     output:
         results=RESULTS_CSV,
         curves=CURVES_CSV,
@@ -19,7 +20,7 @@ rule collect:
 rule report:
     input:
         unpack(lambda wc: trusted_inputs(_trusted_report(), {"results": RESULTS_CSV, "curves": CURVES_CSV,
-                                                             "code": CODE["report"]})),
+                                                             "code": CODE["report"]}, REPORT_FILES)),
     output:
         [report_output(f) for f in REPORT_FILES],
     conda:

@@ -7,6 +7,7 @@ rule train:
             lambda wc: trusted_inputs(
                 _trusted_train(wc),
                 {"data": DATA.format(**wc), "labels": LABELS.format(**wc), "code": CODE["train"] + [SCHEMA]},
+                [GROUP_JSON.format(**wc)],
             )
         ),
     output:
