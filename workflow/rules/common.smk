@@ -1,22 +1,22 @@
 # The study (params.yaml or a --configfile) -> validated params -> groups, cells, protocols.
 # Everything here runs when the workflow is parsed; jobs only call the `smoothbench` CLI.
 
+import functools
 import json
 import os
 import shlex
 import sys
 
-from snakemake.io import IOFile
 
 # Jobs call the `smoothbench` command installed beside the Python that runs Snakemake, so
 # `.venv/bin/snakemake` works without activating the virtualenv first.
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 
 try:
-    from smoothbench import cells, data, grid, provenance
+    from smoothbench import cells, data, grid, integrity, provenance
 except ImportError:  # a source checkout whose package is not installed: use src/
     sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-    from smoothbench import cells, data, grid, provenance
+    from smoothbench import cells, data, grid, integrity, provenance
 
 
 def _validated_study():
@@ -144,20 +144,9 @@ _STUDY_KEY = json.dumps(STUDY_RAW, sort_keys=True, default=str)
 
 
 def _made_here(path):
-    """Whether Snakemake's own record describes the file now at ``path``."""
-    persistence = getattr(workflow, "persistence", None)
-    if persistence is None:
-        return True  # no record store (e.g. --lint): keep Snakemake's own logic
-    try:
-        record = persistence.metadata(IOFile(path))
-    except Exception:
-        return True
-    if record is None or record.endtime is None:
-        return False
-    try:
-        return abs(os.stat(path).st_mtime - float(record.endtime)) < 1e-3
-    except OSError:
-        return False
+    """Whether Snakemake's own record describes the file now at ``path`` (the same reading
+    of .snakemake/metadata as the product-health check below)."""
+    return integrity.written_here(path) is True
 
 
 def _foreign(paths):
@@ -191,18 +180,10 @@ def _known(paths):
     return all(os.path.exists(p) and (_made_here(p) or PINS.vouches(p, _STUDY_KEY)) for p in paths)
 
 
-_ALL_KNOWN = []
-
-
+@functools.lru_cache(maxsize=None)
 def _all_known():
     """Every product up to the tables is known (computed once per run)."""
-    if not _ALL_KNOWN:
-        upstream = [DATA.format(dataset=ds) for ds in DATASETS] + [RESULTS_CSV, CURVES_CSV]
-        for g in GROUPS:
-            wc = _group_wildcards(g)
-            upstream += [LABELS.format(**wc), LABEL_STATS.format(**wc), GROUP_JSON.format(**wc)]
-        _ALL_KNOWN.append(_known(upstream))
-    return _ALL_KNOWN[0]
+    return _known([p for p, kind in _products().items() if kind != integrity.REPORT])
 
 
 def trusted_inputs(trusted, inputs, outputs=()):
@@ -294,18 +275,16 @@ def _reproduction_check():
 # .snakemake/set-aside/ with one line, and this run makes it again and what depends on it.
 # Only the main Snakemake process acts (not a cluster job), not while another run holds the
 # lock, and not on a dry run or another look-only command (there it only says so).
-from smoothbench import integrity as _integrity
-
 
 def _products():
-    out = {DATA.format(dataset=ds): _integrity.DATA for ds in DATASETS}
+    out = {DATA.format(dataset=ds): integrity.DATA for ds in DATASETS}
     for g in GROUPS:
         wc = _group_wildcards(g)
-        out[LABELS.format(**wc)] = _integrity.LABELS
-        out[LABEL_STATS.format(**wc)] = _integrity.STATS
-        out[GROUP_JSON.format(**wc)] = _integrity.GROUP
-    out.update({RESULTS_CSV: _integrity.TABLE, CURVES_CSV: _integrity.TABLE})
-    out.update({f: _integrity.REPORT for f in REPORT_FILES})
+        out[LABELS.format(**wc)] = integrity.LABELS
+        out[LABEL_STATS.format(**wc)] = integrity.STATS
+        out[GROUP_JSON.format(**wc)] = integrity.GROUP
+    out.update({RESULTS_CSV: integrity.TABLE, CURVES_CSV: integrity.TABLE})
+    out.update({f: integrity.REPORT for f in REPORT_FILES})
     return out
 
 
@@ -313,8 +292,8 @@ def _check_products():
     locks = os.path.join(".snakemake", "locks")
     if not workflow.is_main_process or (os.path.isdir(locks) and os.listdir(locks)):
         return
-    lines = _integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY),
-                             act=not _integrity.looks_only(sys.argv[1:]),
+    lines = integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY),
+                             act=not integrity.looks_only(sys.argv[1:]),
                              folders=["data", "noisy", RESULTS, REPORTS])
     for line in lines:
         print(line, file=sys.stderr)
