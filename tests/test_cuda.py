@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from helpers import kill_and_resume, train_command, write_cifar_shaped, write_labels
 
 from smoothbench import models, stacked, train
-from smoothbench.cells import parse_cells
-from smoothbench.losses import gls_loss
+from smoothbench.methods import parse_cells
+from smoothbench.methods.gls import gls_loss
 
 pytestmark = pytest.mark.cuda
 

@@ -14,13 +14,22 @@ from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  #
 
 def test_report_files_match_written(built):
     out, written = built
-    names = report.report_files([("toy", "symmetric", "direct"), ("toy", "pairflip", "direct"),
-                                 ("toy", "symmetric", "direct")])
+    toy_methods = {"ce", "ls", "nls", "flip"}
+    names = report.report_files({("toy", "symmetric", "direct"): toy_methods, ("toy", "pairflip", "direct"): toy_methods})
     assert [Path(p).relative_to(out).as_posix() for p in written] == names
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(names)
     assert "figures/fig_acc_vs_rate_toy_symmetric_direct.png" in names
     assert "figures-svg/fig_curves_toy_pairflip_direct.svg" in names
+    assert "figures/fig_leaderboard_toy_pairflip_direct.png" in names
     assert len(names) == len(report.TEXT_FILES) + 2 * len(figures.FIGURES) * 2
+
+
+def test_the_flip_figure_is_drawn_only_for_a_study_with_flip_and_ls_cells():
+    with_flip = report.report_files({("d", "symmetric", "direct"): {"ce", "ls", "flip"}})
+    without = report.report_files({("d", "symmetric", "direct"): {"ce", "ls", "gce"}})
+    assert "figures/fig_flip_vs_ls_d_symmetric_direct.png" in with_flip
+    assert "figures/fig_flip_vs_ls_d_symmetric_direct.png" not in without
+    assert len(with_flip) - len(without) == 2
 
 
 def _png_chunks(data: bytes) -> list[bytes]:

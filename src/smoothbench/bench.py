@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .losses import gls_loss
+from .methods.gls import gls_loss
 
 # dense bf16 tensor-core peak FLOP/s by device-name fragment (vendor datasheets, no sparsity);
 # the longest fragment contained in the device's name wins ("H100 PCIe" before "H100", "A100" before "A10")
@@ -163,7 +163,7 @@ def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False, mode
     models on CUDA. ``quick``: 4 cells, image models at width 0.125 on 1,024 images (256 test).
     """
     from . import data, models, noise
-    from .cells import format_cells, parse_cells
+    from .methods import format_cells, parse_cells
 
     cells = parse_cells(DEFAULT_CELLS)
     if num_cells is not None and not 1 <= num_cells <= len(cells):
@@ -238,8 +238,8 @@ CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
 
 
 def _sgd(params) -> torch.optim.Optimizer:
-    """The engine's default optimizer (train.OptimizerConfig)."""
-    from .train import OptimizerConfig
+    """The engine's default optimizer (protocol.OptimizerConfig)."""
+    from .protocol import OptimizerConfig
 
     o = OptimizerConfig()
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)

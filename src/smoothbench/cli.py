@@ -40,8 +40,11 @@ def _parse_options(items: list[str]) -> dict:
 def _cmd_noise(a: argparse.Namespace) -> None:
     from . import noise
 
-    noise.make_noisy_labels(a.data, a.kind, a.rate, a.seed, a.out, options=_parse_options(a.option),
-                            noise_seed=a.noise_seed)
+    if len(a.seed) != len(a.out):
+        raise ValueError(f"give one --out file per --seed ({len(a.seed)} seeds, {len(a.out)} --out)")
+    for seed, out in zip(a.seed, a.out):
+        noise.make_noisy_labels(a.data, a.kind, a.rate, seed, out, options=_parse_options(a.option),
+                                noise_seed=a.noise_seed)
 
 
 def _load_protocol(text: str) -> dict:
@@ -90,20 +93,29 @@ def _die_with_parent() -> None:
 
 def _cmd_train(a: argparse.Namespace) -> None:
     from . import train
-    from .cells import parse_cells
+    from .methods import parse_cells
 
     _die_with_parent()
     _set_threads(a.threads)
-    train.train_group(
+    if len(a.out) != len(a.labels):
+        raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
+    train.train_setting(
         data_path=a.data,
-        labels_path=a.labels,
+        labels_paths=a.labels,
         cells=parse_cells(a.cells),
         protocol=_load_protocol(a.protocol),
-        out_dir=a.out,
+        out_dirs=a.out,
         checkpoint_dir=a.checkpoint_dir,
         device=a.device,
         progress=not a.no_progress,
+        memory_budget_mib=a.memory_budget,
     )
+
+
+def _cmd_methods(a: argparse.Namespace) -> None:
+    from . import methods
+
+    print(methods.describe())
 
 
 def _cmd_collect(a: argparse.Namespace) -> None:
@@ -203,31 +215,47 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", required=True,
                    help="noise rate in [0, 1) (its valid range depends on the kind); for human: the label set "
                    "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N)")
-    s.add_argument("--seed", type=int, required=True, help="the study's seed (names the group)")
+    s.add_argument("--seed", type=int, required=True, nargs="+",
+                   help="the study's seed(s) (each names a group; one labels file per seed)")
     s.add_argument("--noise-seed", type=int, default=None,
                    help="seed of the draw (default: --seed); the same value for every seed shares one draw")
-    s.add_argument("--out", required=True, help="output .npz path (statistics go beside it as .json)")
+    s.add_argument("--out", required=True, nargs="+",
+                   help="output .npz path per seed, in --seed order (statistics go beside each as .json)")
     s.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="kind-specific option: pairs=reference|cyclic (pairflip), sampler=inverse_cdf|reference "
                    "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human)")
     s.set_defaults(func=_cmd_noise)
 
-    s = sub.add_parser("train", help="train one group of cells together",
-                       description="Train all cells of one group (same data, noisy labels and seed; different "
-                       "method/rate) as one stacked computation on the same batches. Resumes from the last "
-                       "checkpoint in --checkpoint-dir if there is one.")
+    s = sub.add_parser("train", help="train every group of a setting together (one stack)",
+                       description="Train every cell of every group of one setting (one dataset, noise kind and "
+                       "rate; one group per seed, each with its own noisy labels) as one stacked computation: "
+                       "the cells of a seed on the same batches, one loss call per step for every method. Writes "
+                       "each group's outputs into its --out folder (give the --labels files and --out folders in "
+                       "the same order). Resumes from the last checkpoint in --checkpoint-dir if there is one.")
     s.add_argument("--data", required=True, help="dataset .npz")
-    s.add_argument("--labels", required=True, help="noisy-label .npz from `smoothbench noise`")
-    s.add_argument("--cells", required=True, help="cells spec, e.g. 'ce:0,ls:0.2,nls:-0.4,flip:0.18'")
+    s.add_argument("--labels", required=True, nargs="+", help="noisy-label .npz files from `smoothbench noise`, one per seed")
+    s.add_argument("--cells", required=True,
+                   help="cells spec: METHOD[:VALUE[:VALUE...]] items, e.g. 'ce:0,ls:0.2,sce:0.1:1,forward' "
+                   "(values in the order of `smoothbench methods`; left out: the defaults)")
     s.add_argument("--protocol", required=True, help="training protocol: inline JSON or a YAML/JSON file")
-    s.add_argument("--out", required=True, help="output folder of the group")
-    s.add_argument("--checkpoint-dir", default=None, help="checkpoint folder (default: OUT/.checkpoint; removed once the group is done)")
+    s.add_argument("--out", required=True, nargs="+", help="output folder of each group, in --labels order")
+    s.add_argument("--checkpoint-dir", default=None,
+                   help="checkpoint folder (default: the first OUT/.checkpoint; removed once the setting is done)")
     s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     s.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); results are bit-reproducible for a "
                    "fixed thread count")
+    s.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
+                   help="device memory the stacks may use (default: 90%% of the GPU's free memory; no limit on the "
+                   "CPU; or the env SMOOTHBENCH_MEMORY_BUDGET_MIB); a larger stack trains in passes")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("methods", help="list the registered methods, their parameters and references",
+                       description="Every method a cell can train with (the registry, smoothbench.methods): its "
+                       "name (the key in params.yaml `methods:`), label, parameters with symbol, range, default "
+                       "and meaning, the method it is compared against, and its reference.")
+    s.set_defaults(func=_cmd_methods)
 
     s = sub.add_parser("collect", help="gather group.json files into the tidy results table",
                        description="Gather every cell of the given group.json files into one tidy CSV (one row "
@@ -298,7 +326,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Bit-reproducible CPU training across x86-64 machines: MKL and ATen otherwise pick their
+# kernels by the CPU's instruction set (AVX-512 here, AVX2 there), and the last bits of every
+# sum differ. Pinned to the AVX2 code paths, which every x86-64 CPU of the last decade has.
+REPRODUCIBLE_CPU = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def _reproducible_cpu() -> None:
+    import os
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64") and "torch" not in sys.modules:
+        for key, value in REPRODUCIBLE_CPU.items():
+            os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _reproducible_cpu()
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import methods as registry
 from . import protocol as protocol_mod
 from . import schema
-from .cells import HUMAN_LABEL_SETS, METHODS, NOISE_KINDS, Cell, check_method_rate, fmt_rate, format_cells, \
-    group_id, sort_cells
+from .cells import HUMAN_LABEL_SETS, NOISE_KINDS, Cell, fmt_rate, group_id
 from .data import get_spec
 from .noise import option_defaults, rate_range
 
@@ -83,6 +83,19 @@ def study_from_command_line(params_file: str | Path, configfiles: list, override
     return deep_merge(study, typed(overrides)), source
 
 
+_STUDY_SCHEMAS: dict = {}
+
+
+def study_schema(schema_path: str | Path | None = None) -> dict:
+    """The whole params schema: the file's, with its method part generated from the registry."""
+    key = str(schema_path)
+    if key not in _STUDY_SCHEMAS:
+        root = copy.deepcopy(schema.load_schema(schema_path))
+        root["$defs"].update(registry.schema_defs())
+        _STUDY_SCHEMAS[key] = root
+    return _STUDY_SCHEMAS[key]
+
+
 def validate_params(params: Any, source: str = "params", schema_path: str | Path | None = None) -> dict:
     """Check a study against the schema and the rules the schema cannot express.
 
@@ -93,7 +106,7 @@ def validate_params(params: Any, source: str = "params", schema_path: str | Path
     if not isinstance(params, dict):
         raise ValueError(f"{source}: must hold a mapping of study keys (datasets, noise, methods, seeds, ...), "
                          f"got {type(params).__name__}")
-    root = schema.load_schema(schema_path)
+    root = study_schema(schema_path)
     schema.check(params, source, root=root)
     out = copy.deepcopy(params)
     schema.fill_defaults(root, out, root)
@@ -138,19 +151,14 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
         fail("seeds", [], "the grid is empty; list at least one seed (an integer >= 0)")
     _no_duplicates(p["seeds"], "seeds", fail)
 
-    # methods: rate ranges (grid.check_method_rate) and at least one cell
-    ncells = 0
-    for method, rates in p["methods"].items():
-        for i, rate in enumerate(rates):
-            try:
-                check_method_rate(method, rate)
-            except ValueError as exc:
-                why = _GOT_SUFFIX.sub("", str(exc)).replace(f"{method} rate ", f"{method} rates ")
-                fail(f"methods.{method}[{i}]", rate, why)
-        _no_duplicates([fmt_rate(r) for r in rates], f"methods.{method}", fail, rates)
-        ncells += len(rates)
-    if ncells == 0:
-        fail("methods", p["methods"], f"the grid is empty; give at least one rate to one of {', '.join(METHODS)}")
+    # methods: each setting through the registry, no duplicates, at least one cell per dataset
+    for ds in p["dataset_methods"]:
+        if ds not in p["datasets"]:
+            fail(f"dataset_methods.{ds}", p["dataset_methods"][ds], f"{ds} is not in datasets ({', '.join(p['datasets'])})")
+    grids = [("methods", p["methods"], [d for d in p["datasets"] if d not in p["dataset_methods"]])] + \
+        [(f"dataset_methods.{ds}", g, [ds]) for ds, g in p["dataset_methods"].items()]
+    for where_, method_grid, datasets in grids:
+        _check_methods(where_, method_grid, datasets, fail)
 
     # noise: rate ranges per kind and dataset, CIFAR-N label sets per dataset
     for ds in p["dataset_noise"]:
@@ -183,6 +191,29 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
                 if where(key).startswith("protocol.default.") and not where(nesterov).startswith("protocol.default."):
                     key, value = nesterov, True
             fail(where(key), value, why)
+
+
+def _check_methods(where: str, method_grid: dict, datasets: list[str], fail: Any) -> None:
+    """One method grid: every setting valid for its method (and each dataset's K), no cell twice,
+    at least one cell when a dataset uses it."""
+    seen: dict[Cell, str] = {}
+    for name, items in method_grid.items():
+        for i, item in enumerate(items):
+            at = f"{where}.{name}[{i}]"
+            try:
+                (c,) = registry.cells_of(name, [item], at)
+            except ValueError as exc:
+                fail(at, item, _GOT_SUFFIX.sub("", str(exc).split(": ", 1)[-1]))
+            if c in seen:
+                fail(at, item, f"the same cell as {seen[c]}")
+            seen[c] = at
+            check = registry.get(name).dataset_check
+            for ds in datasets:
+                why = check(c.values, _num_classes(ds)) if check else None
+                if why:
+                    fail(at, item, f"{why} on {ds}")
+    if datasets and not seen:
+        fail(where, method_grid, f"the grid is empty; give at least one setting to one of {', '.join(registry.names())}")
 
 
 def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fail: Any) -> None:
@@ -290,21 +321,67 @@ class Group:
 
     @property
     def cells_spec(self) -> str:
-        return format_cells(list(self.cells))
+        return registry.format_cells(self.cells)
+
+    @property
+    def setting(self) -> tuple[str, str, str]:
+        return (self.dataset, self.noise_kind, self.noise_rate)
 
 
-def study_cells(params: dict) -> list[Cell]:
-    """The cells of every group: methods x rates, in METHODS order then by rate."""
-    return sort_cells({Cell(method, float(rate)) for method, rates in params["methods"].items() for rate in rates})
+@dataclass(frozen=True)
+class Job:
+    """One training job: every group (seed) of a setting, trained as one stack."""
+
+    groups: tuple[Group, ...]
+
+    @property
+    def dataset(self) -> str:
+        return self.groups[0].dataset
+
+    @property
+    def noise_kind(self) -> str:
+        return self.groups[0].noise_kind
+
+    @property
+    def noise_rate(self) -> str:
+        return self.groups[0].noise_rate
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}-{self.noise_kind}-{self.noise_rate}"
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return f"checkpoints/{self.dataset}/{self.noise_kind}-{self.noise_rate}"
+
+
+def expand_jobs(params: dict) -> list[Job]:
+    """The training jobs of a validated study: one per setting (dataset, noise kind, rate), its
+    groups in seed order."""
+    by: dict[tuple, list[Group]] = {}
+    for g in expand_groups(params):
+        by.setdefault(g.setting, []).append(g)
+    return [Job(tuple(gs)) for gs in by.values()]
+
+
+def method_grid(params: dict, dataset: str) -> dict:
+    """The method grid (method -> settings) of ``dataset``: its own in dataset_methods, else ``methods``."""
+    return (params.get("dataset_methods") or {}).get(dataset, params["methods"])
+
+
+def study_cells(params: dict, dataset: str) -> list[Cell]:
+    """The cells of every group of ``dataset``: its methods x settings, in registry order."""
+    return registry.sort_cells(c for name, items in method_grid(params, dataset).items()
+                               for c in registry.cells_of(name, items))
 
 
 def expand_groups(params: dict) -> list[Group]:
     """Every group of a validated study: datasets x (noise kind, rate) x seeds, in params
     order. CIFAR-N label sets (kind ``human``) go only with the dataset they belong to."""
-    cells = tuple(study_cells(params))
     results_dir = str((params.get("output") or {}).get("results_dir", "results"))
     groups = []
     for dataset in params["datasets"]:
+        cells = tuple(study_cells(params, dataset))
         variants = tuple(protocol_for(params, dataset)["variants"])
         for kind, rate in _noise_rates(params, dataset):
             for seed in params["seeds"]:
@@ -312,10 +389,14 @@ def expand_groups(params: dict) -> list[Group]:
     return groups
 
 
-def report_keys(params: dict) -> list[tuple[str, str, str]]:
-    """The (dataset, noise kind, protocol variant) triples of a study, sorted: what the
-    reports are made of."""
-    return sorted({(g.dataset, g.noise_kind, v) for g in expand_groups(params) for v in g.variants})
+def report_keys(params: dict) -> dict[tuple[str, str, str], set[str]]:
+    """The (dataset, noise kind, protocol variant) triples of a study, sorted, each with the
+    methods of its cells: what the reports are made of."""
+    keys: dict[tuple[str, str, str], set[str]] = {}
+    for g in expand_groups(params):
+        for v in g.variants:
+            keys.setdefault((g.dataset, g.noise_kind, v), set()).update(c.method for c in g.cells)
+    return dict(sorted(keys.items()))
 
 
 def model_epochs(params: dict) -> int:

@@ -29,16 +29,29 @@ PACKAGE = Path(__file__).resolve().parent
 
 
 def package_imports(path: str | Path) -> set[str]:
-    """The package modules a module imports (``from . import x``, ``from .x import y``), at
-    any depth of its code (imports inside functions count)."""
+    """The package's top-level modules (or subpackages) a module imports (``from . import x``,
+    ``from .x import y``; from inside a subpackage ``from ..x import y``), at any depth of its
+    code (imports inside functions count). A subpackage's own relative imports name itself."""
+    path = Path(path).resolve()
+    depth = len(path.parent.relative_to(PACKAGE).parts)          # 0: a top-level module
+    own = path.parent.name if depth else None
     out = set()
-    for node in ast.walk(ast.parse(Path(path).read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                out.add(node.module.split(".")[0])
-            else:
-                out.update(alias.name for alias in node.names)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node.level == depth + 1:
+                if node.module:
+                    out.add(node.module.split(".")[0])
+                else:
+                    out.update(alias.name for alias in node.names)
+            elif node.level == depth and own:
+                out.add(own)
     return out
+
+
+def module_files(mod: str) -> list[Path]:
+    """The files of a top-level module (``mod.py``) or subpackage (every ``.py`` in ``mod/``)."""
+    folder = PACKAGE / mod
+    return sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{mod}.py"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,15 +68,16 @@ def _code_modules(subcommands: tuple[str, ...]) -> tuple[str, ...]:
         mod = todo.pop().split(".")[0]
         if mod not in seen:
             seen.add(mod)
-            todo += package_imports(PACKAGE / f"{mod}.py")
+            for f in module_files(mod):
+                todo += package_imports(f)
     return tuple(sorted(seen))
 
 
 def code_files(subcommands: Iterable[str], root: str | Path | None = None) -> list[str]:
-    """The library modules the ``smoothbench`` subcommands import, transitively, as paths
-    (relative to ``root`` when given), sorted."""
+    """The library files the ``smoothbench`` subcommands import, transitively, as paths
+    (relative to ``root`` when given), sorted; a subpackage counts with all its files."""
     mods = _code_modules(tuple(sorted(subcommands)))
-    paths = [PACKAGE / f"{m}.py" for m in mods]
+    paths = [f for m in mods for f in module_files(m)]
     if root is None:
         return [str(p) for p in paths]
     return [Path(p).relative_to(Path(root).resolve()).as_posix() for p in paths]

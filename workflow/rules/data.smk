@@ -1,4 +1,5 @@
 # Datasets and noisy labels: data/{dataset}.npz, noisy/{dataset}/{kind}-{rate}-s{seed}.{npz,json}
+# (one noise job per setting writes the labels of every seed)
 
 
 rule data:
@@ -24,20 +25,21 @@ rule noise:
     input:
         unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc),
                                                               "code": CODE["noise"] + [SCHEMA]},
-                                         [LABELS.format(**wc), LABEL_STATS.format(**wc)])),
+                                         setting_files(SEED_LABELS + SEED_LABEL_STATS, wc))),
     output:
-        labels=LABELS,
-        stats=LABEL_STATS,
+        labels=SEED_LABELS,
+        stats=SEED_LABEL_STATS,
     conda:
         SOFTWARE_ENV,
     log:
-        "logs/noise/{dataset}/{kind}-{rate}-s{seed}.log",
+        "logs/noise/{dataset}/{kind}-{rate}.log",
     params:
         options=lambda wc: noise_option_args(wc.dataset, wc.kind),
         noise_seed=lambda wc: "" if STUDY["noise_seed"] is None else f"--noise-seed {STUDY['noise_seed']}",
+        seeds=" ".join(str(s) for s in SEEDS),
     shell:
         "smoothbench noise --data {input.data} --kind {wildcards.kind} --rate {wildcards.rate}"
-        " --seed {wildcards.seed} {params.noise_seed} --out {output.labels} {params.options} > {log} 2>&1"
+        " --seed {params.seeds} {params.noise_seed} --out {output.labels} {params.options} > {log} 2>&1"
 
 
 rule data_all:
