@@ -3,7 +3,8 @@
 Used by the Snakefile (workflow/rules/common.smk) and by the command line alike, so
 both see the same study. ``validate_params`` checks a study against the params schema
 (``schema``) and the rules a schema cannot express (rate ranges per dataset, CIFAR-N
-label sets, duplicates, an empty grid, the protocol rules of ``protocol.check_rules``).
+label sets, duplicates, an empty grid, the protocol rules of ``protocol.check_rules``, the
+files of datasets and label sets of your own, ``userdata``).
 Every error is ONE line: ``"<file>: <key path> = <value>: <what is allowed>"``.
 """
 
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol as protocol_mod
-from . import schema
+from . import schema, userdata
 from .cells import HUMAN_LABEL_SETS, METHODS, NOISE_KINDS, Cell, check_method_rate, fmt_rate, format_cells, \
     group_id, sort_cells
-from .data import get_spec
+from .data import DATASETS, get_spec
 from .noise import option_defaults, rate_range
 
 def read_study(path: str | Path) -> Any:
@@ -137,6 +138,7 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
     if not p["seeds"]:
         fail("seeds", [], "the grid is empty; list at least one seed (an integer >= 0)")
     _no_duplicates(p["seeds"], "seeds", fail)
+    num_classes = _check_own_files(p, source, fail)
 
     # methods: rate ranges (grid.check_method_rate) and at least one cell
     ncells = 0
@@ -159,12 +161,13 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
     shared = [ds for ds in p["datasets"] if ds not in p["dataset_noise"]]
     grids = [("noise", p["noise"], shared)] + [(f"dataset_noise.{ds}", g, [ds]) for ds, g in p["dataset_noise"].items()]
     for where_, noise_grid, datasets in grids:
-        _check_noise(p, where_, noise_grid, datasets, fail)
+        _check_noise(p, where_, noise_grid, datasets, fail, num_classes)
     if not any(_noise_rates(p, ds) for ds in p["datasets"]):
         fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(NOISE_KINDS))
 
     # protocols: what the schema cannot say, checked on every dataset's merged protocol
-    for ds in [d for d in root["$defs"]["dataset"]["enum"] if d in p["datasets"] or d in p["protocol"]]:
+    for ds in [d for d in [*root["$defs"]["dataset"]["enum"], *p["dataset_files"]]
+               if d in p["datasets"] or d in p["protocol"]]:
         proto = protocol_for(p, ds)
 
         def where(key: str) -> str:
@@ -185,8 +188,10 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
             fail(where(key), value, why)
 
 
-def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fail: Any) -> None:
-    """Rate ranges of one noise grid for the datasets it applies to, CIFAR-N label sets, pairs."""
+def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fail: Any,
+                 num_classes: dict[str, int]) -> None:
+    """Rate ranges of one noise grid for the datasets it applies to, CIFAR-N label sets, pairs,
+    label sets of your own (``num_classes``: K of each dataset of the study)."""
     for kind, rates in noise_grid.items():
         if kind == "human":
             for i, name in enumerate(rates):
@@ -195,16 +200,28 @@ def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fai
                     sets = ", ".join(f"{k} ({d})" for k, d in HUMAN_LABEL_SETS.items())
                     fail(f"{where}.human[{i}]", name, f"the label set {name} belongs to {owner}, which is not in "
                          f"datasets; human label sets: {sets}")
+        elif kind == "annotations":
+            files = annotation_files(p)
+            for i, name in enumerate(rates):
+                if name not in files:
+                    fail(f"{where}.annotations[{i}]", name, "unknown label set; give its file in "
+                         f"noise_options.annotations.files ({', '.join(files) or 'none given'})")
+                owner = files[name]["dataset"]
+                if owner not in datasets:
+                    why = "which is not in datasets" if owner not in p["datasets"] else \
+                        "which has its own grid in dataset_noise" if where == "noise" else f"not to {datasets[0]}"
+                    fail(f"{where}.annotations[{i}]", name, f"the label set {name} belongs to {owner} "
+                         f"(noise_options.annotations.files.{name}.dataset), {why}")
         else:
             pairs = {**option_defaults("pairflip"), **(p["noise_options"].get("pairflip") or {})}["pairs"] \
                 if kind == "pairflip" and rates else None
             for ds in datasets if pairs == "reference" else []:
-                if _num_classes(ds) != 10:
+                if num_classes[ds] != 10:
                     fail("noise_options.pairflip.pairs", pairs, f"the reference pairs are for K = 10 classes; "
-                         f"{ds} has K = {_num_classes(ds)}: set noise_options.pairflip.pairs: cyclic")
+                         f"{ds} has K = {num_classes[ds]}: set noise_options.pairflip.pairs: cyclic")
             for i, rate in enumerate(rates):
                 for ds in datasets:
-                    k = _num_classes(ds)
+                    k = num_classes[ds]
                     low, high = rate_range(kind, k)
                     if math.isnan(rate) or not low <= rate < high:
                         fail(f"{where}.{kind}[{i}]", rate, f"{kind} noise rates must lie in "
@@ -212,9 +229,67 @@ def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fai
         _no_duplicates([fmt_rate(r) for r in rates], f"{where}.{kind}", fail, rates)
 
 
-def _num_classes(dataset: str) -> int:
-    """K of a registered dataset (the schema has already checked that it is registered)."""
-    return int(get_spec(dataset).num_classes)
+def _check_own_files(p: dict, source: str, fail: Any) -> dict[str, int]:
+    """Names of datasets (registered, or of your own in dataset_files) wherever the study uses
+    them, and the files of datasets and label sets of your own: inside data-in/, readable, in
+    their format. Returns K of every dataset the study names."""
+    own = p["dataset_files"]
+    allowed = f"allowed: {', '.join(DATASETS)}, or a dataset of your own files named in dataset_files" + \
+        (f" ({', '.join(own)})" if own else "")
+    for i, ds in enumerate(p["datasets"]):
+        if ds not in DATASETS and ds not in own:
+            fail(f"datasets[{i}]", ds, allowed)
+    named = [("protocol", k) for k in p["protocol"] if k != "default"]
+    named += [("noise_options.asymmetric.map", k) for k in (p["noise_options"].get("asymmetric") or {}).get("map") or {}]
+    for where, key in named:
+        if key not in DATASETS and key not in own:
+            raise ValueError(f"{source}: {where}.{key}: unknown key; "
+                             f"{'allowed: default, ' if where == 'protocol' else ''}{allowed.removeprefix('allowed: ')}")
+    summaries = {}
+    for name, entry in own.items():
+        where = f"dataset_files.{name}.path"
+        problem = userdata.input_dir_problem(entry["path"])
+        if problem:
+            fail(where, entry["path"], problem)
+        try:
+            summaries[name] = userdata.describe(entry["format"], entry["path"])
+        except userdata.FileProblem as exc:
+            fail(where, entry["path"], exc.problem)
+
+    def k_of(ds: str) -> int:
+        return summaries[ds].num_classes if ds in summaries else int(get_spec(ds).num_classes)
+
+    for name, entry in annotation_files(p).items():
+        where, ds, path = f"noise_options.annotations.files.{name}", entry["dataset"], entry["path"]
+        if _reads_as_number(name):
+            raise ValueError(f"{source}: {where}: key {name!r} reads as a number; give the label set another name")
+        if ds not in DATASETS and ds not in own:
+            fail(f"{where}.dataset", ds, allowed)
+        problem = userdata.input_dir_problem(path)
+        if problem:
+            fail(f"{where}.path", path, problem)
+        try:
+            labels = userdata.read_annotations(path)
+        except userdata.FileProblem as exc:
+            fail(f"{where}.path", path, exc.problem)
+        n_train = summaries[ds].num_train if ds in summaries else None  # a registered one's: checked by the noise step
+        problem = userdata.annotation_problem(labels, n_train, k_of(ds), ds)
+        if problem:
+            fail(f"{where}.path", path, problem)
+    return {ds: k_of(ds) for ds in p["datasets"]}
+
+
+def _reads_as_number(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
+
+
+def annotation_files(params: dict) -> dict:
+    """Label set -> {dataset, path}: the annotation files of a study (noise kind annotations)."""
+    return ((params.get("noise_options") or {}).get("annotations") or {}).get("files") or {}
 
 
 def _no_duplicates(items: list, where: str, fail: Any, shown: list | None = None) -> None:
@@ -236,6 +311,8 @@ def _noise_rates(params: dict, dataset: str) -> list[tuple[str, str]]:
     for kind, rates in noise_grid(params, dataset).items():
         for rate in rates:
             if kind == "human" and HUMAN_LABEL_SETS.get(rate) != dataset:
+                continue
+            if kind == "annotations" and (annotation_files(params).get(rate) or {}).get("dataset") != dataset:
                 continue
             out.append((kind, fmt_rate(rate)))
     return out
@@ -300,7 +377,8 @@ def study_cells(params: dict) -> list[Cell]:
 
 def expand_groups(params: dict) -> list[Group]:
     """Every group of a validated study: datasets x (noise kind, rate) x seeds, in params
-    order. CIFAR-N label sets (kind ``human``) go only with the dataset they belong to."""
+    order. CIFAR-N label sets (kind ``human``) and label sets of your own (``annotations``)
+    go only with the dataset they belong to."""
     cells = tuple(study_cells(params))
     results_dir = str((params.get("output") or {}).get("results_dir", "results"))
     groups = []
