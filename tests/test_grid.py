@@ -220,7 +220,8 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["noise"].update(instance=[1.2]),
      "params.yaml: noise.instance[0] = 1.2: instance noise rates must lie in [0, 1) for digits (K = 10 classes)"),
     (lambda p: p["noise"].update(gaussian=[0.2]),
-     "params.yaml: noise.gaussian: unknown key; allowed: asymmetric, human, instance, pairflip, symmetric"),
+     "params.yaml: noise.gaussian: unknown key; allowed: annotations, asymmetric, human, instance, pairflip, "
+     "symmetric"),
     (lambda p: p["noise"].update(human=["aggre"]),
      "params.yaml: noise.human[0] = \"aggre\": the label set aggre belongs to cifar10, which is not in datasets"),
     (lambda p: p["noise"].update(human=["best"]),
@@ -279,7 +280,8 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
     (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: the same cell as methods.ls[0]"),
     (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),
-    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, dataset_methods, dataset_noise, datasets"),
+    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, dataset_files, dataset_methods, "
+     "dataset_noise, datasets, methods"),
 ])
 def test_bad_value_gives_one_line_naming_the_key(mutate, expected):
     params = study()

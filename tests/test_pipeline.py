@@ -36,6 +36,7 @@ BIN = Path(sys.executable).parent  # the virtualenv's snakemake, dvc and smoothb
 
 TINY_PARAMS = {
     "datasets": ["digits"],
+    "dataset_files": {},
     "noise": {"symmetric": [0.0, 0.4]},
     "methods": {"ce": [0.0], "ls": [0.4], "nls": [-0.4], "flip": [0.36]},
     "seeds": [0],

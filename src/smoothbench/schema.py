@@ -183,13 +183,16 @@ def error_text(err: Any, root: dict, base: tuple = ()) -> str:
     if v == "propertyNames" or "propertyNames" in err.absolute_schema_path:
         # jsonschema reports the offending key as the instance, at the mapping's path
         names_schema = resolve(err.validator_value, root) if v == "propertyNames" else _property_names_schema(err, root)
-        names_schema = names_schema or {}
+        names_schema = resolve(names_schema or {}, root)
         key = err.instance
         if isinstance(key, dict):  # the mapping itself: find the first key the names schema rejects
             import jsonschema
 
             names_check = jsonschema.validators.validator_for(root)({**names_schema, "$defs": root.get("$defs", {})})
             key = next((k for k in key if not names_check.is_valid(k)), "?")
+        if v == "not":  # a name the schema reserves (a dataset of your own named like a registered one)
+            taken = ", ".join(_allowed_names(err.validator_value, root))
+            return f"{keypath(path + [str(key)])}: key {value_text(key)} is taken; it must not be one of {taken}"
         if "pattern" in names_schema:
             return f"{keypath(path + [str(key)])}: key {value_text(key)} must match {names_schema['pattern']}"
         allowed = ", ".join(_allowed_names(names_schema, root))

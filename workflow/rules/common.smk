@@ -26,7 +26,7 @@ if not os.path.realpath(smoothbench.__file__).startswith(os.path.realpath(_SRC) 
           "run Snakemake from a Python where no other copy is imported first (e.g. this clone's .venv)",
           file=sys.stderr)
     sys.exit(1)
-from smoothbench import cells, data, grid, integrity, provenance  # noqa: E402
+from smoothbench import cells, data, grid, integrity, provenance, userdata  # noqa: E402
 
 
 def _validated_study():
@@ -83,7 +83,7 @@ SOFTWARE_ENV = "../envs/smoothbench.yaml"
 
 
 wildcard_constraints:
-    dataset="|".join(data.DATASETS),
+    dataset="|".join([*data.DATASETS, *STUDY["dataset_files"]]),
     kind="|".join(cells.NOISE_KINDS),
     rate=r"[A-Za-z0-9][A-Za-z0-9.]*",
     seed=r"[0-9][0-9]*",
@@ -115,20 +115,42 @@ def protocol_json(dataset):
     return json.dumps(proto, sort_keys=True, separators=(",", ":"))
 
 
-def noise_option_args(dataset, kind):
+def noise_option_args(dataset, kind, rate=None):
     """`--option KEY=JSON` arguments of the noise step for one dataset and kind.
-    noise_options.asymmetric.map is given per dataset; other options apply to all."""
+    noise_options.asymmetric.map is given per dataset, noise_options.annotations.files per
+    label set (the job's rate: only its own file); other options apply to all."""
     options = dict((STUDY.get("noise_options") or {}).get(kind) or {})
     if kind == "asymmetric" and "map" in options:
         per_dataset = options.pop("map") or {}
         if dataset in per_dataset:
             options["map"] = per_dataset[dataset]
+    if kind == "annotations" and "files" in options:
+        options["files"] = {name: f for name, f in options["files"].items() if name == rate}
     args = []
     for key in sorted(options):
         value = options[key]
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
         args.append(f"--option {shlex.quote(f'{key}={text}')}")
     return " ".join(args)
+
+
+def dataset_file_inputs(dataset):
+    """The files a dataset of your own is read from (every image of an image folder), so that
+    a changed, added or removed file reruns its data job; none for a registered dataset."""
+    entry = STUDY["dataset_files"].get(dataset)
+    return userdata.input_files(entry["format"], entry["path"]) if entry else []
+
+
+def dataset_file_args(dataset):
+    """`--format F --path P` of the data step for a dataset of your own, else nothing."""
+    entry = STUDY["dataset_files"].get(dataset)
+    return f"--format {entry['format']} --path {shlex.quote(entry['path'])}" if entry else ""
+
+
+def annotation_inputs(wc):
+    """The annotation file of a noise job of kind annotations (its label set is the rate)."""
+    entry = grid.annotation_files(STUDY).get(wc.rate) if wc.kind == "annotations" else None
+    return [entry["path"]] if entry else []
 
 
 def train_gpus(dataset):

@@ -4,7 +4,8 @@
 
 rule data:
     input:
-        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"]},
+        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"],
+                                                                         "files": dataset_file_inputs(wc.dataset)},
                                          [DATA.format(**wc)])),
     output:
         DATA,
@@ -14,17 +15,20 @@ rule data:
         "logs/data/{dataset}.log",
     params:
         cache_dir=CACHE_DIR,
+        files=lambda wc: dataset_file_args(wc.dataset),
     resources:
         mem_mb=8000,  # CIFAR: the raw batches and the canonical arrays side by side
         runtime=60,
     shell:
-        "smoothbench data {wildcards.dataset} --out {output} --cache-dir {params.cache_dir:q} > {log} 2>&1"
+        "smoothbench data {wildcards.dataset} {params.files} --out {output} --cache-dir {params.cache_dir:q}"
+        " > {log} 2>&1"
 
 
 rule noise:
     input:
         unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc),
-                                                              "code": CODE["noise"] + [SCHEMA]},
+                                                              "code": CODE["noise"] + [SCHEMA],
+                                                              "annotations": annotation_inputs(wc)},
                                          setting_files(SEED_LABELS + SEED_LABEL_STATS, wc))),
     output:
         labels=SEED_LABELS,
@@ -34,7 +38,7 @@ rule noise:
     log:
         "logs/noise/{dataset}/{kind}-{rate}.log",
     params:
-        options=lambda wc: noise_option_args(wc.dataset, wc.kind),
+        options=lambda wc: noise_option_args(wc.dataset, wc.kind, wc.rate),
         noise_seed=lambda wc: "" if STUDY["noise_seed"] is None else f"--noise-seed {STUDY['noise_seed']}",
         seeds=" ".join(str(s) for s in SEEDS),
     shell:
