@@ -283,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="compare built reports with a committed copy, byte for byte",
                        description="The reproduction check: compare every file of a report folder with a "
                        "committed copy of it (expected/ holds the default study's). Prints one line; exits "
-                       "1 when a file differs, is missing or is extra.")
+                       "1 when a file differs, is missing or is extra, 2 when a folder is missing or holds no "
+                       "report files.")
     s.add_argument("built", nargs="?", default="reports", help="the report folder (default: %(default)s)")
     s.add_argument("expected", nargs="?", default="expected", help="the committed copy (default: %(default)s)")
     s.set_defaults(func=_cmd_compare)
