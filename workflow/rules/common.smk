@@ -77,6 +77,18 @@ SEED_GROUP_JSONS = expand(GROUP_JSON, seed=SEEDS, allow_missing=True)
 RESULTS_CSV = f"{REPORTS}/results.csv"
 CURVES_CSV = f"{REPORTS}/curves.csv"
 
+
+def _log_folder(folder):
+    """logs/<a product folder>: the logs of the train, collect and report jobs of two studies in
+    one clone (output.results_dir: results-b) stay apart. The data and noise jobs' products
+    (data/, noisy/) are shared by every study of a clone, and so are their logs (logs/data, logs/noise)."""
+    return "logs/" + os.path.normpath(folder).lstrip("/").replace("..", "__")
+
+
+TRAIN_LOG = _log_folder(RESULTS) + "/train/{dataset}/{kind}-{rate}.log"
+COLLECT_LOG = _log_folder(REPORTS) + "/collect.log"
+REPORT_LOG = _log_folder(REPORTS) + "/report.log"
+
 # The software of every job (used with --software-deployment-method conda only; by
 # default jobs run in the current environment, `smoothbench` on PATH).
 SOFTWARE_ENV = "../envs/smoothbench.yaml"
