@@ -149,6 +149,14 @@ def _cmd_validate(a: argparse.Namespace) -> None:
           f"{grid.model_epochs(params)} model-epochs")
 
 
+def _cmd_dvc_folders(a: argparse.Namespace) -> None:
+    from . import grid, provenance
+
+    line = provenance.write_dvc_folders(".", grid.load_params(a.params), source=a.params, check=a.check)
+    if line and not a.check:
+        print(line)
+
+
 def _cmd_grid(a: argparse.Namespace) -> None:
     from . import grid
 
@@ -293,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Validate a study params file; print one line per error, naming the key.")
     s.add_argument("params", nargs="?", default="params.yaml")
     s.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("dvc-folders", help="write the output folders dvc.yaml pins (workflow/dvc-folders.yaml)",
+                       description="Write workflow/dvc-folders.yaml from the study: its output.results_dir and "
+                       "output.reports_dir (defaults filled), which dvc.yaml names as the outputs of its train and "
+                       "report stages. With --check (the first command of those stages): nothing when it agrees; "
+                       "else it is rewritten and the command fails with one line (run dvc repro again).")
+    s.add_argument("params", nargs="?", default="params.yaml")
+    s.add_argument("--check", action="store_true", help="fail with one line when the file did not agree")
+    s.set_defaults(func=_cmd_dvc_folders)
 
     s = sub.add_parser("grid", help="list the groups and cells of a params file")
     s.add_argument("params", nargs="?", default="params.yaml")
