@@ -297,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("expected", nargs="?", default="expected", help="the committed copy (default: %(default)s)")
     s.set_defaults(func=_cmd_compare)
 
+    sub.add_parser("run", help="run Snakemake (ARGS as for snakemake), its --configfile and --config checked first",
+                   description="smoothbench run [SNAKEMAKE ARGS]: check the --configfile files and --config values "
+                   "(one line naming the file or value, where Snakemake's own command line would stop with a "
+                   "traceback or a message naming no file), then run `snakemake ARGS`. `make study` runs this.")
+
     s = sub.add_parser("validate", help="validate a params file against the schema",
                        description="Validate a study params file; print one line per error, naming the key.")
     s.add_argument("params", nargs="?", default="params.yaml")
@@ -365,8 +370,35 @@ def _reproducible_cpu() -> None:
             os.environ.setdefault(key, value)
 
 
+def run_snakemake(argv: list[str]) -> int:
+    """``smoothbench run ARGS``: Snakemake's --configfile and --config values checked first (one
+    line each, where Snakemake's own command line would stop in its words), then this process
+    becomes ``snakemake ARGS`` (the one beside this Python, else on PATH): same signals, same exit."""
+    import os
+    import shutil
+
+    from .study import check_snakemake_args
+
+    try:
+        check_snakemake_args(argv)
+    except ValueError as exc:
+        print(f"smoothbench run: error: {exc}", file=sys.stderr)
+        return 2
+    beside = Path(sys.executable).parent / "snakemake"
+    exe = str(beside) if beside.exists() else shutil.which("snakemake")
+    if not exe:
+        print("smoothbench run: error: snakemake is not installed beside this Python nor on PATH; make setup "
+              "installs it", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    os.execv(exe, [exe, *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     _reproducible_cpu()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:   # everything after `run` is Snakemake's (its --help included)
+        return run_snakemake(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
