@@ -400,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["run"]:   # everything after `run` is Snakemake's (its --help included)
         return run_snakemake(argv[1:])
     args = build_parser().parse_args(argv)
+    from . import interrupts
+
+    interrupts.catch()
     try:
         code = args.func(args)
     except (ValueError, KeyError) as exc:
@@ -409,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # read-only folder, full disk, ...: one line with the path and what to do
         print(f"smoothbench {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C (SIGINT) or SIGTERM: one line ends the log, no traceback
+        checkpoints = (args.checkpoint_dir or f"{args.out[0]}/.checkpoint") if args.command == "train" else None
+        print(f"smoothbench {args.command}: {interrupts.line(args.command, exc, checkpoints)}", file=sys.stderr)
+        return 143 if isinstance(exc, interrupts.Terminated) else 130
     return code or 0
 
 

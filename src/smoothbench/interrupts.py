@@ -1,0 +1,62 @@
+"""What an interrupted step says: one line at the end of its log, not a KeyboardInterrupt traceback.
+
+Ctrl-C sends SIGINT to Snakemake's whole process group, so every running job's ``smoothbench``
+gets it too; a cluster's pre-emption, ``scancel`` or a dying job shell (``train`` asks Linux for
+SIGTERM when its parent dies) sends SIGTERM. ``catch()`` makes both raise ``KeyboardInterrupt``
+(SIGTERM as its subclass ``Terminated``) the first time, and ignores any signal after it while
+the step unwinds (the temporary files of half-written outputs are removed on the way out);
+``line()`` is what ``cli.main`` prints. For ``train`` it says where training stopped, read from
+the traceback: the innermost frame of the stack run being trained (``stackrun.StackRun``: its
+checkpoint key, ``epoch0``, ``done`` and ``epochs``, and its setting's group ids).
+"""
+
+from __future__ import annotations
+
+import signal
+from types import TracebackType
+from typing import Any
+
+_CAUGHT: list[int] = []  # the signal that interrupted this process, once one did
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt."""
+
+
+def _raise(signum: int, frame: Any) -> None:
+    if _CAUGHT:
+        return  # a second signal while the first one unwinds: the first one's line is said once
+    _CAUGHT.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def catch() -> None:
+    """SIGINT and SIGTERM raise (once) in the main thread."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise)
+
+
+def _innermost_run(tb: TracebackType | None) -> Any:
+    """The ``StackRun`` (by name: importing it would import torch) of the innermost frame that has one."""
+    run = None
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if type(obj).__name__ == "StackRun" and type(obj).__module__.endswith(".stackrun"):
+            run = obj
+        tb = tb.tb_next
+    return run
+
+
+def line(command: str, exc: KeyboardInterrupt, checkpoints: str | None = None) -> str:
+    """The one line of an interrupted ``smoothbench command`` (``checkpoints``: train's folder)."""
+    sig = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    if command != "train":
+        return f"interrupted ({sig}); no half-written output is left: a rerun makes it"
+    resume = f"a rerun resumes from the last checkpoint ({checkpoints})"
+    run = _innermost_run(exc.__traceback__)
+    if run is None:
+        return f"interrupted ({sig}) outside an epoch (reading the inputs or writing the results); {resume}"
+    setting = run.ctx.gids[0].rsplit("-s", 1)[0]
+    epoch = run.epoch0 + min(run.done + 1, run.epochs)
+    return (f"interrupted ({sig}) at epoch {epoch} of {run.epoch0 + run.epochs} ({run.key}) of the setting "
+            f"{setting}; {resume}")
