@@ -353,9 +353,19 @@ def _check_products():
     locks = os.path.join(".snakemake", "locks")
     if not workflow.is_main_process or (os.path.isdir(locks) and os.listdir(locks)):
         return
-    lines = integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY),
-                             act=not integrity.looks_only(sys.argv[1:]),
-                             folders=["data", "noisy", RESULTS, REPORTS])
+    act = not integrity.looks_only(sys.argv[1:])
+    # a folder that a missing product has to be written into and cannot be (read-only): one line
+    # and stop, instead of Snakemake's traceback once the job is scheduled (a dry run only says so)
+    for line in integrity.unwritable(_products(), act):
+        print(line, file=sys.stderr)
+        if act:
+            sys.exit(1)
+    try:
+        lines = integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY), act=act,
+                                 folders=["data", "noisy", RESULTS, REPORTS])
+    except OSError as exc:  # an unusable product that cannot be moved aside (its folder is read-only)
+        print(f"smoothbench: {exc.filename}: {exc.strerror}; make its folder writable and rerun", file=sys.stderr)
+        sys.exit(1)
     for line in lines:
         print(line, file=sys.stderr)
 
