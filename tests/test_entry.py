@@ -110,7 +110,7 @@ def toy(tmp_path_factory):
 def _interrupt(cmd: list[str], ckpt: Path, sig: int) -> tuple[int, str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
-    while not list(ckpt.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+    while not (ckpt / "direct.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     time.sleep(0.3)
     assert proc.poll() is None, "training ended before it could be interrupted; make it longer"
@@ -155,6 +155,12 @@ def test_other_steps_say_they_were_interrupted(tmp_path):
         "interrupted (SIGINT); no half-written output is left: a rerun makes it"
     assert interrupts.line("collect", interrupts.Terminated()) == \
         "interrupted (SIGTERM); no half-written output is left: a rerun makes it"
-    assert interrupts.line("train", KeyboardInterrupt(), "ck") == \
-        ("interrupted (SIGINT) outside an epoch (reading the inputs or writing the results); a rerun resumes from "
-         "the last checkpoint (ck)")
+    assert interrupts.line("train", KeyboardInterrupt(), str(tmp_path)) == \
+        (f"interrupted (SIGINT) outside an epoch (reading the inputs or writing the results); no checkpoint yet "
+         f"({tmp_path}): a rerun starts afresh")
+    (tmp_path / ".direct.pt.x1y2z3w4.tmp.pt").write_bytes(b"")      # half of a first checkpoint is none
+    assert interrupts.line("train", KeyboardInterrupt(), str(tmp_path)).endswith(": a rerun starts afresh")
+    (tmp_path / "direct.pt").write_bytes(b"")
+    assert interrupts.line("train", interrupts.Terminated(), str(tmp_path)) == \
+        (f"interrupted (SIGTERM) outside an epoch (reading the inputs or writing the results); a rerun resumes "
+         f"from the last checkpoint ({tmp_path})")

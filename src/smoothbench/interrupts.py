@@ -13,6 +13,7 @@ checkpoint key, ``epoch0``, ``done`` and ``epochs``, and its setting's group ids
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -52,7 +53,9 @@ def line(command: str, exc: KeyboardInterrupt, checkpoints: str | None = None) -
     sig = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
     if command != "train":
         return f"interrupted ({sig}); no half-written output is left: a rerun makes it"
-    resume = f"a rerun resumes from the last checkpoint ({checkpoints})"
+    saved = checkpoints is not None and any(Path(checkpoints).glob("[!.]*.pt"))
+    resume = f"a rerun resumes from the last checkpoint ({checkpoints})" if saved else \
+        f"no checkpoint yet ({checkpoints}): a rerun starts afresh"
     run = _innermost_run(exc.__traceback__)
     if run is None:
         return f"interrupted ({sig}) outside an epoch (reading the inputs or writing the results); {resume}"
