@@ -252,7 +252,8 @@ def test_dvc_deps_and_params_exist():
         named = [next(iter(o)) for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
         templated = any("${folders." in o for o in named)
         assert templated == (name != "data"), name
-        assert stage["cmd"].startswith("smoothbench dvc-folders --check && ") == templated, name
+        # (this checkout's code, whatever else is installed: as the workflow's own jobs do)
+        assert stage["cmd"].startswith("PYTHONPATH=src smoothbench dvc-folders --check && ") == templated, name
 
 
 def test_no_dvc_remote_is_committed():
