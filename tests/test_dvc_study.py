@@ -1,7 +1,7 @@
 """DVC takes any study the schema accepts: one that leaves out every key with a default, and
 one whose output folders are not results/ and reports/ (dvc.yaml's outputs follow
 output.results_dir and output.reports_dir through workflow/dvc-folders.yaml, which
-`smoothbench dvc-folders` writes from the validated study). And the commands docs/pipeline.md
+`smoothbench dvc-folders` writes from the validated study). And the commands docs/running.md
 gives to see what an experiment changed do show it.
 
 The fast tests check the file and its command; the slow one runs `dvc repro` in a real clone.
@@ -127,7 +127,7 @@ def test_dvc_repro_takes_any_valid_study_and_its_output_folders(tmp_path):
     assert _stages_run(proc) == [] and "Data and pipelines are up to date" in proc.stdout
     assert nothing_to_do(run(repo, "snakemake", "-n"))
 
-    # 3. what changed, as docs/pipeline.md says to look at it: the seeds are there (a plain
+    # 3. what changed, as docs/running.md says to look at it: the seeds are there (a plain
     #    `dvc exp show --only-changed` drops them past the terminal's width, after the metrics)
     diff = run(repo, "dvc", "params", "diff").stdout.splitlines()
     assert diff[0].split() == ["Path", "Param", "HEAD", "workspace"]
