@@ -82,12 +82,13 @@ def _log_folder(folder):
     """logs/<a product folder>: the logs of the train, collect and report jobs of two studies in
     one clone (output.results_dir: results-b) stay apart. The data and noise jobs' products
     (data/, noisy/) are shared by every study of a clone, and so are their logs (logs/data, logs/noise)."""
-    return "logs/" + os.path.normpath(folder).lstrip("/").replace("..", "__")
+    parts = [p if p != ".." else "__" for p in os.path.normpath(folder).split(os.sep) if p]
+    return os.path.join("logs", *parts)
 
 
-TRAIN_LOG = _log_folder(RESULTS) + "/train/{dataset}/{kind}-{rate}.log"
-COLLECT_LOG = _log_folder(REPORTS) + "/collect.log"
-REPORT_LOG = _log_folder(REPORTS) + "/report.log"
+TRAIN_LOG = os.path.join(_log_folder(RESULTS), "train", "{dataset}", "{kind}-{rate}.log")
+COLLECT_LOG = os.path.join(_log_folder(REPORTS), "collect.log")
+REPORT_LOG = os.path.join(_log_folder(REPORTS), "report.log")
 
 # The software of every job (used with --software-deployment-method conda only; by
 # default jobs run in the current environment, `smoothbench` on PATH).
