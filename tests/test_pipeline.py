@@ -291,9 +291,10 @@ def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
     assert _error_lines(proc) == [
         "params.yaml (with --config): seeds = []: the grid is empty; list at least one seed (an integer >= 0)"]
     # --config values are YAML: numbers are numbers
-    proc = run(smk_repo, "snakemake", "-n", "--config", "seeds=[0, 3]", "noise_seed=2")
+    proc = run(smk_repo, "snakemake", "-n", "-p", "--config", "seeds=[0, 3]", "noise_seed=2")
     assert job_counts(proc.stdout)["train"] == len(TINY_PARAMS["noise"]["symmetric"])   # a job per setting
-    assert "symmetric-0.4/seed3/group.json" in proc.stdout and "--seed 0 3 --noise-seed 2" in proc.stdout
+    log = proc.stdout + proc.stderr
+    assert "symmetric-0.4/seed3/group.json" in log and "--seed 0 3 --noise-seed 2" in log
 
 
 def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
