@@ -94,16 +94,42 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
     _die_with_parent()
     _set_threads(a.threads)
-    train.train_group(
-        data_path=a.data,
-        labels_path=a.labels,
-        cells=parse_cells(a.cells),
-        protocol=_load_protocol(a.protocol),
-        out_dir=a.out,
-        checkpoint_dir=a.checkpoint_dir,
-        device=a.device,
-        progress=not a.no_progress,
-    )
+    protocol = _load_protocol(a.protocol)
+    device, claim = _claim_device(a.device, protocol)
+    try:
+        train.train_group(
+            data_path=a.data,
+            labels_path=a.labels,
+            cells=parse_cells(a.cells),
+            protocol=protocol,
+            out_dir=a.out,
+            checkpoint_dir=a.checkpoint_dir,
+            device=device,
+            progress=not a.no_progress,
+        )
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _claim_device(requested: str, protocol: dict):
+    """The device to train on: a CUDA job claims one physical GPU for its lifetime (the first
+    free one, or the ``cuda:N`` asked for; it waits while they are held) and makes it the
+    current device; the log says which, in one line. Returns (device for train_group, claim).
+
+    The engine gets ``cuda`` (the current device), not ``cuda:N``: its checkpoints are keyed
+    by the device it names, and a resumed job may well claim another GPU than the killed one.
+    """
+    from . import device as device_mod
+    from .protocol import Protocol
+
+    if requested == "auto":
+        requested = Protocol.from_dict(protocol).device
+    dev = device_mod.resolve_device(requested)
+    if dev.type != "cuda":
+        return requested, None
+    _, claim = device_mod.claim_cuda_device(dev)
+    return "cuda", claim
 
 
 def _cmd_collect(a: argparse.Namespace) -> None:
