@@ -183,7 +183,8 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     else:
         bench.bench_step(device=a.device, model_names=_names(a.models), num_models=_ints(a.num_models, "--num-models"),
                          batch=a.batch, steps=a.steps, warmup=a.warmup, variants=_names(a.variants),
-                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels)
+                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels, precision=a.precision,
+                         repeatable=a.repeatable)
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -311,7 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=None, help="batch size (step; default 128)")
     s.add_argument("--steps", type=int, default=None, help="timed steps per configuration (step; default 10)")
     s.add_argument("--warmup", type=int, default=None, help="untimed steps before them (step; default 3)")
-    s.add_argument("--variants", default=None, help="stacked,loop (step; default both)")
+    s.add_argument("--variants", default=None,
+                   help="how the M models run (step; default stacked,loop): stacked (one stack, grouped "
+                   "convolutions, the engine's layout: channels-last on CUDA, NCHW on the CPU), stacked-nchw, "
+                   "stacked-nhwc (a forced layout), loop (M separate models), vmap (torch.func: one ordinary "
+                   "model vmapped over stacked parameters), graphs (the stacked step as a CUDA graph; CUDA only)")
+    s.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32", "both"],
+                   help="step: bf16 autocast, fp32, or a row of each; auto as the engine: bf16 on CUDA, fp32 on "
+                   "the CPU (default: %(default)s)")
+    s.add_argument("--repeatable", action="store_true",
+                   help="step: build each configuration twice more and say whether two steps give bit-identical "
+                   "parameters (the engine's determinism)")
     s.add_argument("--compile", action="store_true", help="torch.compile every model (step)")
     s.add_argument("--fast-kernels", action="store_true",
                    help="cuDNN autotuning, TF32 and non-deterministic kernels instead of the engine's deterministic "
