@@ -177,6 +177,13 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     _set_threads(a.threads)
     if a.what == "loss":
         bench.bench_loss(device=a.device, repeats=a.repeats)
+    elif a.what == "cost":
+        import glob
+
+        from . import cost
+
+        cost.cost_tables(a.presets or sorted(glob.glob("config/paper-*.yaml")), device=a.device, images=a.images,
+                         tiny=a.quick)
     elif a.what == "train":
         bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick, model_names=_names(a.models),
                           num_cells=a.cells, train_size=a.train_size)
@@ -295,15 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "models and vs explicit one-hot soft-target CE. `bench step`: one training step of M models "
                        "on CIFAR-shaped batches, stacked (grouped convolutions) vs a loop over separate models, "
                        "with peak memory and the fraction of the GPU's bf16 peak from counted FLOPs. "
-                       "`bench train`: the group-vectorised engine vs one process per cell.")
-    s.add_argument("what", choices=["loss", "step", "train"])
+                       "`bench train`: the group-vectorised engine vs one process per cell. `bench cost`: GPU-hours "
+                       "of study files (the paper presets by default) from epoch times measured with the engine.")
+    s.add_argument("what", choices=["loss", "step", "train", "cost"])
     s.add_argument("--device", default="auto",
                    help="auto, cpu or cuda (auto: CPU, plus CUDA when present; step: CUDA when present, else CPU)")
     s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
     s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
     s.add_argument("--quick", action="store_true",
                    help="small configurations, a CPU smoke run (step: width 0.125, M=1,2, batch 16, 3 steps; "
-                   "train: 4 cells, image models at width 0.125 on 1,024 images)")
+                   "train: 4 cells, image models at width 0.125 on 1,024 images; cost: width 0.0625, 32 images)")
     s.add_argument("--models", default=None,
                    help="comma-separated models (step: fastnet,resnet18,resnet34 by default; train: mlp on the CPU, "
                    "mlp,fastnet,resnet18,resnet34 on CUDA)")
@@ -330,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", type=int, default=None, help="number of cells, the first N of the default 11 (train)")
     s.add_argument("--train-size", type=int, default=None,
                    help="CIFAR-shaped training images (train; default 20,000, quick 1,024)")
+    s.add_argument("--presets", nargs="+", default=None, metavar="FILE",
+                   help="study files to cost (cost; default config/paper-*.yaml)")
+    s.add_argument("--images", type=int, default=None,
+                   help="synthetic training images per measured epoch (cost; default 384, quick 32)")
     s.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     s.set_defaults(func=_cmd_bench)
     return p
