@@ -167,6 +167,23 @@ def test_other_runtime_errors_are_not_taken_for_oom(monkeypatch):
         bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1])
 
 
+def test_an_alternative_variant_that_fails_says_so_in_its_row(monkeypatch, capsys):
+    real = bench._step_fn
+
+    def vmap_breaks(variant, *args):
+        if variant == "vmap":
+            raise RuntimeError("vmap: batching rule not implemented for aten::something\nmore detail")
+        return real(variant, *args)
+
+    monkeypatch.setattr(bench, "_step_fn", vmap_breaks)
+    results = bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1],
+                               variants=["vmap", "stacked"], steps=1, warmup=0)
+    [(header, rows)] = _tables(capsys.readouterr().out)
+    assert [r["status"] for r in results] == [
+        "error: RuntimeError: vmap: batching rule not implemented for aten::something", "ok"]
+    assert rows[0][6] == results[0]["status"] and set(rows[0][7:]) == {"-"} and rows[1][6] != results[0]["status"]
+
+
 def test_cli_bench_step_subset_and_errors(capsys):
     assert cli.main(["bench", "step", "--device", "cpu", "--quick", "--models", "cnn", "--num-models", "3",
                      "--variants", "loop", "--batch", "4", "--steps", "1", "--warmup", "0"]) == 0
