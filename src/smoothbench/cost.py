@@ -184,7 +184,8 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
     label = f"{smoke + ': ' if tiny or dev.type != 'cuda' else ''}{device_name(dev)}, torch {torch.__version__}"
     print(f"measured epochs ({label}); synthetic {images} training images per measurement"
           f"{f', models at width {TINY_WIDTH}' if tiny else ''}, scaled to the dataset's size; s/epoch: the median "
-          f"of epochs 2-{epochs} of one engine run (training and per-epoch evaluation)", flush=True)
+          f"of {'epoch 2' if epochs == 2 else f'epochs 2-{epochs}'} of one engine run (training and per-epoch "
+          f"evaluation)", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="smoothbench-cost-") as tmp:
         for study in studies.values():
