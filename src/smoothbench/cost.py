@@ -145,13 +145,16 @@ def measure_epoch(phase: Phase, images: int, device: str, workdir: Path, tiny: b
     proto.update(device=device, checkpoint_every=epochs + 1,
                  variants={"measure": {"epochs": epochs, "optimizer": dict(MEASURE_OPTIMIZER)}})
     clocks: list[_EpochClock] = []
-    real = tqdm.tqdm
-    tqdm.tqdm = lambda *a, **k: clocks.append(_EpochClock()) or clocks[-1]   # noqa: E731
+    owners = [m for m in (tqdm, train) if hasattr(m, "tqdm")]      # the engine imports it where it runs
+    real = [m.tqdm for m in owners]
+    for m in owners:
+        m.tqdm = lambda *a, **k: clocks.append(_EpochClock()) or clocks[-1]   # noqa: E731
     try:
         train.train_group(str(data_path), str(data_path.with_suffix(".labels.npz")), parse_cells(phase.cells),
                           proto, str(workdir / "run"), progress=False)
     finally:
-        tqdm.tqdm = real
+        for m, r in zip(owners, real):
+            m.tqdm = r
     ends = [t for clock in clocks for t, n in clock.marks if n == 1]
     if len(clocks) != 1 or len(ends) != epochs:
         raise RuntimeError(f"bench cost: the engine advanced its progress {len(ends)} times for {epochs} epochs; "
