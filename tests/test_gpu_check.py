@@ -88,20 +88,21 @@ def test_a_failed_or_timed_out_stage_is_reported_and_the_next_ones_run(tmp_path)
         return gc.Result(note="last one in")
 
     stages = [gc.Stage("a", "Stage A", 10, 10, boom), gc.Stage("b", "Stage B", 1, 1, hangs),
-              gc.Stage("c", "Stage C", 10, 10, fine, alongside="b"), gc.Stage("d", "Stage D", 10, 10, late),
-              gc.Stage("e", "Stage E", 10, 10, fine)]
+              gc.Stage("c", "Stage C", 10, 10, fine, alongside="b"),
+              gc.Stage("f", "Stage F", 10, 10, fine, alongside="not-chosen"),   # runs on its own
+              gc.Stage("d", "Stage D", 10, 10, late), gc.Stage("e", "Stage E", 10, 10, fine)]
     written = []
     results = gc.run_stages(chk, stages, {s.name: s.budget for s in stages},
                             lambda res: written.append(gc.render(chk, stages, res, ["--tiny"], time.monotonic())))
-    assert {n: r.status for n, r in results.items()} == {"a": "failed", "b": "failed", "c": "passed",
-                                                         "d": "passed", "e": "skipped"}
+    statuses = {"a": "failed", "b": "failed", "c": "passed", "f": "passed", "d": "passed", "e": "skipped"}
+    assert {n: r.status for n, r in results.items()} == statuses
     assert results["a"].note == "OSError: disk on fire"
     assert "timed out after" in results["b"].body
     assert results["e"].note.startswith("out of time")
-    assert len(written) == 5                     # rewritten after every stage
+    assert len(written) == 6                     # rewritten after every stage
     md = written[-1]
-    assert _summary(md) == {"a": "failed", "b": "failed", "c": "passed", "d": "passed", "e": "skipped"}
-    for title in ("Stage A", "Stage B", "Stage C", "Stage D", "Stage E"):
+    assert _summary(md) == statuses
+    for title in ("Stage A", "Stage B", "Stage C", "Stage F", "Stage D", "Stage E"):
         assert f"\n## {title}\n" in md
     pid = int(child.read_text())
     for _ in range(100):                         # a guard against a hang, not a timing assertion

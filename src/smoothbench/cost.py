@@ -186,9 +186,9 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
     smoke = "CPU smoke run, NOT the presets' cost" if dev.type != "cuda" else "tiny smoke run, NOT the presets' cost"
     label = f"{smoke + ': ' if tiny or dev.type != 'cuda' else ''}{device_name(dev)}, torch {torch.__version__}"
     print(f"measured epochs ({label}); synthetic {images} training images per measurement"
-          f"{f', models at width {TINY_WIDTH}' if tiny else ''}, scaled to the dataset's size; s/epoch: the median "
-          f"of {'epoch 2' if epochs == 2 else f'epochs 2-{epochs}'} of one engine run (training and per-epoch "
-          f"evaluation)", flush=True)
+          f"{f', models at width {TINY_WIDTH}' if tiny else ''}, scaled to the dataset's size; s/epoch: "
+          f"{'epoch 2' if epochs == 2 else f'the median of epochs 2-{epochs}'} of one engine run (training and "
+          f"per-epoch evaluation)", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="smoothbench-cost-") as tmp:
         for study in studies.values():
