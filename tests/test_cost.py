@@ -113,7 +113,11 @@ def test_cli_cost_errors_are_one_line(tmp_path, capsys):
     preset = tmp_path / "digits.yaml"
     preset.write_text(yaml.safe_dump({"datasets": ["digits"], "noise": {"symmetric": [0.2]},
                                       "methods": {"ce": [0.0]}, "seeds": [0]}))
-    assert cli.main(["bench", "cost", "--device", "cpu", "--presets", str(preset)]) == 2
+    assert cli.main(["bench", "cost", "--device", "cpu", "--quick", "--presets", str(preset)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"smoothbench bench: error: bench cost: {preset}: dataset digits: its size is not known; "
         f"allowed: cifar10, cifar100, mnist, fashion_mnist")
+    assert cli.main(["bench", "cost", "--device", "cpu", "--quick", "--images", "0", "--presets", str(preset)]) == 2
+    assert capsys.readouterr().err.strip() == "smoothbench bench: error: bench cost: --images 0; allowed >= 1"
+    assert cli.main(["bench", "cost", "--device", "cpu", "--presets", "config/paper-cifar10.yaml"]) == 2
+    assert "full-size stacks on the CPU take hours" in capsys.readouterr().err

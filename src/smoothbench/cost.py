@@ -170,13 +170,16 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
     from .bench import _print_table, device_name
     from .device import resolve_device
 
-    images = images or (32 if tiny else 384)
+    images = (32 if tiny else 384) if images is None else images
     epochs = 2 if tiny else EPOCHS
     if images < 1:
         raise ValueError(f"bench cost: --images {images}; allowed >= 1")
     if not presets:
         raise ValueError("bench cost: no preset given (e.g. --presets config/paper-cifar10.yaml)")
     dev = resolve_device(device)
+    if dev.type != "cuda" and not tiny:
+        raise ValueError("bench cost: the presets' full-size stacks on the CPU take hours and tens of GiB; "
+                         "use --device cuda, or --quick for a smoke run")
     studies = {p: grid.validate_params(grid.read_study(p), source=p) for p in presets}
     for p, study in studies.items():
         for ds in study["datasets"]:
