@@ -73,7 +73,7 @@ def test_a_failed_or_timed_out_stage_is_reported_and_the_next_ones_run(tmp_path)
     child = tmp_path / "child.pid"
 
     def boom(chk, timeout):
-        raise OSError("disk on fire")
+        raise OSError("disk on fire |\n  twice")
 
     def hangs(chk, timeout):
         # a command whose child would outlive it: the timeout kills the whole process group
@@ -96,12 +96,13 @@ def test_a_failed_or_timed_out_stage_is_reported_and_the_next_ones_run(tmp_path)
                             lambda res: written.append(gc.render(chk, stages, res, ["--tiny"], time.monotonic())))
     statuses = {"a": "failed", "b": "failed", "c": "passed", "f": "passed", "d": "passed", "e": "skipped"}
     assert {n: r.status for n, r in results.items()} == statuses
-    assert results["a"].note == "OSError: disk on fire"
+    assert results["a"].note == "OSError: disk on fire |\n  twice"
     assert "timed out after" in results["b"].body
     assert results["e"].note.startswith("out of time")
     assert len(written) == 6                     # rewritten after every stage
     md = written[-1]
     assert _summary(md) == statuses
+    assert "| a | failed | 0 | OSError: disk on fire \\| twice |" in md      # one line, one cell
     for title in ("Stage A", "Stage B", "Stage C", "Stage F", "Stage D", "Stage E"):
         assert f"\n## {title}\n" in md
     pid = int(child.read_text())
