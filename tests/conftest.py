@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from smoothbench import cli
 
-from smoothbench import collect, report
+cli._reproducible_cpu()  # the CPU kernels every `smoothbench` command uses, before torch is imported
+
+import pytest  # noqa: E402
+
+from smoothbench import collect, report  # noqa: E402
 from toy_results import write_refs, write_toy
 
 

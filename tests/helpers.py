@@ -72,15 +72,19 @@ def write_labels(tmp_path: Path, data_path: Path, rate=0.3, seed=0):
 
 
 def kill_and_resume(cmd: list[str], tmp_path: Path, epochs: int, cell_ids: list[str],
-                    timeout: float = 120, settle: float = 0.3, variant: str = "direct") -> None:
+                    timeout: float = 120, settle: float = 0.3, variant: str = "direct", outs: int = 1) -> None:
     """Run ``cmd`` (a ``smoothbench train`` command line without --out) to the end once; run it
     again, SIGKILL it ``settle`` seconds after its first checkpoint appears, run it again to
     resume; the resumed run must end with the uninterrupted run's group.json and curves, byte
-    for byte. ``epochs``: the variant's own epochs (the kill must land before the last)."""
-    ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], capture_output=True, text=True)
+    for byte. ``epochs``: the variant's own epochs (the kill must land before the last);
+    ``outs``: the number of groups (seeds, one labels file each) the command trains."""
+    def out(name):
+        return ["--out", *(str(tmp_path / f"{name}{i}") for i in range(outs))]
+
+    ref = subprocess.run(cmd + out("ref"), capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     ckpt = tmp_path / "ck"
-    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed"), "--checkpoint-dir", str(ckpt)],
+    proc = subprocess.Popen(cmd + out("killed") + ["--checkpoint-dir", str(ckpt)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
     while not list(ckpt.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
@@ -89,19 +93,19 @@ def kill_and_resume(cmd: list[str], tmp_path: Path, epochs: int, cell_ids: list[
     assert proc.poll() is None, "the run ended before it could be killed; make it longer"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp_path / "killed" / "group.json").exists()
+    assert not (tmp_path / "killed0" / "group.json").exists()
     own = ckpt / f"{variant}.pt"
     if own.exists():                                 # killed in the variant's own phase (else: in its warm-up)
         state = torch.load(own, weights_only=True)
         assert 1 <= state["done"] < epochs and state["final"] is None, f"checkpoint at {state['done']} of {epochs}"
-    resumed = subprocess.run(cmd + ["--out", str(tmp_path / "killed"), "--checkpoint-dir", str(ckpt)],
-                             capture_output=True, text=True)
+    resumed = subprocess.run(cmd + out("killed") + ["--checkpoint-dir", str(ckpt)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from epoch" in resumed.stderr
-    assert (tmp_path / "ref/group.json").read_text() == (tmp_path / "killed/group.json").read_text()
-    for cell in cell_ids:
-        assert (tmp_path / f"ref/cells/{variant}" / cell / "curves.csv").read_bytes() == \
-            (tmp_path / f"killed/cells/{variant}" / cell / "curves.csv").read_bytes(), cell
+    for i in range(outs):
+        assert (tmp_path / f"ref{i}/group.json").read_text() == (tmp_path / f"killed{i}/group.json").read_text()
+        for cell in cell_ids:
+            assert (tmp_path / f"ref{i}/cells/{variant}" / cell / "curves.csv").read_bytes() == \
+                (tmp_path / f"killed{i}/cells/{variant}" / cell / "curves.csv").read_bytes(), cell
 
 
 def train_command(data: Path, labels: Path, cells: str, protocol: str, *extra: str) -> list[str]:

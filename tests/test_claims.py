@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from smoothbench import claims, stats
+from smoothbench import methods as registry
 from smoothbench.cells import RESULT_COLUMNS
 
 
@@ -18,7 +20,9 @@ def rows_of(spec: dict, num_classes: int = 10) -> list[dict]:
             for seed, acc in enumerate(accs):
                 row = {k: None for k in RESULT_COLUMNS}
                 row.update(dataset="d", noise_kind="symmetric", noise_rate=noise_rate, seed=seed, variant="direct",
-                           method=method, rate=rate, status="ok" if acc is not None else "diverged",
+                           method=method, rate=rate, values=(rate,),
+                           params=registry.get(method).params_text((rate,)),
+                           status="ok" if acc is not None else "diverged",
                            num_classes=num_classes,
                            test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc)
                 rows.append(row)
@@ -58,7 +62,11 @@ def test_claims_hold_on_the_papers_picture():
         "e": claims.HOLDS}
     assert v["a"].mean == pytest.approx(100 * (0.84 + 0.855 + 0.85 - 0.80 - 0.82 - 0.81) / 3)
     assert v["c'"].detail == "best r -0.4 at noise 0, -2 at 0.6"
-    assert v["d"].n == 6 and v["e"].n == 12                       # pooled: 2 noise rates x 3 seeds (x 2)
+    # pooled claims: each seed's pairs (2 noise rates; x 2 for e) averaged first, n = 3 seeds
+    assert v["d"].n == 3 and v["e"].n == 3
+    per_seed = [((0.842 - 0.84) + (0.493 - 0.49)) / 2, ((0.853 - 0.855) + (0.512 - 0.515)) / 2,
+                ((0.848 - 0.85) + (0.505 - 0.50)) / 2]
+    assert v["d"].mean == pytest.approx(100 * sum(per_seed) / 3)
 
 
 def test_claims_fail_on_the_opposite_picture():
@@ -70,7 +78,7 @@ def test_claims_fail_on_the_opposite_picture():
     }
     v = verdicts(flipped)
     assert [v[c].verdict for c in ("a", "b", "c", "d")] == [claims.FAILS] * 4
-    assert v["c'"].verdict == claims.INCONCLUSIVE               # best NLS r -0.4 at both noise rates
+    assert v["c'"].verdict == claims.FAILS                      # best NLS r -0.4 at both noise rates: no move
     assert v["e"].verdict == claims.NOT_TESTED                  # no BCE cells
 
 
@@ -105,3 +113,38 @@ def test_diverged_seeds_are_left_out_of_the_pairs():
     spec = {"0": {("ce", 0.0): [0.80, 0.81, 0.82], ("ls", 0.4): [0.85, None, 0.86]}}
     v = verdicts(spec)
     assert v["a"].n == 2 and v["a"].mean == pytest.approx(100 * ((0.85 - 0.80) + (0.86 - 0.82)) / 2)
+
+
+def _synthetic(rng, seeds: int, effect: float, seed_sd: float, noise_sd: float) -> dict:
+    """flip(eps) vs LS at the matching rate at 3 noise rates, seeds sharing a random effect: a
+    seed's difference is effect + u_seed + e (u shared by its noise rates), in accuracy units."""
+    spec = {}
+    u = rng.normal(0, seed_sd, seeds)
+    for rate in ("0", "0.3", "0.6"):
+        base = 0.8 - float(rate) / 2
+        ls = base + rng.normal(0, 0.01, seeds)
+        flip = ls + (effect + u + rng.normal(0, noise_sd, seeds)) / 100
+        spec[rate] = {("ce", 0.0): list(base + rng.normal(0, 0.01, seeds)), ("ls", 0.4): list(ls),
+                      ("flip", 0.36): list(flip)}
+    return spec
+
+
+@pytest.mark.parametrize("effect", [0.0, 0.8])
+def test_pooled_intervals_cover_a_planted_effect_with_the_seed_as_the_unit(effect):
+    """A known effect (and a known null) planted in synthetic results whose seeds carry a shared
+    random effect: claim (d)'s 95% interval covers it in 95% of the studies (binomial tolerance
+    from the number of studies); the naive interval over all pooled rows, which takes the three
+    noise rates of a seed for independent samples, does not."""
+    rng = np.random.default_rng(7 if effect else 8)
+    studies, covered, naive = 400, 0, 0
+    for _ in range(studies):
+        spec = _synthetic(rng, seeds=5, effect=effect, seed_sd=1.0, noise_sd=0.3)
+        v = verdicts(spec)["d"]
+        assert v.n == 5
+        covered += v.low <= effect <= v.high
+        rows = [100 * (spec[r][("flip", 0.36)][s] - spec[r][("ls", 0.4)][s]) for r in spec for s in range(5)]
+        _, lo, hi = claims.t_interval(rows)
+        naive += lo <= effect <= hi
+    tol = 3.5 * math.sqrt(0.95 * 0.05 / studies)
+    assert abs(covered / studies - 0.95) < tol, covered / studies
+    assert naive / studies < 0.95 - tol, naive / studies       # pooling dependent rows: too narrow

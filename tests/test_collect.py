@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from smoothbench import methods as registry
 from smoothbench import cells as vocab
 from smoothbench import collect
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  # noqa: F401
@@ -17,12 +18,12 @@ def test_collect_results_columns_rows_and_order(collected):
     rows = read_csv_rows(results)
     assert len(rows) == 2 * 2 * 2 * 6  # kinds x noise rates x seeds x cells
     keys = [(r["dataset"], r["noise_kind"], float(r["noise_rate"]), int(r["seed"]), r["variant"],
-             vocab.METHODS.index(r["method"]), float(r["rate"])) for r in rows]
-    assert keys == sorted(keys)                                # methods in METHODS order, then by rate
+             registry.order(r["method"]), float(r["rate"])) for r in rows]
+    assert keys == sorted(keys)                                # methods in registry order, then by rate
     assert rows[0]["noise_kind"] == "pairflip" and rows[0]["method"] == "ce"
     # exact text of one row: floats as repr, null as empty, ints as ints
-    expected = ("toy,symmetric,0.6,1,direct,flip,0.18,flip_0.18,ok,,0.41,0.55,0.43,2,3,0.5,,,0.882,0.618,"
-                "1.25,0.059,0.75,0.0,0.18,10,0.597")
+    expected = ("toy,symmetric,0.6,1,direct,flip,eps=0.18,0.18,flip_0.18,ok,,0.41,0.55,0.43,2,3,0.5,,,0.882,0.618,"
+                "1.25,0.059,0.75,10,0.597")
     assert expected in lines
     diverged = [r for r in rows if r["status"] == "diverged"]
     assert len(diverged) == 2 * 3 and all(r["diverged_epoch"] == "2" for r in diverged)

@@ -137,7 +137,7 @@ def test_the_lock_folder(monkeypatch):
 
 @pytest.fixture
 def fake_cuda(monkeypatch, tmp_path):
-    """Two visible 'GPUs' (torch.cuda faked), locks in tmp_path; records what train_group got."""
+    """Two visible 'GPUs' (torch.cuda faked), locks in tmp_path; records what the engine got."""
     gpus = [SimpleNamespace(name="Fake H200", uuid="aaaa1111"), SimpleNamespace(name="Fake H200", uuid="bbbb2222")]
     seen = {"set_device": [], "train": []}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -151,9 +151,9 @@ def fake_cuda(monkeypatch, tmp_path):
         # the claim is held while the engine trains
         lock = tmp_path / "locks" / "GPU-bbbb2222.lock"
         seen["train"].append((kw["device"], lock.exists() and _held_by_someone(lock)))
-        return {}
+        return [{}]
 
-    monkeypatch.setattr(train, "train_group", fake_train)
+    monkeypatch.setattr(train, "train_setting", fake_train)
     monkeypatch.setenv(device.GPU_LOCKS_ENV, str(tmp_path / "locks"))
     return seen
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from smoothbench import cells, cli, grid, schema
+from smoothbench import methods as registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "config").glob("*.yaml"))
@@ -65,9 +66,31 @@ def test_group_paths_and_cells_spec():
     assert g.group_json == "results/digits/symmetric-0.4/seed1/group.json"
     assert g.labels_path == "noisy/digits/symmetric-0.4-s1.npz"
     assert g.data_path == "data/digits.npz"
-    assert g.checkpoint_dir == "checkpoints/digits/symmetric-0.4/seed1"
     assert g.cells_spec == "ce:0,ls:0.2,ls:0.4,ls:0.6,nls:-2,nls:-1,nls:-0.4,nls:-0.2,flip:0.18,flip:0.36,flip:0.54"
-    assert cells.parse_cells(g.cells_spec) == list(g.cells)
+    assert registry.parse_cells(g.cells_spec) == list(g.cells)
+
+
+def test_jobs_are_the_settings_with_all_their_seeds():
+    p = grid.validate_params(study())
+    jobs = grid.expand_jobs(p)
+    assert len(jobs) == 2 * (4 + 2)                             # one per (dataset, noise kind, rate)
+    assert [g.seed for g in jobs[2].groups] == [0, 1] and jobs[2].id == "digits-symmetric-0.4"
+    assert jobs[2].checkpoint_dir == "checkpoints/digits/symmetric-0.4"
+    assert [g for j in jobs for g in j.groups] == grid.expand_groups(p)
+
+
+def test_a_dataset_can_have_its_own_methods():
+    """dataset_methods replaces `methods` for one dataset (flip rates that match its K, no BCE
+    family where it equals softmax GLS); each grid is checked against its datasets' K."""
+    bc_noise = {"breast_cancer": {"symmetric": [0.0, 0.4]}}
+    p = grid.validate_params(study(datasets=["mnist5k", "breast_cancer"], dataset_noise=bc_noise,
+                                   dataset_methods={"breast_cancer": {"ce": [0], "flip": [0.2], "gce": ["default"]}}))
+    cells_of = {g.dataset: [c.id for c in g.cells] for g in grid.expand_groups(p)}
+    assert cells_of["breast_cancer"] == ["ce_0", "flip_0.2", "gce_0.7"]
+    assert cells_of["mnist5k"][0] == "ce_0" and "flip_0.54" in cells_of["mnist5k"]
+    assert grid.report_keys(p)[("breast_cancer", "symmetric", "direct")] == {"ce", "flip", "gce"}
+    assert error_of(study(datasets=["mnist5k", "breast_cancer"], dataset_noise=bc_noise)).startswith(
+        "params.yaml: methods.flip[2] = 0.54: flip rate ε = 0.54 exceeds (K-1)/K = 0.5 (K = 2)")
 
 
 def test_results_dir_is_configurable():
@@ -80,19 +103,20 @@ def test_human_label_sets_go_with_their_dataset():
                                    noise={"human": ["aggre", "worst", "noisy100"]}, seeds=[0]))
     ids = [g.id for g in grid.expand_groups(p)]
     assert ids == ["cifar10-human-aggre-s0", "cifar10-human-worst-s0", "cifar100-human-noisy100-s0"]
-    assert grid.report_keys(p) == [("cifar10", "human", "direct"), ("cifar100", "human", "direct")]
+    assert list(grid.report_keys(p)) == [("cifar10", "human", "direct"), ("cifar100", "human", "direct")]
 
 
 def test_a_dataset_can_have_its_own_noise_grid():
     """dataset_noise replaces `noise` for one dataset: a binary dataset's symmetric rates stay
     below 0.5 while K = 10 datasets go to 0.6; each grid is checked against its datasets' K."""
-    p = grid.validate_params(study(datasets=["mnist5k", "breast_cancer"],
+    p = grid.validate_params(study(datasets=["mnist5k", "breast_cancer"], methods={"ce": [0], "ls": [0.2]},
                                    noise={"symmetric": [0.0, 0.6], "pairflip": [0.3]},
                                    dataset_noise={"breast_cancer": {"symmetric": [0.0, 0.4]}}, seeds=[0]))
     ids = [g.id for g in grid.expand_groups(p)]
     assert ids == ["mnist5k-symmetric-0-s0", "mnist5k-symmetric-0.6-s0", "mnist5k-pairflip-0.3-s0",
                    "breast_cancer-symmetric-0-s0", "breast_cancer-symmetric-0.4-s0"]
-    bad = study(datasets=["mnist5k", "breast_cancer"], dataset_noise={"breast_cancer": {"symmetric": [0.5]}})
+    bad = study(datasets=["mnist5k", "breast_cancer"], methods={"ce": [0]},
+                dataset_noise={"breast_cancer": {"symmetric": [0.5]}})
     assert error_of(bad) == ("params.yaml: dataset_noise.breast_cancer.symmetric[0] = 0.5: symmetric noise rates "
                              "must lie in [0, 0.5) for breast_cancer (K = 2 classes)")
     assert error_of(study(dataset_noise={"cifar10": {"symmetric": [0.2]}})).startswith(
@@ -166,17 +190,25 @@ def test_validate_does_not_mutate_its_input():
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda p: p["methods"].update(foo=[0.1]),
-     "params.yaml: methods.foo: unknown key; allowed: bce, bls, bnls, ce, flip, ls, nls"),
-    (lambda p: p["methods"]["ls"].__setitem__(2, 1.5),
-     "params.yaml: methods.ls[2] = 1.5: ls rates must lie in (0, 1]"),
-    (lambda p: p["methods"]["nls"].__setitem__(0, 0.3),
-     "params.yaml: methods.nls[0] = 0.3: nls rates must be < 0"),
-    (lambda p: p["methods"]["ce"].__setitem__(0, 0.1),
-     "params.yaml: methods.ce[0] = 0.1: ce takes rate 0"),
-    (lambda p: p["methods"]["flip"].append(0.0),
-     "params.yaml: methods.flip[3] = 0.0: flip rates must lie in (0, 1]"),
+     "params.yaml: methods.foo: unknown key; allowed: backward, bce, bls, bnls, boot_hard, boot_soft, ce, elr"),
+    (lambda p: p["methods"]["ls"].__setitem__(2, 1.5), "params.yaml: methods.ls[2] = 1.5: must be <= 1"),
+    (lambda p: p["methods"]["nls"].__setitem__(0, 0.3), "params.yaml: methods.nls[0] = 0.3: must be < 0"),
+    (lambda p: p["methods"]["ce"].__setitem__(0, 0.1), "params.yaml: methods.ce[0] = 0.1: must be <= 0"),
+    (lambda p: p["methods"]["flip"].append(0.0), "params.yaml: methods.flip[3] = 0.0: must be > 0"),
+    (lambda p: p["methods"]["flip"].append(0.95),
+     "params.yaml: methods.flip[3] = 0.95: flip rate ε = 0.95 exceeds (K-1)/K = 0.9 (K = 10): its LS twin "
+     "r = εK/(K-1) = 1.05556 would be above 1 on digits"),
     (lambda p: p["methods"]["ls"].append("x"),
-     'params.yaml: methods.ls[3] = "x": must be a number'),
+     'params.yaml: methods.ls[3] = "x": must be a number (r), a mapping of r, or "default"'),
+    (lambda p: p["methods"].update(sce=[{"alpha": -1}]), "params.yaml: methods.sce[0].alpha = -1: must be > 0"),
+    (lambda p: p["methods"].update(sce=[{"gamma": 1}]),
+     "params.yaml: methods.sce[0].gamma: unknown key; allowed: alpha, beta"),
+    (lambda p: p["methods"].update(forward=[1]),
+     'params.yaml: methods.forward[0] = 1: must be "default" (it has no parameters)'),
+    (lambda p: p["methods"].update(elr=[{"beta": 1}]), "params.yaml: methods.elr[0].beta = 1: must be < 1"),
+    (lambda p: p["methods"].update(sce=[0.1, {"alpha": 0.1, "beta": 1}]),
+     "params.yaml: methods.sce[1] = {\"alpha\": 0.1, \"beta\": 1}: the same cell as methods.sce[0]"),
+    (lambda p: p.update(dataset_methods={"cifar10": {"ce": [0]}}), "params.yaml: dataset_methods.cifar10 = "),
     (lambda p: p.update(noise_seed="abc"), 'params.yaml: noise_seed = "abc": must be null or an integer'),
     (lambda p: p.update(noise_seed=-2), "params.yaml: noise_seed = -2: must be >= 0"),
     (lambda p: p["noise"]["pairflip"].__setitem__(1, 0.5),
@@ -188,7 +220,8 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["noise"].update(instance=[1.2]),
      "params.yaml: noise.instance[0] = 1.2: instance noise rates must lie in [0, 1) for digits (K = 10 classes)"),
     (lambda p: p["noise"].update(gaussian=[0.2]),
-     "params.yaml: noise.gaussian: unknown key; allowed: asymmetric, human, instance, pairflip, symmetric"),
+     "params.yaml: noise.gaussian: unknown key; allowed: annotations, asymmetric, human, instance, pairflip, "
+     "symmetric"),
     (lambda p: p["noise"].update(human=["aggre"]),
      "params.yaml: noise.human[0] = \"aggre\": the label set aggre belongs to cifar10, which is not in datasets"),
     (lambda p: p["noise"].update(human=["best"]),
@@ -197,8 +230,11 @@ def test_validate_does_not_mutate_its_input():
      'params.yaml: datasets[2] = "imagenet": allowed: digits, mnist1d, mnist5k, breast_cancer, mnist, fashion_mnist, cifar10, cifar100'),
     (lambda p: p.update(datasets=[]), "params.yaml: datasets = []: the grid is empty"),
     (lambda p: p.update(seeds=[]), "params.yaml: seeds = []: the grid is empty"),
-    (lambda p: p.update(methods={"ls": [], "nls": []}), "params.yaml: methods = "),
-    (lambda p: p.update(noise={"symmetric": []}), "params.yaml: noise = "),
+    (lambda p: p.update(methods={"ls": [], "nls": []}),
+     "params.yaml: methods.ls = []: must list at least one value (leave the key out to leave it out)"),
+    (lambda p: p.update(noise={"symmetric": []}),
+     "params.yaml: noise.symmetric = []: must list at least one value (leave the key out to leave it out)"),
+    (lambda p: p.update(methods={}), "params.yaml: methods = {}: the grid is empty"),
     (lambda p: p["protocol"]["default"].update(foo=1),
      "params.yaml: protocol.default.foo: unknown key; allowed: augment, batch_size, checkpoint_every, device"),
     (lambda p: p["protocol"]["digits"].update(dropout=0.5),
@@ -226,7 +262,7 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p.update(noise_seed=-1), "params.yaml: noise_seed"),
     (lambda p: p.update(noise_options={"pairflip": {"pairs": "random"}}),
      'params.yaml: noise_options.pairflip.pairs = "random": allowed: reference, cyclic'),
-    (lambda p: p.update(datasets=["breast_cancer"], noise={"pairflip": [0.2]}),
+    (lambda p: p.update(datasets=["breast_cancer"], noise={"pairflip": [0.2]}, methods={"ce": [0]}),
      'params.yaml: noise_options.pairflip.pairs = "reference": the reference pairs are for K = 10 classes; '
      "breast_cancer has K = 2: set noise_options.pairflip.pairs: cyclic"),
     (lambda p: p["protocol"]["digits"].update(batch_size=0),
@@ -242,9 +278,10 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["protocol"]["digits"]["variants"]["direct"].update(optimizer={"momentum": 0.0}),
      "params.yaml: protocol.digits.variants.direct.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
     (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
-    (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: listed twice"),
+    (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: the same cell as methods.ls[0]"),
     (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),
-    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, dataset_noise, datasets, methods"),
+    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, dataset_files, dataset_methods, "
+     "dataset_noise, datasets, methods"),
 ])
 def test_bad_value_gives_one_line_naming_the_key(mutate, expected):
     params = study()
@@ -275,7 +312,7 @@ def test_load_params_reports_bad_yaml_in_one_line(tmp_path):
 def test_load_params_names_the_file(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study(methods={"ls": [1.5]})))
-    with pytest.raises(ValueError, match=r"^.*study\.yaml: methods\.ls\[0\] = 1\.5: ls rates must lie in \(0, 1\]$"):
+    with pytest.raises(ValueError, match=r"^.*study\.yaml: methods\.ls\[0\] = 1\.5: must be <= 1$"):
         grid.load_params(path)
     with pytest.raises(FileNotFoundError):
         grid.load_params(tmp_path / "missing.yaml")
@@ -306,10 +343,15 @@ def test_committed_params_validate():
     p = grid.load_params(ROOT / "params.yaml")
     groups = grid.expand_groups(p)
     assert {g.dataset for g in groups} == {"mnist5k", "breast_cancer"}    # real data, embedded
-    assert len(groups) == (3 + 2) * 3 + 3 * 3      # mnist5k (symmetric + pairflip) + breast_cancer, x 3 seeds
+    seeds = len(p["seeds"])
+    assert len(groups) == (3 + 2) * seeds + 3 * seeds   # mnist5k (symmetric + pairflip) + breast_cancer
+    assert len(grid.expand_jobs(p)) == 3 + 2 + 3       # one training job per setting, all its seeds
     assert all(grid.protocol_for(p, ds)["device"] in ("auto", "cpu") for ds in p["datasets"])
-    methods = {c.method for c in groups[0].cells}
-    assert {"ce", "ls", "nls", "flip", "bce", "bls", "bnls"} == methods       # seed notes 000 and 001 in the study
+    mnist = {c.method for c in groups[0].cells}
+    bc = {c.method for g in groups if g.dataset == "breast_cancer" for c in g.cells}
+    # seed notes 000 and 001 and the robust baselines of the method registry issue
+    assert mnist == {"ce", "ls", "nls", "flip", "bce", "bls", "bnls", "gce", "sce", "forward"}
+    assert bc == mnist - {"bce", "bls", "bnls"}          # K = 2: the BCE family is softmax GLS
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=[p.name for p in PRESETS])

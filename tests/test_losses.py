@@ -1,5 +1,6 @@
-"""The loss core against independent references: PyTorch's own label smoothing,
-explicit soft-target cross-entropy, closed forms and empirical frequencies."""
+"""The GLS core, label flipping and BCE smoothing against independent references: PyTorch's
+own label smoothing, explicit soft-target cross-entropy, closed forms and empirical
+frequencies. (Every registered method's loss is checked in test_methods.py.)"""
 
 import math
 
@@ -7,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothbench.losses import (
-    flip_labels,
-    flip_to_smooth,
-    gls_bce_loss,
-    gls_loss,
-    gls_targets,
-    off_target_mass,
-    smooth_to_flip,
-)
+from smoothbench import draws
+from smoothbench.cells import flip_to_smooth, smooth_to_flip
+from smoothbench.methods.bce import gls_bce_loss
+from smoothbench.methods.gls import flip_labels, gls_loss, gls_targets
+
+
+def off_target_mass(eps: float, k: int) -> float:
+    """Seed note 000's form, written here: each wrong class gets eps/(K-1)."""
+    return eps / (k - 1)
 
 
 def _data(M=3, B=17, K=7, seed=0, dtype=torch.float64):
@@ -33,6 +34,18 @@ def test_matches_pytorch_label_smoothing(r, reduction):
     for m in range(logits.shape[0]):
         ref = F.cross_entropy(logits[m], labels, label_smoothing=r, reduction=reduction)
         torch.testing.assert_close(ours[m], ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("r", [-0.2, -1.0, -6.0])
+def test_nls_does_not_go_through_pytorch_label_smoothing(r):
+    """PyTorch's label_smoothing silently computes plain CE for r < 0: NLS must not use it."""
+    logits, labels = _data(M=1, B=13, K=6, seed=11)
+    torch_neg = F.cross_entropy(logits[0], labels, label_smoothing=r)
+    torch.testing.assert_close(torch_neg, F.cross_entropy(logits[0], labels))   # PyTorch ignores r < 0
+    ours = gls_loss(logits[0], labels, r)
+    target = (1 - r) * F.one_hot(labels, 6).double() + r / 6
+    torch.testing.assert_close(ours, -(target * torch.log_softmax(logits[0], -1)).sum(-1).mean())
+    assert abs(ours.item() - torch_neg.item()) > 1e-3
 
 
 @pytest.mark.parametrize("r", [-0.2, -1.0, -4.0, -8.0, 0.5])
@@ -158,15 +171,21 @@ def _binomial_tol(p, n, z=5.0):
     return z * math.sqrt(max(p * (1 - p), 1e-12) / n)
 
 
+def _flip(labels, k, eps, key=7, step=0):
+    """Flip ``labels`` (B,) for each rate of ``eps`` (one model per rate), keys key, key+1, ..."""
+    eps = torch.as_tensor(eps, dtype=torch.float64).reshape(-1)
+    keys = draws.keys(range(key, key + len(eps)), "cpu")
+    return flip_labels(labels.expand(len(eps), -1), k, eps, keys, step)
+
+
 def test_flip_frequencies_within_sampling_error():
     K, B = 5, 200_000
     labels = torch.arange(B) % K
-    g = torch.Generator().manual_seed(7)
-    eps = torch.tensor([0.0, 0.2, 0.7])
-    out = flip_labels(labels, K, eps, generator=g)
+    eps = [0.0, 0.2, 0.7]
+    out = _flip(labels, K, eps)
     assert out.shape == (3, B)
     assert torch.equal(out[0], labels)
-    for m, e in enumerate(eps.tolist()):
+    for m, e in enumerate(eps):
         changed = (out[m] != labels).double().mean().item()
         assert abs(changed - e) < _binomial_tol(e, B)
         # each other class equally likely: eps/(K-1); never stays when flipped
@@ -180,22 +199,22 @@ def test_flip_expected_target_equals_gls_target():
     K, n = 4, 100_000
     labels = torch.full((n,), 2)
     eps = 0.3
-    out = flip_labels(labels, K, eps, generator=torch.Generator().manual_seed(8))
+    out = _flip(labels, K, eps, key=8)[0]
     freq = F.one_hot(out, K).double().mean(0)
     target = gls_targets(torch.tensor([2]), K, flip_to_smooth(eps, K))[0].double()
     assert torch.all((freq - target).abs() < torch.tensor([_binomial_tol(p, n) for p in target.tolist()]))
 
 
-def test_flip_is_deterministic_for_a_generator_and_validates():
-    labels = torch.randint(0, 10, (100,), generator=torch.Generator().manual_seed(0))
-    a = flip_labels(labels, 10, 0.4, generator=torch.Generator().manual_seed(1))
-    b = flip_labels(labels, 10, 0.4, generator=torch.Generator().manual_seed(1))
-    c = flip_labels(labels, 10, 0.4, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    with pytest.raises(ValueError, match=r"flip_rate must lie in \[0, 1\]"):
-        flip_labels(labels, 10, 1.2)
-    with pytest.raises(ValueError, match="labels must lie"):
-        flip_labels(torch.tensor([10]), 10, 0.1)
+def test_flips_are_fresh_at_every_step_and_independent_across_models():
+    """A model's flips are a function of its key and the step: the same key and step give the
+    same labels; another step or key other ones, with the flip frequency of independent draws."""
+    K, B, eps = 10, 50_000, 0.4
+    labels = torch.randint(0, K, (B,), generator=torch.Generator().manual_seed(0))
+    a = _flip(labels, K, eps, key=1, step=3)[0]
+    assert torch.equal(a, _flip(labels, K, eps, key=1, step=3)[0])
+    for other in (_flip(labels, K, eps, key=1, step=4)[0], _flip(labels, K, eps, key=2, step=3)[0]):
+        both = ((a != labels) & (other != labels)).double().mean().item()   # independent: eps^2
+        assert abs(both - eps * eps) < _binomial_tol(eps * eps, B)
 
 
 def test_bce_smoothing_matches_pytorch_on_smoothed_targets():
@@ -221,15 +240,21 @@ def test_bce_smoothing_matches_pytorch_on_smoothed_targets():
 
 # ----------------------------------------------------------------------------- BCE cells (seed note 001)
 
+def _bce_kernel(logits, y, rates):
+    from smoothbench.methods.bce import bce
+    from smoothbench.methods.registry import Batch
+
+    m = logits.shape[0]
+    return bce(Batch(logits, y.expand(m, -1), logits.shape[-1]), rates.reshape(m, 1)).mean(-1)
+
+
 def test_bce_cell_loss_binary_is_bce_with_logits_on_the_smoothed_targets():
     """K = 2: one binary logit z1 - z0 against y, targets (1 - r) y + r/2 (seed note 001)."""
-    from smoothbench.losses import bce_cell_loss
-
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 50, 2, generator=g, dtype=torch.float64)
     y = torch.randint(0, 2, (50,), generator=g)
     rates = torch.tensor([0.0, 0.3, -0.5], dtype=torch.float64)
-    got = bce_cell_loss(logits, y, rates)
+    got = _bce_kernel(logits, y, rates)
     for i, r in enumerate(rates.tolist()):
         target = (1 - r) * y.double() + r / 2
         ref = F.binary_cross_entropy_with_logits(logits[i, :, 1] - logits[i, :, 0], target)
@@ -237,34 +262,12 @@ def test_bce_cell_loss_binary_is_bce_with_logits_on_the_smoothed_targets():
 
 
 def test_bce_cell_loss_one_vs_all_sums_the_classes():
-    from smoothbench.losses import bce_cell_loss
-
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(2, 40, 5, generator=g, dtype=torch.float64)
     y = torch.randint(0, 5, (40,), generator=g)
     rates = torch.tensor([0.2, -1.0], dtype=torch.float64)
-    got = bce_cell_loss(logits, y, rates)
+    got = _bce_kernel(logits, y, rates)
     onehot = F.one_hot(y, 5).double()
     for i, r in enumerate(rates.tolist()):
         ref = F.binary_cross_entropy_with_logits(logits[i], (1 - r) * onehot + r / 2, reduction="sum") / 40
         assert got[i].item() == pytest.approx(ref.item(), rel=1e-12)
-
-
-def test_stacked_loss_mixes_softmax_and_bce_models():
-    """One call for a stack of softmax and BCE models: each model's loss is its own family's,
-    gradients included (flip rows of per-model labels do not reach the BCE models)."""
-    from smoothbench.losses import bce_cell_loss, stacked_loss
-
-    g = torch.Generator().manual_seed(2)
-    base = torch.randn(4, 30, 6, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 6, (30,), generator=g)
-    per_model = torch.stack([y, (y + 1) % 6, y, y])              # model 1 sees flipped labels
-    rates = torch.tensor([0.0, 0.0, 0.4, -0.4], dtype=torch.float64)
-    bce = torch.tensor([2, 3])
-    x = base.clone().requires_grad_(True)
-    loss = stacked_loss(x, per_model, rates, bce)
-    loss.sum().backward()
-    x0 = base.clone().requires_grad_(True)
-    ref = torch.cat([gls_loss(x0[:2], per_model[:2], rates[:2]), bce_cell_loss(x0[2:], y, rates[2:])])
-    ref.sum().backward()
-    assert torch.allclose(loss, ref, rtol=1e-12) and torch.allclose(x.grad, x0.grad, rtol=1e-12)

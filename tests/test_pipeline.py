@@ -29,13 +29,14 @@ import pytest
 import yaml
 
 from smoothbench import grid, report
-from test_layout import package_imports
+from test_layout import module_files, package_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv's snakemake, dvc and smoothbench
 
 TINY_PARAMS = {
     "datasets": ["digits"],
+    "dataset_files": {},
     "noise": {"symmetric": [0.0, 0.4]},
     "methods": {"ce": [0.0], "ls": [0.4], "nls": [-0.4], "flip": [0.36]},
     "seeds": [0],
@@ -173,8 +174,9 @@ def _stage_modules(stage: str) -> set[str]:
         mod = todo.pop().split(".")[0]
         if mod not in seen:
             seen.add(mod)
-            todo += package_imports(ROOT / "src" / "smoothbench" / f"{mod}.py")
-    return seen
+            for f in module_files(mod):
+                todo += package_imports(f)
+    return seen - {"__init__"}
 
 
 @pytest.mark.parametrize("stage", ["data", "train", "report"])
@@ -183,14 +185,17 @@ def test_dvc_deps_are_the_modules_each_stage_runs(stage):
     commands import, and on their rule files (derived from the code, so a new import cannot be
     silently missing from dvc.yaml); the Snakemake rules take the same modules as inputs."""
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
-    listed = {Path(d).stem for d in deps if d.startswith("src/smoothbench/") and d.endswith(".py")}
+    pkg = ROOT / "src" / "smoothbench"
+    listed = {Path(d).stem for d in deps if d.startswith("src/smoothbench/") and (
+        d.endswith(".py") or (ROOT / d / "__init__.py").is_file())}   # a module, or a subpackage's folder
     assert listed == _stage_modules(stage), f"dvc.yaml stage {stage}: deps should list " + ", ".join(
-        f"src/smoothbench/{m}.py" for m in sorted(_stage_modules(stage)))
+        f"src/smoothbench/{m}{'' if (pkg / m).is_dir() else '.py'}" for m in sorted(_stage_modules(stage)))
     assert {d for d in deps if d.startswith("workflow/rules/")} == {f"workflow/rules/{r}.smk" for r in STAGE_RULES[stage]}
     from smoothbench import provenance
 
     steps = {"data": ["data", "noise"], "train": ["train"], "report": ["collect", "report"]}
-    rules_code = {Path(f).stem for r in STAGE_RULES[stage] for f in provenance.code_files(steps[r])}
+    rules_code = {Path(f).relative_to(pkg).parts[0].removesuffix(".py") for r in STAGE_RULES[stage]
+                  for f in provenance.code_files(steps[r])}
     assert rules_code == listed
 
 

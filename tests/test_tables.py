@@ -13,6 +13,9 @@ from smoothbench import collect, report, stats, tables
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs, write_toy  # noqa: F401
 
 
+SOFTMAX = ("ce", "ls", "nls", "flip")
+
+
 def _table(out: Path, selection: str) -> dict:
     return {(r["noise_kind"], r["noise_rate"], r["method"]): r
             for r in read_csv_rows(out / "tables" / f"table_{selection}.csv")}
@@ -27,24 +30,24 @@ def test_tables_pick_best_rates_and_mark_best_method(built):
     assert t[("symmetric", "0.6", "nls")]["test_acc_mean_pct"] == "61.0000"
     assert t[("symmetric", "0.6", "ce")]["test_acc_mean_pct"] == "51.0000"
     assert t[("symmetric", "0.6", "ce")]["test_acc_std_pct"] == f"{100 * math.sqrt(2e-4):.4f}"  # ddof=1
-    assert [m for m in vocab.SOFTMAX_METHODS if t[("symmetric", "0.6", m)]["best"] == "1"] == ["nls"]
+    assert [m for m in SOFTMAX if t[("symmetric", "0.6", m)]["best"] == "1"] == ["nls"]
     # noise 0.2: LS r=0.2 wins
     assert t[("symmetric", "0.2", "ls")]["rate"] == "0.2"
-    assert [m for m in vocab.SOFTMAX_METHODS if t[("symmetric", "0.2", m)]["best"] == "1"] == ["ls"]
+    assert [m for m in SOFTMAX if t[("symmetric", "0.2", m)]["best"] == "1"] == ["ls"]
     md = (out / "tables" / "tables.md").read_text()
     assert "**61.00 ± 1.41 (r=-0.4)**" in md
     assert "| 0.6 | 51.00 ± 1.41 |" in md
     tex = (out / "tables" / "tables.tex").read_text()
-    assert "\\textbf{61.00 $\\pm$ 1.41 (r=-0.4)}" in tex
+    assert "\\textbf{61.00 $\\pm$ 1.41 ($r$=-0.4)}" in tex
     assert "\\begin{tabular}" in tex and "ddof=1" in tex
 
 
 def test_honest_selection_changes_the_winner(built):
     out, _ = built
     t = _table(out, "selected")
-    assert [m for m in vocab.SOFTMAX_METHODS if t[("symmetric", "0.6", m)]["best"] == "1"] == ["ce"]
+    assert [m for m in SOFTMAX if t[("symmetric", "0.6", m)]["best"] == "1"] == ["ce"]
     assert t[("symmetric", "0.6", "ls")]["rate"] == "0.2"  # best LS rate differs from `best` selection
-    assert [m for m in vocab.SOFTMAX_METHODS if t[("symmetric", "0.2", m)]["best"] == "1"] == ["ls"]
+    assert [m for m in SOFTMAX if t[("symmetric", "0.2", m)]["best"] == "1"] == ["ls"]
     md = (out / "tables" / "tables.md").read_text()
     assert "| toy | symmetric | 0.6 | NLS (r=-0.4) | CE |" in md
     assert md.count("| toy | symmetric | 0.6 |") == 4      # three reproduction rows, one winners row
@@ -75,7 +78,7 @@ def test_all_rates_diverged_cannot_be_best():
         for (m, r), status, acc in ((("ce", 0.0), "ok", 0.5), (("nls", -1.0), D, 0.9), (("nls", -2.0), D, 0.95)):
             row = {k: None for k in vocab.RESULT_COLUMNS}
             row.update(dataset="x", noise_kind="symmetric", noise_rate="0.4", seed=seed, variant="direct",
-                       method=m, rate=r,
+                       method=m, rate=r, values=(r,), params=f"r={r:g}",
                        status=status, test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc, num_classes=K)
             rows.append(row)
     (setting,) = stats.settings_of(rows)[("x", "symmetric", "direct")]

@@ -10,14 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import kill_and_resume, train_command, write_dataset, write_labels
 
-from smoothbench import cells, device, protocol, train
-from smoothbench.cells import parse_cells
+from smoothbench import cells, device, draws, protocol, stackrun, train
+from smoothbench.methods import parse_cells
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -72,7 +73,10 @@ def test_evaluate_accuracy_nll_and_ece_against_hand_computation():
     logits = torch.randn(2, 50, 3, generator=g) * 2
     y = torch.randint(0, 3, (50,), generator=g)
     x = torch.arange(50).float()[:, None]
-    out = device.evaluate(_Fixed(logits), x, y, ece_bins=5, batch=16, autocast=lambda: torch.autocast("cpu", enabled=False))
+    model = _Fixed(logits)
+    model.num_models, model.num_classes, model.input_shape = 2, 3, (1,)
+    out, = device.evaluate(model, x, [y], torch.zeros(2, dtype=torch.bool), ece_bins=5, batch=16,
+                           autocast=lambda: torch.autocast("cpu", enabled=False))
     p = torch.softmax(logits, -1)
     for m in range(2):
         conf, pred = p[m].max(-1)
@@ -88,11 +92,18 @@ def test_evaluate_accuracy_nll_and_ece_against_hand_computation():
         assert out["ece"][m].item() == pytest.approx(ece, abs=1e-6)
 
 
+def _augment(x, cfg, key=1, counter=0, black=None):
+    """``device.augment`` of one batch (S = 1) with its own key."""
+    if x.dim() != 4:
+        return device.augment(x, cfg, draws.keys([key], "cpu"), counter, black)
+    return device.augment(x.unsqueeze(0), cfg, draws.keys([key], "cpu"), counter, black)[0]
+
+
 def test_augment_crops_are_windows_of_the_padded_image_and_flips_mirror():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, 6, 6, generator=g)
     cfg = protocol.AugmentConfig(crop_padding=2, hflip=False)
-    out = device.augment(x, cfg, torch.Generator().manual_seed(1))
+    out = _augment(x, cfg)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     offsets = set()
     for b in range(64):
@@ -100,12 +111,15 @@ def test_augment_crops_are_windows_of_the_padded_image_and_flips_mirror():
         assert hits, f"sample {b} is not a crop of its padded image"
         offsets.add(hits[0])
     assert len(offsets) > 10                       # offsets vary across the batch
-    flipped = device.augment(x, protocol.AugmentConfig(crop_padding=0, hflip=True), torch.Generator().manual_seed(1))
+    flipped = _augment(x, protocol.AugmentConfig(crop_padding=0, hflip=True))
     same = [torch.equal(flipped[b], x[b]) for b in range(64)]
     mirrored = [torch.equal(flipped[b], x[b].flip(-1)) for b in range(64)]
     assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
-    vec = torch.randn(5, 7)
-    assert device.augment(vec, protocol.AugmentConfig(4, True), g) is vec
+    vec = torch.randn(1, 5, 7)
+    assert _augment(vec, protocol.AugmentConfig(4, True)) is vec
+    # each seed of a stack draws its own crops: the same key, the same crops, whatever else is stacked
+    both = device.augment(torch.stack([x, x]), cfg, draws.keys([1, 2], "cpu"), 0)
+    assert torch.equal(both[0], out) and not torch.equal(both[1], out)
 
 
 # ----------------------------------------------------------------------------- the group promises
@@ -277,6 +291,113 @@ def test_without_a_held_out_split_there_is_no_selected_figure(toy, tmp_path):
     assert cell["test_acc_best"] is not None
 
 
+# ----------------------------------------------------------------------------- a setting: every seed in one stack
+
+@pytest.fixture(scope="module")
+def seeds3(toy, tmp_path_factory):
+    """The toy dataset's noisy labels for seeds 0, 1, 2 (each seed its own draw)."""
+    d, _ = toy
+    tmp = tmp_path_factory.mktemp("seeds")
+    return d, [_write_labels(tmp, d, seed=s) for s in (0, 1, 2)]
+
+
+SEED_CELLS = "ce:0,ls:0.4,nls:-0.5,flip:0.3,bce,gce,sce,forward,peer:0.5,elr"
+
+
+def test_a_seed_in_a_stack_of_seeds_equals_the_seed_trained_alone(seeds3, tmp_path):
+    """The seeds of a setting train as one stack, each with its own labels, held-out split, init
+    and batches: every seed's outputs are byte for byte those of the seed trained alone."""
+    d, labels = seeds3
+    outs = [str(tmp_path / f"all{s}") for s in range(3)]
+    summaries = train.train_setting(str(d), [str(x) for x in labels], parse_cells(SEED_CELLS), PROTO, outs,
+                                    progress=False)
+    assert [x["seed"] for x in summaries] == [0, 1, 2]
+    assert summaries[0]["cells"] != summaries[1]["cells"]               # different seeds, different numbers
+    for s in (1, 2):
+        alone = train.train_group(str(d), str(labels[s]), parse_cells(SEED_CELLS), PROTO,
+                                  str(tmp_path / f"alone{s}"), progress=False)
+        assert alone == summaries[s]
+        assert (tmp_path / f"alone{s}" / "group.json").read_bytes() == (tmp_path / f"all{s}" / "group.json").read_bytes()
+        for c in alone["cells"]:
+            rel = Path("cells") / c["variant"] / c["cell_id"] / "curves.csv"
+            assert (tmp_path / f"alone{s}" / rel).read_bytes() == (tmp_path / f"all{s}" / rel).read_bytes()
+
+
+def test_a_stack_over_the_memory_budget_trains_in_passes_with_the_same_results(seeds3, tmp_path, capfd):
+    d, labels = seeds3
+    cells = parse_cells("ce:0,ls:0.4,nls:-0.5,elr")
+    whole = train.train_setting(str(d), [str(x) for x in labels], cells, PROTO,
+                                [str(tmp_path / f"w{s}") for s in range(3)], progress=False)
+    capfd.readouterr()
+    from smoothbench import models
+
+    per_model = models.memory_per_model("mlp", (12,), 4, 32, 4, hidden=[32])
+    budget_mib = 2.5 * per_model / 2**20            # room for two models: passes of 1 seed x 2 cells
+    passes = train.train_setting(str(d), [str(x) for x in labels], cells, PROTO,
+                                 [str(tmp_path / f"p{s}") for s in range(3)], progress=False,
+                                 memory_budget_mib=budget_mib)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training in 6 passes of 1 seed(s) x 2 cell(s)" in err[0], err
+    assert passes == whole
+    assert train.plan_passes(3, 4, 10, 120) == (3, 4) and train.plan_passes(3, 4, 10, 25) == (1, 2)
+    assert train.plan_passes(3, 4, 10, 80) == (2, 4)
+    with pytest.raises(ValueError, match="more than the memory budget"):
+        train.plan_passes(3, 4, 10, 5)
+
+
+def test_every_registered_method_trains_in_one_stack(seeds3, tmp_path):
+    """One group holding every method: every cell finishes (ok, or diverged and frozen) with finite
+    figures, and the methods that become CE at a parameter value train like the CE cell."""
+    from smoothbench import methods as registry
+
+    d, labels = seeds3
+    spec = ",".join(registry.names()) + ",focal:0,sce:1:0,boot_soft:1,boot_hard:1,peer:0,elr:0:0.7"
+    s = train.train_group(str(d), str(labels[0]), parse_cells(spec), PROTO, str(tmp_path / "all"), progress=False)
+    assert {c["method"] for c in s["cells"]} == set(registry.names())
+    for c in s["cells"]:
+        assert c["status"] in ("ok", "diverged") and math.isfinite(c["test_acc_final"]), c["cell_id"]
+    by = {c["cell_id"]: c for c in s["cells"]}
+    for twin in ("focal_0", "sce_1_0", "boot_soft_1", "boot_hard_1", "peer_0", "elr_0_0.7"):
+        for key in ("test_acc_final", "test_acc_best", "clean_train_acc"):
+            assert by[twin][key] == pytest.approx(by["ce_0"][key], abs=1 / 200 + 1e-9), (twin, key)
+        assert by[twin]["test_nll"] == pytest.approx(by["ce_0"]["test_nll"], rel=1e-3), twin
+
+
+def test_bce_cells_report_nll_and_ece_of_their_own_sigmoids():
+    """One-vs-all models (K > 2): class j's probability is sigmoid(z_j); the prediction is the
+    largest logit, its confidence sigmoid(z_pred), the NLL -log sigmoid(z_y)."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 60, 4, generator=g) * 2
+    y = torch.randint(0, 4, (60,), generator=g)
+    x = torch.arange(60).float()[:, None]
+    model = _Fixed(logits)
+    model.num_models, model.num_classes, model.input_shape = 2, 4, (1,)
+    out, = device.evaluate(model, x, [y], torch.tensor([False, True]), ece_bins=5, batch=16,
+                           autocast=lambda: torch.autocast("cpu", enabled=False))
+    for m, probs in ((0, torch.softmax(logits[0], -1)), (1, torch.sigmoid(logits[1]))):
+        conf, pred = probs.max(-1)
+        acc = (pred == y).double()
+        assert out["acc"][m].item() == pytest.approx(acc.mean().item())
+        assert out["nll"][m].item() == pytest.approx(-torch.log(probs[torch.arange(60), y]).mean().item(), rel=1e-5)
+        ece = sum(((conf > b / 5) & (conf <= (b + 1) / 5)).double().mean().item() *
+                  abs(acc[(conf > b / 5) & (conf <= (b + 1) / 5)].mean().item() -
+                      conf[(conf > b / 5) & (conf <= (b + 1) / 5)].double().mean().item())
+                  for b in range(5) if ((conf > b / 5) & (conf <= (b + 1) / 5)).any())
+        assert out["ece"][m].item() == pytest.approx(ece, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_killed_setting_with_stateful_and_random_methods_resumes_to_the_uninterrupted_result(tmp_path):
+    """ELR's per-sample targets, peer and flip draws, two seeds in one stack: SIGKILL mid-run,
+    resume, the same bytes."""
+    d = _write_dataset(tmp_path / "big.npz", n_train=3000, n_test=300, d=64)
+    labels = [_write_labels(tmp_path, d, seed=s) for s in (0, 1)]
+    protocol_json = json.dumps(proto(epochs=6, model_args={"hidden": [256, 256]}, batch_size=32))
+    cmd = train_command(d, labels[0], "ce:0,flip:0.2,peer:0.5,elr", protocol_json)
+    cmd[cmd.index("--labels") + 1:cmd.index("--labels") + 2] = [str(x) for x in labels]
+    kill_and_resume(cmd, tmp_path, epochs=6, cell_ids=["ce_0", "flip_0.2", "peer_0.5", "elr_3_0.7"], outs=2)
+
+
 # ----------------------------------------------------------------------------- the reference's options
 
 def test_fixed_normalisation_and_black_padding():
@@ -289,20 +410,20 @@ def test_fixed_normalisation_and_black_padding():
     ds = SimpleNamespace(name="toy", x_train=x, y_train=np.arange(20) % 2, x_test=x[:4], y_test=np.arange(4) % 2,
                          num_classes=2)
     norm = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
-    d = device.prepare_data(ds, ds.y_train, 0.0, 0, torch.device("cpu"), norm)
+    d = device.prepare_data(ds, [ds.y_train], [np.eye(2)], 0.0, [0], torch.device("cpu"), norm)
     mean, std = np.array(norm["mean"])[:, None, None], np.array(norm["std"])[:, None, None]
     np.testing.assert_allclose(d.x_train.numpy(), (x / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(d.black.numpy(), -np.array(norm["mean"]) / np.array(norm["std"]), rtol=1e-6)
     cfg = protocol.AugmentConfig(crop_padding=2, hflip=False, pad_fill="black")
-    out = device.augment(d.x_train, cfg, torch.Generator().manual_seed(3), d.black)
+    out = _augment(d.x_train, cfg, key=3, black=d.black)
     # rows/columns outside the image are black: un-normalised, exactly zero pixels
     raw = out.numpy() * std + mean
     border = np.isclose(raw, 0.0, atol=1e-6).all(axis=1)          # (B, H, W): pixel black in every channel
     assert border.any() and not np.isclose(x, 0).all(axis=1).any()  # the image itself has no black pixel
-    mean_pad = device.augment(d.x_train, protocol.AugmentConfig(2, False, "mean"), torch.Generator().manual_seed(3))
+    mean_pad = _augment(d.x_train, protocol.AugmentConfig(2, False, "mean"), key=3)
     assert (mean_pad.numpy()[border[:, None].repeat(3, 1)] == 0).all()   # same windows, zeros instead
     with pytest.raises(ValueError, match="3 channels"):
-        device.prepare_data(ds, ds.y_train, 0.0, 0, torch.device("cpu"), {"mean": [0.5], "std": [0.5]})
+        device.prepare_data(ds, [ds.y_train], [np.eye(2)], 0.0, [0], torch.device("cpu"), {"mean": [0.5], "std": [0.5]})
 
 
 def test_torch_default_init_matches_pytorchs_conv_default():
@@ -331,13 +452,13 @@ def test_last_partial_batch_kept_or_dropped(toy, tmp_path, monkeypatch, drop_las
     """360 training samples (400 minus the held-out 10%), batch 32: 11 full batches, and a
     12th of 8 samples when the last partial batch is kept (drop_last: false, the reference)."""
     sizes = []
-    real = train.augment
+    real = stackrun.augment
 
     def spy(x, *args, **kwargs):
-        sizes.append(len(x))
+        sizes.append(x.shape[1])          # (S, B, ...): the batch of each seed
         return real(x, *args, **kwargs)
 
-    monkeypatch.setattr(train, "augment", spy)
+    monkeypatch.setattr(stackrun, "augment", spy)
     _run(toy, tmp_path, "ce:0", proto=proto(epochs=1, drop_last=drop_last))
     assert len(sizes) == steps and sum(sizes) == (360 if not drop_last else 352)
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from smoothbench import cells as vocab
-from smoothbench.cells import Cell
+from smoothbench import methods as registry
 
 K = 10
 
@@ -37,11 +37,11 @@ TOY = {
 
 
 def metrics(method: str, rate: float, status: str, best: float, selected: float, variant: str = "direct") -> dict:
-    cell = Cell(method, rate)
+    cell = registry.cell(method, (rate,))
     return {
         "variant": variant, "cell_id": cell.id, "method": method, "rate": rate,
+        "params": registry.params_text(cell),
         "branch": None if variant == "direct" else "last", "branch_epoch": None if variant == "direct" else 1,
-        "smooth_rate": cell.smooth_rate, "flip_rate": cell.flip_rate,
         "status": status, "diverged_epoch": 2 if status == D else None, "epochs": 3,
         "test_acc_final": round(selected - 0.02, 6), "test_acc_best": best, "best_epoch": 2,
         "test_acc_selected": selected, "selected_epoch": 3, "val_acc_selected": 0.5,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .losses import gls_loss
+from .methods.gls import gls_loss
 
 # dense bf16 tensor-core peak FLOP/s by device-name fragment (vendor datasheets, no sparsity);
 # the longest fragment contained in the device's name wins ("H100 PCIe" before "H100", "A100" before "A10")
@@ -116,6 +116,54 @@ def bench_loss(device: str = "auto", repeats: int = 20) -> list[dict]:
           f"{torch.get_num_threads()} CPU threads)")
     _print_table(["device", "M", "B", "K", "gls Msamples/s", "loop Msamples/s", "one-hot Msamples/s",
                   "gls vs loop", "gls vs one-hot"], rows)
+    print()
+    return results + bench_mixed_loss(device=device, repeats=repeats)
+
+
+def bench_mixed_loss(device: str = "auto", repeats: int = 20, seeds: tuple[int, ...] = (1, 10),
+                     batch: int = 128, classes: int = 10) -> list[dict]:
+    """The step's loss of a stack that mixes every registered method (one cell each, at its
+    defaults; S seeds x C cells): ONE ``StackLoss`` call (methods that share a loss function
+    in one call on a view of the stack) against one call per method, forward + backward."""
+    from . import draws
+    from . import methods as registry
+    from .methods.stack import StackLoss
+
+    cells = registry.sort_cells(registry.cell(m, registry.get(m).defaults) for m in registry.names())
+    c = len(cells)
+    results = []
+    for dev in _devices(device):
+        for s in seeds:
+            g = torch.Generator(device="cpu").manual_seed(0)
+            base = torch.randn(s, c, batch, classes, generator=g).to(dev)
+            labels = torch.randint(0, classes, (s, batch), generator=g).to(dev)
+            index = torch.stack([torch.randperm(4 * batch, generator=g)[:batch] for _ in range(s)]).to(dev)
+            t = torch.full((classes, classes), 0.3 / (classes - 1), dtype=torch.float64)
+            t.fill_diagonal_(0.7)
+            t = t.expand(s, classes, classes)
+            keys = draws.keys(range(s * c), dev).view(s, c)
+            mixed = StackLoss(cells, s, classes, dev, keys, t, num_train=4 * batch)
+            singles = [StackLoss([cell], s, classes, dev, keys[:, j:j + 1], t, num_train=4 * batch)
+                       for j, cell in enumerate(cells)]
+
+            def one_call():
+                x = base.clone().requires_grad_(True)
+                mixed(x, labels, 0, index=index).sum().backward()
+
+            def per_method():
+                x = base.clone().requires_grad_(True)
+                sum(loss(x[:, j:j + 1], labels, 0, index=index).sum() for j, loss in enumerate(singles)).backward()
+
+            t_one = _median_time(one_call, dev, repeats)
+            t_each = _median_time(per_method, dev, repeats)
+            results.append({"device": dev.type, "S": s, "C": c, "B": batch, "K": classes, "calls": len(mixed.blocks),
+                            "one_call_s": t_one, "per_method_s": t_each})
+    print(f"mixed-method stack loss, forward+backward, median of {repeats}: every registered method once "
+          f"(C = {c} cells, {results[0]['calls']} loss calls) x S seeds, B = {batch}, K = {classes}")
+    _print_table(["device", "S", "C", "B", "K", "loss calls", "one call ms", "per method ms", "one call vs per method"],
+                 [[r["device"], str(r["S"]), str(r["C"]), str(r["B"]), str(r["K"]), str(r["calls"]),
+                   f"{1e3 * r['one_call_s']:.2f}", f"{1e3 * r['per_method_s']:.2f}",
+                   f"{r['per_method_s'] / r['one_call_s']:.2f}x"] for r in results])
     return results
 
 
@@ -163,7 +211,7 @@ def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False, mode
     models on CUDA. ``quick``: 4 cells, image models at width 0.125 on 1,024 images (256 test).
     """
     from . import data, models, noise
-    from .cells import format_cells, parse_cells
+    from .methods import format_cells, parse_cells
 
     cells = parse_cells(DEFAULT_CELLS)
     if num_cells is not None and not 1 <= num_cells <= len(cells):
@@ -234,13 +282,12 @@ def _pct(fraction: float | None) -> str:
 
 STEP_MODELS = ("fastnet", "resnet18", "resnet34")
 STEP_VARIANTS = ("stacked", "loop")                     # the default pair; stepvariants.VARIANTS has them all
-STEP_PRECISIONS = ("auto", "bf16", "fp32", "both")
 CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
 
 
 def _sgd(params) -> torch.optim.Optimizer:
-    """The engine's default optimizer (train.OptimizerConfig)."""
-    from .train import OptimizerConfig
+    """The engine's default optimizer (protocol.OptimizerConfig)."""
+    from .protocol import OptimizerConfig
 
     o = OptimizerConfig()
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
@@ -264,51 +311,22 @@ def _release(dev: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _amp_dtypes(precision: str, dev: torch.device) -> list[torch.dtype | None]:
-    """``auto``: the engine's choice (bf16 autocast on CUDA, fp32 on the CPU); None is fp32."""
-    if precision not in STEP_PRECISIONS:
-        raise ValueError(f"bench step: --precision {precision!r}; allowed: {', '.join(STEP_PRECISIONS)}")
-    if precision == "auto":
-        return [torch.bfloat16 if dev.type == "cuda" else None]
-    return {"bf16": [torch.bfloat16], "fp32": [None], "both": [torch.bfloat16, None]}[precision]
-
-
-def _repeatable(build, dev: torch.device) -> bool:
-    """Two fresh builds, two steps each on the same batch: is the trained state bit-identical?"""
-    snapshots = []
-    for _ in range(2):
-        step = build()
-        step()
-        step()
-        _sync(dev)
-        snapshots.append([t.detach().cpu().clone() for t in step.tensors()])
-        step = None
-        _release(dev)
-    return all(torch.equal(a, b) for a, b in zip(*snapshots))
-
-
 def bench_step(device: str = "auto", model_names: list[str] | None = None, num_models: list[int] | None = None,
                batch: int | None = None, steps: int | None = None, variants: list[str] | None = None,
                quick: bool = False, compile_: bool = False, fast_kernels: bool = False,
                warmup: int | None = None, precision: str = "auto", repeatable: bool = False) -> list[dict]:
     """Median time of one training step (forward + backward + SGD) of M models on CIFAR-shaped
-    batches (3x32x32, K=10), stacked (grouped convolutions) vs a Python loop over M separate
-    models (and the other ``stepvariants.VARIANTS``); samples/s, peak memory, and the fraction
-    of the device's dense bf16 peak computed from counted FLOPs (forward MACs x 2 x 3 per
-    sample per model).
+    batches (3x32x32, K=10), stacked (grouped convolutions) vs a loop over M separate models and
+    the other ``stepvariants.VARIANTS``; samples/s, peak memory, and the fraction of the device's
+    dense bf16 peak from counted FLOPs (forward MACs x 2 x 3 per sample per model).
 
     Defaults: fastnet, resnet18, resnet34; M = 1, 4, 18; batch 128; 10 timed steps after 3;
-    variants stacked, loop; device ``auto`` = CUDA when available, else the CPU.
-    ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 on the CPU, as the engine),
-    ``bf16``, ``fp32`` or ``both`` (a row for each).
-    ``quick`` (a CPU smoke run): width 0.125, M = 1, 2, batch 16, 3 steps after 1 (median of 3:
-    one disturbed step does not set it).
-    Kernels as the engine picks them (``train.set_determinism``) unless ``fast_kernels``
-    (cuDNN autotuning, TF32, non-deterministic algorithms allowed). ``repeatable``: build each
-    configuration twice more, take two steps with each, and say whether the trained state is
-    bit-identical. A configuration that runs out of GPU memory prints OOM in its row; CUDA
-    graphs on the CPU print "n/a on CPU"; an alternative variant (not stacked or loop) that
-    fails prints "error: ..." in its row and the table goes on.
+    stacked, loop; ``precision`` auto (the engine's: bf16 on CUDA, fp32 on the CPU), bf16, fp32
+    or both; device ``auto`` = CUDA when available, else the CPU. ``quick`` (a CPU smoke run):
+    width 0.125, M = 1, 2, batch 16, 3 steps after 1. The engine's deterministic kernels unless
+    ``fast_kernels`` (cuDNN autotuning, TF32, non-deterministic algorithms). ``repeatable``: is
+    the state after two steps of two more builds bit-identical? Rows say OOM, "n/a on CPU" (CUDA
+    graphs), or "error: ..." (an alternative variant that fails), and the table goes on.
     """
     from . import models, stepvariants, train
 
@@ -331,7 +349,7 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
         raise ValueError("bench step: M, --batch and --steps must be >= 1, --warmup >= 0")
     # auto: the GPU when there is one, else the CPU (a full-size CPU run of these models is of no use)
     devices = _devices(device)[-1:] if device == "auto" else _devices(device)
-    amp_of = {dev: _amp_dtypes(precision, dev) for dev in devices}
+    amp_of = {dev: stepvariants.amp_dtypes(precision, dev) for dev in devices}
     results = []
     for dev in devices:
         if fast_kernels:
@@ -368,7 +386,7 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
                             row["peak_bytes"] = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
                             step = None
                             if repeatable:
-                                row["repeatable"] = _repeatable(build, dev)
+                                row["repeatable"] = stepvariants.repeatable(build, lambda: (_sync(dev), _release(dev)))
                         except stepvariants.NotOnThisDevice as exc:
                             row["status"] = str(exc)
                         except Exception as exc:

@@ -18,23 +18,18 @@ import hashlib
 from dataclasses import dataclass
 
 # --------------------------------------------------------------------------- methods
+#
+# The methods themselves (names, labels, parameters, losses) are the registry in
+# ``smoothbench.methods``; a cell names its method and its parameter values.
 
-# softmax methods: GLS with smooth rate r (ce: r = 0, ls: r > 0, nls: r < 0) and label flipping;
-# BCE methods (seed note 001): sigmoid outputs trained with binary cross-entropy on targets
-# (1 - r) * y + r / 2 (bce: r = 0, bls: r > 0, bnls: r < 0), one-vs-all for K > 2 classes
-SOFTMAX_METHODS = ("ce", "ls", "nls", "flip")
-BCE_METHODS = ("bce", "bls", "bnls")
-METHODS = SOFTMAX_METHODS + BCE_METHODS
-METHOD_LABELS = {"ce": "CE", "ls": "LS", "nls": "NLS", "flip": "flip", "bce": "BCE", "bls": "BCE-LS",
-                 "bnls": "BCE-NLS"}
-# each smoothing method and its unsmoothed baseline
-BASELINE = {"ls": "ce", "nls": "ce", "flip": "ce", "bls": "bce", "bnls": "bce"}
 # protocol variants are named by the study (params.yaml protocol.*.variants); names match this
 VARIANT_PATTERN = r"^[a-z][a-z0-9]*$"
 
 # --------------------------------------------------------------------------- noise
 
-NOISE_KINDS = ("symmetric", "pairflip", "asymmetric", "instance", "human")
+NOISE_KINDS = ("symmetric", "pairflip", "asymmetric", "instance", "human", "annotations")
+# kinds whose "rate" is the name of a label set (CIFAR-N's, or one of a user's annotation files)
+NAMED_KINDS = ("human", "annotations")
 
 # CIFAR-N label sets (noise kind "human") and the dataset each belongs to
 HUMAN_LABEL_SETS = {
@@ -88,78 +83,22 @@ def check_num_classes(num_classes: object) -> int:
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One method at one rate inside a group. ``rate`` is r for ce/ls/nls, ε for flip."""
+    """One method at one parameter set inside a group: ``values`` in the order of the
+    method's parameters (``smoothbench.methods``); r for ce/ls/nls, ε for flip, q for gce, ...
+    Built and checked through the registry (``methods.cell``)."""
 
     method: str
-    rate: float
-
-    def __post_init__(self) -> None:
-        check_method_rate(self.method, self.rate)
+    values: tuple[float, ...] = ()
 
     @property
     def id(self) -> str:
-        return f"{self.method}_{fmt_rate(self.rate)}"
+        """``ls_0.2``, ``sce_0.1_1``, ``forward`` (a method without parameters): the cell's folder name."""
+        return "_".join([self.method, *(fmt_rate(v) for v in self.values)])
 
     @property
-    def smooth_rate(self) -> float:
-        """The r of the cell's loss (flip cells train with plain CE on flipped labels)."""
-        return 0.0 if self.method == "flip" else float(self.rate)
-
-    @property
-    def is_bce(self) -> bool:
-        """Whether the cell trains sigmoid outputs with BCE (else softmax GLS)."""
-        return self.method in BCE_METHODS
-
-    @property
-    def flip_rate(self) -> float:
-        return float(self.rate) if self.method == "flip" else 0.0
-
-
-def check_method_rate(method: str, rate: float) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is unknown; allowed: {', '.join(METHODS)}")
-    r = float(rate)
-    if r != r:
-        raise ValueError(f"rate of {method} is NaN")
-    if method in ("ce", "bce") and r != 0.0:
-        raise ValueError(f"{method} takes rate 0, got {rate}")
-    if method in ("ls", "bls") and not 0.0 < r <= 1.0:
-        raise ValueError(f"{method} rate must lie in (0, 1], got {rate}")
-    if method in ("nls", "bnls") and not r < 0.0:
-        raise ValueError(f"{method} rate must be < 0, got {rate}")
-    if method == "flip" and not 0.0 < r <= 1.0:
-        raise ValueError(f"flip rate must lie in (0, 1], got {rate}")
-
-
-def sort_cells(cells) -> list[Cell]:
-    """Cells in METHODS order, then by rate."""
-    return sorted(cells, key=lambda c: (METHODS.index(c.method), c.rate))
-
-
-def parse_cells(spec: str) -> list[Cell]:
-    """``'ce:0,ls:0.2,nls:-0.4,flip:0.18'`` -> cells, sorted and without duplicates."""
-    cells = set()
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        method, sep, rate = item.partition(":")
-        if not sep:
-            if method in ("ce", "bce"):
-                rate = "0"
-            else:
-                raise ValueError(f"cell {item!r} needs METHOD:RATE, e.g. ls:0.2")
-        try:
-            value = float(rate)
-        except ValueError:
-            raise ValueError(f"cell {item!r}: rate {rate!r} is not a number") from None
-        cells.add(Cell(method.strip(), value))
-    if not cells:
-        raise ValueError("the cells spec is empty; give e.g. 'ce:0,ls:0.2'")
-    return sort_cells(cells)
-
-
-def format_cells(cells: list[Cell]) -> str:
-    return ",".join(f"{c.method}:{fmt_rate(c.rate)}" for c in cells)
+    def rate(self) -> float | None:
+        """The first parameter's value (the smooth rate r of GLS, ε of flip), None without one."""
+        return float(self.values[0]) if self.values else None
 
 
 def group_id(dataset: str, kind: str, rate: float | str, seed: int) -> str:
@@ -174,21 +113,23 @@ def group_id(dataset: str, kind: str, rate: float | str, seed: int) -> str:
 # per-epoch rows of a cell's curves.csv
 CURVE_COLUMNS = ("epoch", "phase", "lr", "train_loss", "noisy_train_acc", "clean_train_acc",
                  "val_acc", "test_acc", "test_nll", "ece")
-# the coordinates of a cell in the tidy tables
-KEY_COLUMNS = ("dataset", "noise_kind", "noise_rate", "seed", "variant", "method", "rate")
+# the coordinates of a cell in the tidy tables; ``params`` is the method's parameter set as
+# text (``alpha=0.1;beta=1``, empty for a method without parameters)
+KEY_COLUMNS = ("dataset", "noise_kind", "noise_rate", "seed", "variant", "method", "params")
 # what the engine reports of each cell (group.json "cells" entries, beside variant, cell_id, method, rate)
 CELL_METRIC_COLUMNS = (
     "status", "diverged_epoch", "test_acc_final", "test_acc_best", "test_acc_selected",
     "best_epoch", "selected_epoch", "val_acc_selected", "branch", "branch_epoch", "clean_train_acc",
-    "noisy_train_acc", "test_nll", "ece", "train_loss", "smooth_rate", "flip_rate",
+    "noisy_train_acc", "test_nll", "ece", "train_loss",
 )
-RESULT_COLUMNS = KEY_COLUMNS + ("cell_id",) + CELL_METRIC_COLUMNS + ("num_classes", "realised_noise_rate")
+# ``rate``: the first parameter's value (numeric; empty for a method without parameters)
+RESULT_COLUMNS = KEY_COLUMNS + ("rate", "cell_id") + CELL_METRIC_COLUMNS + ("num_classes", "realised_noise_rate")
 CURVES_OUT_COLUMNS = KEY_COLUMNS + ("cell_id",) + CURVE_COLUMNS
 
 INT_COLUMNS = frozenset({"seed", "diverged_epoch", "best_epoch", "selected_epoch", "branch_epoch", "num_classes",
                          "epoch"})
 FLOAT_COLUMNS = frozenset({
     "rate", "test_acc_final", "test_acc_best", "test_acc_selected", "val_acc_selected",
-    "clean_train_acc", "noisy_train_acc", "test_nll", "ece", "train_loss", "smooth_rate",
-    "flip_rate", "realised_noise_rate", "lr", "val_acc", "test_acc",
+    "clean_train_acc", "noisy_train_acc", "test_nll", "ece", "train_loss",
+    "realised_noise_rate", "lr", "val_acc", "test_acc",
 })

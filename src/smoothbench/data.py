@@ -8,7 +8,8 @@ sees:
 - ``build_dataset`` — the ``smoothbench data`` step: read a dataset from its source
   (``sources.read_source``: an installed package, or raw files in their published
   on-disk format under ``cache_dir``, downloaded with torchvision when they are absent
-  and the machine is online) and write the canonical file of ``docs/formats.md``
+  and the machine is online), or a dataset of a researcher's own files
+  (``userdata.read_dataset``), and write the canonical file of ``docs/formats.md``
   atomically and byte-for-byte deterministically.
 - ``load_dataset`` — read a canonical file back into a ``Dataset``, checking keys,
   dtypes, shapes, label range and the content hash; every problem is a one-line
@@ -28,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import sources
+from . import sources, userdata
 from .io import write_npz
 from .sources import IDX_FILES, one_line
 
@@ -317,15 +318,27 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
 
 # --------------------------------------------------------------------------- building
 
-def build_dataset(name: str, out: str | os.PathLike, cache_dir: str | os.PathLike = "cache") -> Dataset:
+def build_dataset(name: str, out: str | os.PathLike, cache_dir: str | os.PathLike = "cache",
+                  fmt: str | None = None, path: str | os.PathLike | None = None) -> Dataset:
     """``smoothbench data NAME --out OUT --cache-dir DIR``: write the canonical dataset file.
 
     Unknown ``name`` -> ``ValueError`` listing the registered names. Embedded datasets
     ignore ``cache_dir``. Others are read from ``cache_dir`` in their published layout,
     downloaded there with torchvision if absent; offline, a one-line ``FileNotFoundError``
-    says which files to place where. The file is written atomically; the same source
-    gives byte-identical output. Returns the dataset as ``load_dataset`` would.
+    says which files to place where. With ``fmt`` and ``path`` (``--format``, ``--path``)
+    ``name`` is a dataset of your own files instead (``userdata``: an npz of arrays or a
+    folder of images per class; the name must not be a registered one). The file is
+    written atomically; the same source gives byte-identical output. Returns the dataset
+    as ``load_dataset`` would.
     """
+    if fmt is not None or path is not None:
+        if fmt is None or path is None:
+            raise ValueError(f"{name}: a dataset of your own files needs both a format and a path")
+        if name in DATASETS:
+            raise ValueError(f"{name} is a registered dataset; a dataset of your own files needs another name")
+        x_train, y_train, x_test, y_test, class_names = userdata.read_dataset(fmt, path)
+        digest = save_dataset(out, name, x_train, y_train, x_test, y_test, class_names)
+        return Dataset(name, x_train, y_train, x_test, y_test, tuple(class_names), digest)
     spec = get_spec(name)
     x_train, y_train, x_test, y_test, class_names = sources.read_source(spec, cache_dir, EMBEDDED)
     if tuple(x_train.shape[1:]) != spec.input_shape:

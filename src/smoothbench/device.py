@@ -1,11 +1,11 @@
-"""The training device: resolving it, determinism settings, a group's data as tensors on
-it, on-device augmentation and batched evaluation.
+"""The training device: resolving it, determinism settings, a setting's data as tensors
+on it, on-device augmentation and batched evaluation.
 
-Whole datasets live on the device (no per-sample Python): ``prepare_data`` splits off
-the held-out part of the noisy training labels, normalises the inputs and moves every
-split to the device once; ``augment`` crops and flips a batch there; ``evaluate`` gives
-per-model accuracy, NLL and ECE of a stacked model without atomic scatter-adds (so it is
-deterministic on CUDA too).
+Whole datasets live on the device (no per-sample Python): ``prepare_data`` normalises the
+inputs, moves them and every seed's noisy labels to the device once, with each seed's
+held-out split of its noisy labels; ``augment`` crops and flips the seeds' batches there;
+``evaluate`` gives per-model accuracy, NLL and ECE of a stacked model without atomic
+scatter-adds (so it is deterministic on CUDA too).
 """
 
 from __future__ import annotations
@@ -48,40 +48,63 @@ def set_determinism(device: torch.device) -> None:
 
 @dataclass
 class DeviceData:
-    """Training/held-out/test tensors on the training device, inputs normalised."""
+    """A setting's tensors on the training device, for its S seeds (inputs normalised).
 
-    x_train: torch.Tensor
-    y_train_noisy: torch.Tensor
-    y_train_clean: torch.Tensor
-    x_val: torch.Tensor
-    y_val_noisy: torch.Tensor
+    Every seed has its own noisy labels and its own held-out split of them: ``train_idx``
+    (S, N_tr) and ``val_idx`` (S, N_val) index the training set ``x_train`` (N, ...).
+    """
+
+    x_train: torch.Tensor        # (N, ...) every training sample
+    y_clean: torch.Tensor        # (N,)
+    y_noisy: torch.Tensor        # (S, N)
+    train_idx: torch.Tensor      # (S, N_tr)
+    val_idx: torch.Tensor        # (S, N_val)
     x_test: torch.Tensor
     y_test: torch.Tensor
+    transition: torch.Tensor     # (S, K, K) float64: each seed's noise, its true transition matrix
     num_classes: int
     is_image: bool
-    black: torch.Tensor  # per channel (or feature): what a zero pixel/input becomes after normalisation
+    black: torch.Tensor          # per channel (or feature): what a zero pixel/input becomes after normalisation
+
+    @property
+    def num_seeds(self) -> int:
+        return int(self.y_noisy.shape[0])
+
+    def seeds(self, rows: list[int]) -> "DeviceData":
+        """The same data for a subset of its seeds (positions ``rows``)."""
+        r = torch.as_tensor(rows, dtype=torch.long, device=self.y_noisy.device)
+        return DeviceData(self.x_train, self.y_clean, self.y_noisy[r], self.train_idx[r], self.val_idx[r],
+                          self.x_test, self.y_test, self.transition[r.cpu()], self.num_classes, self.is_image,
+                          self.black)
 
 
-def prepare_data(ds, noisy: np.ndarray, val_fraction: float, holdout_seed: int, device: torch.device,
-                 normalize: dict | None = None) -> DeviceData:
-    """Split off the held-out part of the NOISY training labels and move everything to ``device``.
-
-    ``normalize`` None: mean and std of the training split (per channel for images, per
-    feature for vectors); else fixed ``{"mean": [...], "std": [...]}`` per channel (or
-    feature), on inputs scaled to [0, 1] (the reference code's CIFAR constants).
-    """
-    n = len(ds.y_train)
-    perm = np.random.Generator(np.random.PCG64(holdout_seed)).permutation(n)
+def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) sample indices, sorted: a fraction of the training set drawn from ``seed``."""
+    perm = np.random.Generator(np.random.PCG64(seed)).permutation(n)
     n_val = int(round(val_fraction * n))
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def prepare_data(ds, noisy: list[np.ndarray], transitions: list[np.ndarray], val_fraction: float,
+                 holdout_seeds: list[int], device: torch.device, normalize: dict | None = None) -> DeviceData:
+    """Move a dataset and the noisy labels of each seed to ``device``, with each seed's
+    held-out split of its NOISY labels (``holdout_seeds``, one per seed).
+
+    ``normalize`` None: mean and std of the training inputs (all of them: no label enters),
+    per channel for images, per feature for vectors; else fixed ``{"mean": [...], "std":
+    [...]}`` per channel (or feature), on inputs scaled to [0, 1] (the reference code's CIFAR
+    constants).
+    """
     from .data import as_float
 
+    n = len(ds.y_train)
+    splits = [holdout_split(n, val_fraction, s) for s in holdout_seeds]
     x = as_float(ds.x_train)
     xt = as_float(ds.x_test)
     axes = (0, 2, 3) if x.ndim == 4 else (0,)
     if normalize is None:
-        mean = x[train_idx].mean(axis=axes, keepdims=True, dtype=np.float64)
-        std = np.maximum(x[train_idx].std(axis=axes, keepdims=True, dtype=np.float64), 1e-3)
+        mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
+        std = np.maximum(x.std(axis=axes, keepdims=True, dtype=np.float64), 1e-3)
     else:
         channels = x.shape[1]
         if len(normalize["mean"]) != channels:
@@ -94,70 +117,103 @@ def prepare_data(ds, noisy: np.ndarray, val_fraction: float, holdout_seed: int, 
     lab = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)  # noqa: E731
     black = torch.from_numpy(((0.0 - mean) / std).astype(np.float32).reshape(-1)).to(device)
     return DeviceData(
-        x_train=norm(x[train_idx]), y_train_noisy=lab(noisy[train_idx]), y_train_clean=lab(ds.y_train[train_idx]),
-        x_val=norm(x[val_idx]), y_val_noisy=lab(noisy[val_idx]), x_test=norm(xt), y_test=lab(ds.y_test),
+        x_train=norm(x), y_clean=lab(ds.y_train), y_noisy=lab(np.stack(noisy)),
+        train_idx=lab(np.stack([t for t, _ in splits])), val_idx=lab(np.stack([v for _, v in splits])),
+        x_test=norm(xt), y_test=lab(ds.y_test),
+        transition=torch.from_numpy(np.stack(transitions).astype(np.float64)),
         num_classes=int(ds.num_classes), is_image=x.ndim == 4, black=black,
     )
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, black: torch.Tensor | None = None) -> torch.Tensor:
-    """Batched random crop and horizontal flip, on the batch's device.
+def augment(x: torch.Tensor, cfg: AugmentConfig, keys: torch.Tensor, counter: int,
+            black: torch.Tensor | None = None) -> torch.Tensor:
+    """Batched random crop and horizontal flip of ``x`` (S, B, C, H, W), on its device.
 
-    The crop pads with zeros of the normalised input (``pad_fill: mean``, the mean colour)
-    or with ``black`` per channel (``pad_fill: black``: zero pixels before normalisation).
+    Each of the S batches draws from its own key (``keys`` (S,), ``smoothbench.draws`` at
+    ``counter``): the same draws whatever else is in the stack, no generator state. The crop
+    pads with zeros of the normalised input (``pad_fill: mean``, the mean colour) or with
+    ``black`` per channel (``pad_fill: black``: zero pixels before normalisation).
     """
-    if x.dim() != 4 or (cfg.crop_padding == 0 and not cfg.hflip):
+    from . import draws
+
+    if x.dim() != 5 or (cfg.crop_padding == 0 and not cfg.hflip):
         return x
-    b, c, h, w = x.shape
+    s, b, c, h, w = x.shape
+    x = x.reshape(s * b, c, h, w)
     if cfg.crop_padding:
         p = cfg.crop_padding
         if cfg.pad_fill == "black":
             if black is None:
                 raise ValueError("augment.pad_fill black needs the normalised value of a black pixel")
-            xp = black.to(x.dtype).view(1, c, 1, 1).expand(b, c, h + 2 * p, w + 2 * p).clone()
+            xp = black.to(x.dtype).view(1, c, 1, 1).expand(s * b, c, h + 2 * p, w + 2 * p).clone()
             xp[:, :, p:p + h, p:p + w] = x
         else:
             xp = torch.nn.functional.pad(x, (p, p, p, p))
-        off = torch.randint(0, 2 * p + 1, (2, b), generator=gen, device=x.device)
-        rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        bidx = torch.arange(b, device=x.device)[:, None, None, None]
-        cidx = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        off_r = draws.integers(keys, "crop_row", counter, b, 0, 2 * p + 1).reshape(-1)
+        off_c = draws.integers(keys, "crop_col", counter, b, 0, 2 * p + 1).reshape(-1)
+        rows = (off_r[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (off_c[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        bidx = torch.arange(s * b, device=x.device)[:, None, None, None]
+        cidx = torch.arange(c, device=x.device)[None, :, None, None]
         x = xp[bidx, cidx, rows, cols]
     if cfg.hflip:
-        flip = torch.rand(b, generator=gen, device=x.device) < 0.5
+        flip = (draws.uniform(keys, "hflip", counter, b) < 0.5).reshape(-1)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x
+    return x.reshape(s, b, c, h, w)
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ece_bins: int, batch: int,
-             autocast: Callable) -> dict[str, torch.Tensor]:
-    """Per-model accuracy, NLL and ECE on (x, y) in eval mode; tensors of shape (M,)."""
-    if len(x) == 0:
-        nan = torch.full((model.num_models,), float("nan"), device=x.device)
-        return {"acc": nan, "nll": nan, "ece": nan}
+def evaluate(model: torch.nn.Module, x: torch.Tensor, labels: list[torch.Tensor], sigmoid: torch.Tensor,
+             ece_bins: int, batch: int, autocast: Callable,
+             index: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+    """Per-model accuracy, NLL and ECE of a stacked model, in eval mode, against each label
+    set of ``labels``; tensors of shape (M,).
+
+    ``x``: (N, ...) shared by every model, or (G, N, ...) one set per input group (each shared
+    by M/G consecutive models), or with ``index`` (G, N) the samples ``x[index[g]]`` of each
+    group; a label set is (N,) or (G, N) likewise. ``sigmoid`` (M,) bool:
+    models trained on sigmoid outputs (the BCE family): for K > 2 their probability of class
+    j is sigmoid(z_j) (one-vs-all), not the softmax; for K = 2 the two agree. Computed in
+    chunks of ``batch`` samples from sums (no atomic scatter-adds: deterministic on CUDA).
+    """
+    m = model.num_models
+    grouped = index is not None or x.dim() == len(model.input_shape) + 2
+    n = (index if index is not None else x).shape[1] if grouped else x.shape[0]
+    if n == 0:
+        nan = torch.full((m,), float("nan"), device=x.device)
+        return [{"acc": nan, "nll": nan, "ece": nan} for _ in labels]
+    g = (index if index is not None else x).shape[0] if grouped else 1
+    per_model = [(y if y.dim() == 2 else y.unsqueeze(0)).unsqueeze(1).expand(g, m // g, n).reshape(m, n)
+                 for y in labels]
+    one_vs_all = model.num_classes > 2 and bool(sigmoid.any())
+    hits = [torch.zeros(m, device=x.device) for _ in labels]
+    nll = [torch.zeros(m, dtype=torch.float64, device=x.device) for _ in labels]
+    gaps = [torch.zeros(m, ece_bins, dtype=torch.float64, device=x.device) for _ in labels]
+    sig = sigmoid.to(x.device).view(m, 1, 1)
     model.eval()
-    logps = []
-    for i in range(0, len(x), batch):
+    for i in range(0, n, batch):
         with autocast():
-            out = model(x[i:i + batch])
-        logps.append(torch.log_softmax(out.float(), dim=-1))
+            chunk = x[index[:, i:i + batch]] if index is not None else x[:, i:i + batch] if grouped else x[i:i + batch]
+            out = model(chunk)
+        z = out.float()                                                  # (M, b, K)
+        logp = torch.log_softmax(z, -1)
+        if one_vs_all:
+            logp = torch.where(sig, torch.nn.functional.logsigmoid(z), logp)
+        conf, pred = logp.max(dim=-1)
+        conf = conf.exp()
+        bins = (conf * ece_bins).ceil().long().clamp_(1, ece_bins) - 1
+        onehot = torch.nn.functional.one_hot(bins, ece_bins).double()  # (M, b, bins)
+        for j, y in enumerate(per_model):
+            yb = y[:, i:i + batch]
+            correct = (pred == yb).float()
+            hits[j] += correct.sum(-1)
+            nll[j] -= logp.gather(-1, yb.unsqueeze(-1)).squeeze(-1).double().sum(-1)
+            gaps[j] += torch.einsum("mnb,mn->mb", onehot, (conf - correct).double())
     model.train()
-    logp = torch.cat(logps, dim=1)                                   # (M, N, K)
-    m, n, _ = logp.shape
-    conf, pred = logp.max(dim=-1)
-    conf = conf.exp()
-    correct = (pred == y).float()
-    nll = -logp.gather(-1, y.expand(m, n).unsqueeze(-1)).squeeze(-1).mean(-1)
-    bins = (conf * ece_bins).ceil().long().clamp_(1, ece_bins) - 1
-    # per-bin sums through a one-hot matmul rather than scatter_add (atomic, so not deterministic on CUDA)
-    onehot = torch.nn.functional.one_hot(bins, ece_bins).float()              # (M, N, bins)
-    gap_sum = torch.einsum("mnb,mn->mb", onehot, conf - correct)
-    ece = gap_sum.abs().sum(-1) / n
-    return {"acc": correct.mean(-1), "nll": nll, "ece": ece}
+    return [{"acc": hits[j] / n, "nll": (nll[j] / n).float(), "ece": (gaps[j].abs().sum(-1) / n).float()}
+            for j in range(len(labels))]
 
 
 # ----------------------------------------------------------------------------- one GPU per job

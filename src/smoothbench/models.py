@@ -18,8 +18,9 @@ Conventions (the training engine relies on them):
 
   so ``tensor[m]`` is model m, and a single model's state replicates to M copies
   with ``repeat`` along dim 0 (:func:`replicate_state`).
-* ``forward(x)`` takes one shared batch ``x`` of shape ``(B, *input_shape)`` and
-  returns logits ``(M, B, K)``. Inside, image features are laid out
+* ``forward(x)`` takes one shared batch ``x`` of shape ``(B, *input_shape)``, or G
+  batches ``(G, B, *input_shape)`` each shared by M/G consecutive models (the seeds of a
+  setting, each with its own batches), and returns logits ``(M, B, K)``. Inside, image features are laid out
   ``(B, M*C, H, W)`` (model-major channels); the first conv maps the shared input
   with the weight viewed as ``(M*out, in, k, k)``, later convs use ``groups=M``.
   The first layer also accepts per-model inputs ``(B, M*C, H, W)`` / ``(M, B, D)``.
@@ -77,25 +78,55 @@ class StackedModel(nn.Module):
         self.num_classes = num_classes
         self.model_args = dict(model_args)
 
+    def _vectors(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, *input_shape)`` -> ``(B, D)`` (shared); ``(G, B, *input_shape)`` -> ``(G, B, D)``."""
+        lead = x.dim() - len(self.input_shape)
+        return x.reshape(x.shape[0], -1) if lead == 1 else x.reshape(x.shape[0], x.shape[1], -1)
+
+    def _images(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` (shared) or ``(G, B, C, H, W)`` (G input groups, each shared by M/G
+        consecutive models) -> the first conv's layout ``(B, G*C, H, W)``, in the memory
+        format ``to(memory_format=...)`` asked for."""
+        if x.dim() == 5:
+            x = x[0] if x.shape[0] == 1 else x.transpose(0, 1).reshape(x.shape[1], -1, *x.shape[3:])
+        return x.contiguous(memory_format=self.memory_format)
+
+    memory_format = torch.contiguous_format
+
     def to(self, *args, **kwargs):  # noqa: D401 - see module docstring
-        """Like nn.Module.to; ``memory_format`` is ignored (5-D conv weights)."""
-        kwargs.pop("memory_format", None)
+        """Like nn.Module.to; ``memory_format`` is not applied to the (5-D) conv weights but to
+        the image inputs of ``forward``."""
+        if "memory_format" in kwargs:
+            self.memory_format = kwargs.pop("memory_format")
         if not args and not kwargs:
             return self
         return super().to(*args, **kwargs)
 
 
 class MLP(StackedModel):
+    """Fully connected ReLU layers of widths ``hidden``; for image inputs, ``pool`` > 1 first
+    averages each ``pool`` x ``pool`` block of pixels (MNIST at pool 2: 14 x 14 inputs)."""
+
     name = "mlp"
 
-    def __init__(self, num_models, input_shape, num_classes, hidden: Sequence[int] = (256, 256)):
-        super().__init__(num_models, input_shape, num_classes, hidden=list(hidden))
-        dims = [math.prod(input_shape), *[int(h) for h in hidden]]
+    def __init__(self, num_models, input_shape, num_classes, hidden: Sequence[int] = (256, 256), pool: int = 1):
+        super().__init__(num_models, input_shape, num_classes, hidden=list(hidden), **({"pool": pool} if pool != 1
+                                                                                        else {}))
+        self.pool = int(pool)
+        if self.pool < 1 or (self.pool > 1 and len(input_shape) != 3):
+            raise ValueError(f"mlp pool {pool}: an integer >= 1, and > 1 only for image inputs (C, H, W)")
+        shape = input_shape if self.pool == 1 else (input_shape[0], input_shape[1] // self.pool,
+                                                     input_shape[2] // self.pool)
+        dims = [math.prod(shape), *[int(h) for h in hidden]]
         self.hidden = nn.ModuleList(StackedLinear(num_models, a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.head = StackedLinear(num_models, dims[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], -1)  # (B, D) shared
+        if self.pool > 1:
+            lead = x.shape[:x.dim() - 3]
+            x = F.avg_pool2d(x.reshape(-1, *x.shape[-3:]), self.pool)
+            x = x.reshape(*lead, *x.shape[-3:])
+        h = self._vectors(x)           # (B, D) shared, or (G, B, D) per input group
         for layer in self.hidden:
             h = F.relu(layer(h))       # (M, B, H)
         return self.head(h)
@@ -129,7 +160,7 @@ class SmallCNN(StackedModel):
         self.head = StackedLinear(num_models, w3, num_classes)
 
     def forward(self, x):
-        h = self.features(x).mean(dim=(2, 3))
+        h = self.features(self._images(x)).mean(dim=(2, 3))
         return self.head(_per_model(h, self.num_models))
 
 
@@ -168,7 +199,7 @@ class ResNet(StackedModel):
         self.head = StackedLinear(M, cin, num_classes)
 
     def forward(self, x):
-        h = self.layers(self.stem(x)).mean(dim=(2, 3))
+        h = self.layers(self.stem(self._images(x))).mean(dim=(2, 3))
         return self.head(_per_model(h, self.num_models))
 
 
@@ -216,7 +247,7 @@ class FastNet(StackedModel):
         self.head = StackedLinear(M, cin, num_classes, bias=False)
 
     def forward(self, x):
-        h = self.features(x).amax(dim=(2, 3))
+        h = self.features(self._images(x)).amax(dim=(2, 3))
         return self.head(_per_model(h, self.num_models)) * self.logit_scale
 
 
@@ -315,3 +346,32 @@ def count_flops_per_sample(model: StackedModel, input_shape: Sequence[int]) -> i
         for h in handles:
             h.remove()
     return int(macs[0])
+
+
+def memory_per_model(name: str, input_shape: Sequence[int], num_classes: int, batch: int, activation_bytes: int,
+                     **model_args) -> int:
+    """Estimated device bytes one model of a stack needs to train: parameters, gradients and
+    momentum in float32, plus every module's output for a batch (``activation_bytes`` per
+    element: 2 under bf16 autocast, 4 in fp32), counted twice (kept for the backward pass,
+    and its gradient). Traced on the meta device: nothing is allocated."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
+    with torch.device("meta"):
+        model = _REGISTRY[name](1, tuple(int(s) for s in input_shape), int(num_classes), **model_args)
+        x = torch.empty((1, *input_shape))
+    elements = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(out, torch.Tensor) and not list(mod.children()):
+            elements[0] += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    model.eval()   # the same outputs; BatchNorm does not ask for a batch of more than one
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    params = sum(p.numel() for p in model.parameters())
+    return int(params * 4 * 3 + elements[0] * batch * activation_bytes * 2)

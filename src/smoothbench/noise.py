@@ -17,6 +17,7 @@ Noise kinds and their valid rates (half-open ranges, ``K`` classes):
 - ``instance``   rate in [0, 1): instance-dependent noise after Xia et al. (NeurIPS 2020).
 - ``human``      no rate: a CIFAR-N label set (``aggre``, ``random1..3``, ``worst``,
   ``noisy100``).
+- ``annotations`` no rate: a label set of your own, a file of real annotations (``userdata``).
 
 Below 0.5 (and below (K-1)/K for symmetric) the clean class stays the most likely noisy
 label of its samples, so the clean classifier is still the Bayes-optimal one.
@@ -36,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from . import cifarn, io, schema
-from .cells import NOISE_KINDS, check_num_classes, derive_seed, fmt_rate
+from . import cifarn, io, schema, userdata
+from .cells import NAMED_KINDS, NOISE_KINDS, check_num_classes, derive_seed, fmt_rate
 
 MATRIX_KINDS = ("symmetric", "pairflip", "asymmetric")
-NUMERIC_KINDS = tuple(k for k in NOISE_KINDS if k != "human")
+NUMERIC_KINDS = tuple(k for k in NOISE_KINDS if k not in NAMED_KINDS)
 
 # The reference code's CIFAR-10 pair flips (noisify_pairflip): two-way pairs
 # airplane<->bird, automobile<->truck, cat<->dog, deer<->horse, frog<->ship.
@@ -379,8 +380,9 @@ def make_noisy_labels(data_path: str | os.PathLike, kind: str, rate: float | str
     ``noise_seed`` itself for the ``reference`` sampler (the reference code's
     ``random_state``). Options (defaults from the params schema): ``pairs`` (pairflip),
     ``sampler`` (matrix kinds), ``map`` ({"src": dst}, asymmetric on datasets without a
-    built-in map), ``human_dir`` (folder of the CIFAR-N files, default ``cache/cifarn``).
-    For ``human`` the rate is the label set and the seeds are only recorded. Returns the stats.
+    built-in map), ``human_dir`` (folder of the CIFAR-N files, default ``cache/cifarn``),
+    ``files`` ({label set: {dataset, path}}, annotations). For ``human`` and ``annotations``
+    the rate is the label set and the seeds are only recorded. Returns the stats.
     """
     from . import data
 
@@ -402,6 +404,13 @@ def make_noisy_labels(data_path: str | os.PathLike, kind: str, rate: float | str
     if kind == "human":
         rate_text = str(rate)
         noisy = load_human_labels(options.get("human_dir") or "cache/cifarn", rate_text, k, train_labels=y)
+        t = empirical_transition(y, noisy, k)
+    elif kind == "annotations":
+        rate_text, entry = str(rate), (options.get("files") or {}).get(str(rate))
+        if not entry or entry.get("dataset") != ds.name:
+            raise ValueError(f"annotations {rate_text}: no label file for dataset {ds.name} in option files "
+                             f"(given: {', '.join(sorted(options.get('files') or {})) or 'none'})")
+        noisy = userdata.load_annotations(entry["path"], y.size, k, ds.name)
         t = empirical_transition(y, noisy, k)
     else:
         r = check_rate(kind, rate, k)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import fnmatch
 import functools
 import hashlib
 import json
@@ -29,16 +30,29 @@ PACKAGE = Path(__file__).resolve().parent
 
 
 def package_imports(path: str | Path) -> set[str]:
-    """The package modules a module imports (``from . import x``, ``from .x import y``), at
-    any depth of its code (imports inside functions count)."""
+    """The package's top-level modules (or subpackages) a module imports (``from . import x``,
+    ``from .x import y``; from inside a subpackage ``from ..x import y``), at any depth of its
+    code (imports inside functions count). A subpackage's own relative imports name itself."""
+    path = Path(path).resolve()
+    depth = len(path.parent.relative_to(PACKAGE).parts)          # 0: a top-level module
+    own = path.parent.name if depth else None
     out = set()
-    for node in ast.walk(ast.parse(Path(path).read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                out.add(node.module.split(".")[0])
-            else:
-                out.update(alias.name for alias in node.names)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node.level == depth + 1:
+                if node.module:
+                    out.add(node.module.split(".")[0])
+                else:
+                    out.update(alias.name for alias in node.names)
+            elif node.level == depth and own:
+                out.add(own)
     return out
+
+
+def module_files(mod: str) -> list[Path]:
+    """The files of a top-level module (``mod.py``) or subpackage (every ``.py`` in ``mod/``)."""
+    folder = PACKAGE / mod
+    return sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{mod}.py"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,15 +69,16 @@ def _code_modules(subcommands: tuple[str, ...]) -> tuple[str, ...]:
         mod = todo.pop().split(".")[0]
         if mod not in seen:
             seen.add(mod)
-            todo += package_imports(PACKAGE / f"{mod}.py")
+            for f in module_files(mod):
+                todo += package_imports(f)
     return tuple(sorted(seen))
 
 
 def code_files(subcommands: Iterable[str], root: str | Path | None = None) -> list[str]:
-    """The library modules the ``smoothbench`` subcommands import, transitively, as paths
-    (relative to ``root`` when given), sorted."""
+    """The library files the ``smoothbench`` subcommands import, transitively, as paths
+    (relative to ``root`` when given), sorted; a subpackage counts with all its files."""
     mods = _code_modules(tuple(sorted(subcommands)))
-    paths = [PACKAGE / f"{m}.py" for m in mods]
+    paths = [f for m in mods for f in module_files(m)]
     if root is None:
         return [str(p) for p in paths]
     return [Path(p).relative_to(Path(root).resolve()).as_posix() for p in paths]
@@ -75,6 +90,36 @@ def file_md5(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def dir_md5(folder: str | Path, root: str | Path) -> str | None:
+    """DVC's hash of a folder dependency (``<md5>.dir``: the md5 of the JSON list of its files'
+    ``{"md5", "relpath"}`` sorted by relpath), skipping what DVC skips: ``.git``, ``.hg``,
+    ``.dvc`` and the name patterns of ``root``/.dvcignore. None where this reading could
+    differ from DVC's (a nested .dvcignore, a pattern with a ``/`` inside or a ``!``): the
+    caller then does not vouch."""
+    folder, root = Path(folder), Path(root)
+    try:
+        lines = (root / ".dvcignore").read_text().splitlines() if (root / ".dvcignore").is_file() else []
+    except OSError:
+        return None
+    patterns = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    if any("/" in p.rstrip("/") or p.startswith("!") for p in patterns):
+        return None
+    dir_only = {".git", ".hg", ".dvc"} | {p.rstrip("/") for p in patterns if p.endswith("/")}
+    names = {".git"} | {p for p in patterns if not p.endswith("/")}
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        parents = rel.parts[:-1] if path.is_file() else rel.parts
+        if any(fnmatch.fnmatchcase(part, p) for part in parents for p in dir_only | names):
+            continue
+        if path.is_file() and not any(fnmatch.fnmatchcase(path.name, p) for p in names):
+            if path.name == ".dvcignore":
+                return None
+            entries.append({"md5": file_md5(path), "relpath": rel.as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 
 class Pins:
@@ -124,14 +169,17 @@ class Pins:
         return None
 
     def code_matches(self, stage: str) -> bool:
-        """Whether every file dependency of ``stage`` in dvc.lock (code, rules, schema) still
-        has the md5 it ran with."""
+        """Whether every dependency of ``stage`` in dvc.lock (code, rules, schema, and folders:
+        the reference numbers, data-in/ with a researcher's own files) still has the md5 it
+        ran with."""
         deps = (self.stages.get(stage) or {}).get("deps") or []
         for dep in deps:
             md5 = dep.get("md5", "")
-            if md5.endswith(".dir"):
-                continue
             path = self.root / dep["path"]
+            if md5.endswith(".dir"):
+                if not path.is_dir() or dir_md5(path, self.root) != md5:
+                    return False
+                continue
             try:
                 if not path.is_file() or file_md5(path) != md5:
                     return False

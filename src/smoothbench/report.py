@@ -3,7 +3,8 @@
 ``build_reports`` reads the tidy results (``collect``) and writes, under ``out_dir``:
 
 - ``tables/``: ``tables.md``, ``tables.tex``, ``table_{best,selected,final}.csv`` and
-  ``reproduction.csv`` (the paper's numbers beside ours, with verdicts) (``tables``);
+  ``reproduction.csv`` (the paper's numbers beside ours, with verdicts) (``tables``), and
+  ``leaderboard.csv`` (every method at its best parameters, ranked; ``leaderboard``);
 - ``tables/claims.csv``, ``findings.md`` (the claims table first) and ``summary.json``
   (``claims``, ``findings``);
 - ``figures/*.png`` and ``figures-svg/*.svg`` (``figures``).
@@ -18,24 +19,24 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from . import claims, figures, findings, tables
+from . import claims, figures, findings, leaderboard, tables
 from .collect import read_curves, read_references, read_results
 from .io import write_json, write_text
 from .selection import SELECTIONS
 from .stats import settings_of
 
 TABLE_FILES = ("tables.md", "tables.tex") + tuple(f"table_{s}.csv" for s in SELECTIONS) + (
-    "reproduction.csv", "claims.csv")
+    "reproduction.csv", "claims.csv", "leaderboard.csv")
 TEXT_FILES = tuple(f"{tables.FOLDER}/{name}" for name in TABLE_FILES) + ("summary.json", "findings.md")
 OWNED_FOLDERS = (tables.FOLDER,) + tuple(figures.FOLDERS.values())
 
 
-def report_files(keys: Iterable[tuple[str, str, str]]) -> list[str]:
+def report_files(keys: dict[tuple[str, str, str], set[str]]) -> list[str]:
     """The file names (relative to the report folder) written for these (dataset, noise kind,
-    variant) keys."""
+    variant) keys, each with the methods of its cells (some figures need certain methods)."""
     names = list(TEXT_FILES)
-    for key in sorted(set(tuple(str(x) for x in k) for k in keys)):
-        names += figures.figure_files(key)
+    for key in sorted(keys):
+        names += figures.figure_files(key, keys[key])
     return names
 
 
@@ -50,7 +51,9 @@ def build_reports(results_csv: str | os.PathLike, curves_csv: str | os.PathLike,
     settings = settings_of(rows)
     out = Path(out_dir)
 
-    write_text(out / tables.FOLDER / "tables.md", tables.md_tables(settings, refs))
+    board = leaderboard.rows(settings)
+    write_text(out / tables.FOLDER / "tables.md", tables.md_tables(settings, refs) + "\n".join(leaderboard.md(board)))
+    write_text(out / tables.FOLDER / "leaderboard.csv", leaderboard.csv(board))
     write_text(out / tables.FOLDER / "tables.tex", tables.tex_tables(settings, refs))
     for selection in SELECTIONS:
         write_text(out / tables.FOLDER / f"table_{selection}.csv", tables.csv_table(settings, refs, selection))
@@ -60,7 +63,7 @@ def build_reports(results_csv: str | os.PathLike, curves_csv: str | os.PathLike,
     write_json(out / "summary.json", findings.summary(settings, claim_rows))
     write_text(out / "findings.md", findings.findings(settings, claim_rows))
     figures.write_figures(settings, curves, out)
-    written = report_files(settings.keys())
+    written = report_files({key: {m for s in sets for m in s.methods()} for key, sets in settings.items()})
     _remove_stale(out, set(written))
     return [str(out / name) for name in written]
 

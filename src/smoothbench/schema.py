@@ -35,6 +35,9 @@ _SCHEMA_CACHE: dict[Path, dict] = {}
 
 
 def load_schema(path: str | Path | None = None) -> dict:
+    """The params schema as the file has it. Its method part (``$defs.method``,
+    ``$defs.method_grid``) is generated from the method registry: ``grid.study_schema`` is
+    the whole schema."""
     import yaml
 
     p = Path(path).resolve() if path is not None else find_schema()
@@ -42,7 +45,6 @@ def load_schema(path: str | Path | None = None) -> dict:
         with open(p, encoding="utf-8") as f:
             _SCHEMA_CACHE[p] = yaml.safe_load(f)
     return _SCHEMA_CACHE[p]
-
 
 
 def check(instance: Any, source: str | None, node: dict | None = None, base: tuple = (),
@@ -107,6 +109,18 @@ def _pick_error(errors: list) -> Any:
 
     err = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])[0]
     while err.context and err.validator != "propertyNames":
+        alts = err.validator_value if isinstance(err.validator_value, list) else []
+        typed_alts = [a for a in alts if isinstance(a, dict) and "type" in a]
+        if "x-allowed" in err.schema and not any(_fits(err.instance, a["type"]) for a in typed_alts) and not any(
+                a.get("const") == err.instance for a in alts if isinstance(a, dict)):
+            # no alternative of the instance's type: say what the alternatives are
+            return jsonschema.exceptions.ValidationError(
+                err.schema["x-allowed"], validator="x-allowed", validator_value=err.schema["x-allowed"],
+                instance=err.instance, path=err.path, schema={})
+        matching = [e for e in err.context if _fits(e.instance, e.schema.get("type")) and e.validator != "type"]
+        if matching:
+            err = jsonschema.exceptions.best_match(matching)
+            continue
         if all(e.validator == "type" and not e.relative_path for e in err.context):
             # no alternative's type fits (null or an integer): name them all, not the first
             types = [t for e in err.context for t in (e.validator_value if isinstance(e.validator_value, list)
@@ -117,6 +131,17 @@ def _pick_error(errors: list) -> Any:
         fitting = [e for e in err.context if e.validator != "type"]  # the alternative whose type fits
         err = jsonschema.exceptions.best_match(fitting or err.context)
     return err
+
+
+def _fits(instance: Any, kind: Any) -> bool:
+    """Whether ``instance`` is of JSON-schema type ``kind`` (a name or a list of names)."""
+    kinds = kind if isinstance(kind, list) else [kind]
+    checks = {"number": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+              "integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
+              "object": lambda x: isinstance(x, dict), "array": lambda x: isinstance(x, list),
+              "string": lambda x: isinstance(x, str), "boolean": lambda x: isinstance(x, bool),
+              "null": lambda x: x is None}
+    return any(k in checks and checks[k](instance) for k in kinds)
 
 
 def resolve(node: dict, root: dict) -> dict:
@@ -158,13 +183,16 @@ def error_text(err: Any, root: dict, base: tuple = ()) -> str:
     if v == "propertyNames" or "propertyNames" in err.absolute_schema_path:
         # jsonschema reports the offending key as the instance, at the mapping's path
         names_schema = resolve(err.validator_value, root) if v == "propertyNames" else _property_names_schema(err, root)
-        names_schema = names_schema or {}
+        names_schema = resolve(names_schema or {}, root)
         key = err.instance
         if isinstance(key, dict):  # the mapping itself: find the first key the names schema rejects
             import jsonschema
 
             names_check = jsonschema.validators.validator_for(root)({**names_schema, "$defs": root.get("$defs", {})})
             key = next((k for k in key if not names_check.is_valid(k)), "?")
+        if v == "not":  # a name the schema reserves (a dataset of your own named like a registered one)
+            taken = ", ".join(_allowed_names(err.validator_value, root))
+            return f"{keypath(path + [str(key)])}: key {value_text(key)} is taken; it must not be one of {taken}"
         if "pattern" in names_schema:
             return f"{keypath(path + [str(key)])}: key {value_text(key)} must match {names_schema['pattern']}"
         allowed = ", ".join(_allowed_names(names_schema, root))
@@ -179,12 +207,18 @@ def error_text(err: Any, root: dict, base: tuple = ()) -> str:
         return f"{where} = {value_text(err.instance)}: must be {' or '.join(words)}"
     bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
     if v in bounds:
-        return f"{where} = {value_text(err.instance)}: must be {bounds[v]} {err.validator_value}"
+        bound = err.validator_value
+        return f"{where} = {value_text(err.instance)}: must be {bounds[v]} {bound:g}" if isinstance(bound, float) \
+            else f"{where} = {value_text(err.instance)}: must be {bounds[v]} {bound}"
     if v == "required":
         missing = [k for k in err.validator_value if k not in (err.instance or {})]
         return f"{keypath(path + [missing[0]]) if missing else where}: missing; this key is required"
     if v == "minLength":
         return f"{where} = {value_text(err.instance)}: must not be empty"
+    if v == "minItems":
+        return f"{where} = {value_text(err.instance)}: must list at least one value (leave the key out to leave it out)"
+    if v == "x-allowed":
+        return f"{where} = {value_text(err.instance)}: must be {err.validator_value}"
     if v == "pattern":
         return f"{where} = {value_text(err.instance)}: must match {err.validator_value}"
     return f"{where} = {value_text(err.instance)}: {err.message}"

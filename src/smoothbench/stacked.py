@@ -28,8 +28,8 @@ BN_EPS = 1e-5
 class StackedConv2d(nn.Module):
     """M independent bias-free 2-D convolutions; weight ``(M, out, in, k, k)``.
 
-    Input ``(B, in, H, W)`` (shared by all models) or ``(B, M*in, H, W)``
-    (per model); output ``(B, M*out, H', W')``.
+    Input ``(B, G*in, H, W)``: G input groups, each shared by M/G consecutive models
+    (G = 1: one input for all; G = M: one per model); output ``(B, M*out, H', W')``.
     """
 
     def __init__(self, num_models: int, in_ch: int, out_ch: int, kernel_size: int,
@@ -55,13 +55,12 @@ class StackedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         M = self.num_models
         w = self.weight.reshape(M * self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
-        if x.shape[1] == M * self.in_ch:
-            groups = M
-        elif x.shape[1] == self.in_ch:
-            groups = 1  # shared input: one conv with M*out output channels
-        else:
-            raise ValueError(f"StackedConv2d expects {self.in_ch} or {M * self.in_ch} input "
-                             f"channels, got {x.shape[1]}")
+        # G input groups of in_ch channels, each shared by M/G consecutive models (G = 1: one
+        # input for all; G = M: one per model)
+        groups, rest = divmod(x.shape[1], self.in_ch)
+        if rest or groups < 1 or M % groups:
+            raise ValueError(f"StackedConv2d expects G*{self.in_ch} input channels with G dividing "
+                             f"M={M}, got {x.shape[1]}")
         return F.conv2d(x, w, None, self.stride, self.padding, 1, groups)
 
     def extra_repr(self) -> str:
@@ -107,7 +106,8 @@ class StackedBatchNorm2d(nn.Module):
 class StackedLinear(nn.Module):
     """M independent linear maps; weight ``(M, out, in)``, bias ``(M, out)``.
 
-    Input ``(B, in)`` (shared) or ``(M, B, in)`` (per model); output ``(M, B, out)``.
+    Input ``(B, in)`` (shared), ``(M, B, in)`` (per model) or ``(G, B, in)`` (G groups, each
+    shared by M/G consecutive models); output ``(M, B, out)``.
     """
 
     def __init__(self, num_models: int, in_features: int, out_features: int, bias: bool = True):
@@ -125,13 +125,19 @@ class StackedLinear(nn.Module):
             _fill(self.bias, torch.empty(self.bias.shape[1:]).uniform_(-bound, bound, generator=gen))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        M = self.num_models
         if x.dim() == 2:
             y = torch.einsum("bi,moi->mbo", x, self.weight)
-        elif x.dim() == 3 and x.shape[0] == self.num_models:
+        elif x.dim() == 3 and x.shape[0] == M:
             y = torch.bmm(x, self.weight.transpose(1, 2))
+        elif x.dim() == 3 and x.shape[0] >= 1 and M % x.shape[0] == 0:   # G groups of M/G models
+            g = x.shape[0]
+            w = self.weight.reshape(g, M // g * self.out_features, self.in_features)
+            y = torch.bmm(x, w.transpose(1, 2))                            # (G, B, M/G*out)
+            y = y.reshape(g, x.shape[1], M // g, self.out_features).transpose(1, 2).reshape(M, x.shape[1], -1)
         else:
-            raise ValueError(f"StackedLinear expects (B, {self.in_features}) or "
-                             f"({self.num_models}, B, {self.in_features}), got {tuple(x.shape)}")
+            raise ValueError(f"StackedLinear expects (B, {self.in_features}) or (G, B, {self.in_features}) "
+                             f"with G dividing M={M}, got {tuple(x.shape)}")
         if self.bias is not None:
             y = y + self.bias.unsqueeze(1).to(y.dtype)
         return y

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from . import models
-from .losses import gls_loss
+from .methods.gls import gls_loss
 
 VARIANTS = ("stacked", "loop", "stacked-nchw", "stacked-nhwc", "vmap", "graphs")
 
@@ -140,3 +140,31 @@ def _graphed(net, opt, x, y, rates, amp) -> Step:
     with torch.cuda.graph(graph):
         eager(capturing=True)
     return Step(graph.replay, lambda: _state(net), keep=(x, y, rates))
+
+
+PRECISIONS = ("auto", "bf16", "fp32", "both")
+
+
+def amp_dtypes(precision: str, dev: torch.device) -> list[torch.dtype | None]:
+    """The autocast dtypes of ``--precision`` (None: fp32); ``auto`` is the engine's choice:
+    bf16 autocast on CUDA, fp32 on the CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"bench step: --precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return [torch.bfloat16 if dev.type == "cuda" else None]
+    return {"bf16": [torch.bfloat16], "fp32": [None], "both": [torch.bfloat16, None]}[precision]
+
+
+def repeatable(build: Callable[[], Step], sync: Callable[[], None]) -> bool:
+    """Two fresh builds, two steps each on the same batch: is the trained state bit-identical?
+    ``sync`` waits for the device (and frees what it can) after each."""
+    snapshots = []
+    for _ in range(2):
+        step = build()
+        step()
+        step()
+        sync()
+        snapshots.append([t.detach().cpu().clone() for t in step.tensors()])
+        step = None
+        sync()
+    return all(torch.equal(a, b) for a, b in zip(*snapshots))

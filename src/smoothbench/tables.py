@@ -1,9 +1,11 @@
 """Paper-style tables: Markdown, LaTeX and CSV, one per selection, with the paper column,
 and the reproduction verdicts.
 
-Per dataset x noise kind, rows are noise rates and columns CE, best LS (its r), best
-NLS (its r) and flip; mean ± std over seeds in percent, the best method of a row in
-bold, diverged cells counted. There is one table per protocol variant and, when a study
+Per dataset x noise kind, rows are noise rates and columns the study's smoothing methods
+(the ``SUBJECT`` families of the registry: CE, best LS (its r), best NLS (its r), flip,
+and the BCE family); mean ± std over seeds in percent, the best method of a row in bold,
+diverged cells counted. The robust baselines are ranked beside them in the leaderboard
+(``leaderboard``); the CSV tables hold every method. There is one table per protocol variant and, when a study
 has several, one more whose entries are each method's better variant (the paper
 reports the better of direct training and warm-up). Where the package's reference
 numbers (``collect.read_references``) have a published figure for a setting and the
@@ -13,15 +15,15 @@ gives the verdict: reproduced (within 1.5 points) or the difference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .cells import BASELINE, METHOD_LABELS, METHODS, fmt_rate
+from . import methods as registry
 from .collect import csv_text
 from .selection import SELECTION_TITLES, SELECTIONS
-from .stats import Entry, Setting, better_row, by_pair, table_row
+from .stats import Entry, Setting, better_row, by_pair, mark_best, table_row
 
 FOLDER = "tables"  # under the report folder
-BASELINES = set(BASELINE.values())  # the methods without a rate to choose (CE, BCE)
+SUBJECT = ("gls", "flip", "bce")  # the method families of the paper-style tables (the study's subject)
 REPRODUCED_WITHIN = 1.5  # points: the paper's number is reproduced when ours lies this close
 Settings = dict[tuple[str, str, str], list[Setting]]
 
@@ -47,24 +49,32 @@ class Block:
 
     @property
     def methods(self) -> list[str]:
-        """The table's columns: the methods with a cell in some row, in METHODS order."""
-        return [m for m in METHODS if any(entries[m] is not None for _, entries, _ in self.rows)]
+        """The table's columns: the study's smoothing methods with a cell in some row, in registry order."""
+        return [m for m in registry.names() if registry.get(m).group in SUBJECT
+                and any(entries[m] is not None for _, entries, _ in self.rows)]
 
 
 def blocks(variants: dict[str, list[Setting]], selection: str) -> list[Block]:
     """The tables of one (dataset, noise kind): one per variant, then the better-of when
     there are several; the paper column goes with the last (what the paper reports)."""
     names = list(variants)
-    out = [Block(f"variant {v}", [(s.noise_rate, table_row(s, selection), [s]) for s in variants[v]],
+    out = [Block(f"variant {v}", [(s.noise_rate, subject(table_row(s, selection)), [s]) for s in variants[v]],
                  False, len(names) == 1) for v in names]
     if len(names) > 1:
         rates = list(dict.fromkeys(s.noise_rate for v in names for s in variants[v]))
         rows = []
         for rate in rates:
             sets = [s for v in names for s in variants[v] if s.noise_rate == rate]
-            rows.append((rate, better_row(sets, selection), sets))
+            rows.append((rate, subject(better_row(sets, selection)), sets))
         out.append(Block("better of " + ", ".join(names), rows, True, True))
     return out
+
+
+def subject(entries: dict[str, Entry | None]) -> dict[str, Entry | None]:
+    """A row's entries of the study's smoothing methods (``SUBJECT``), the best among them marked."""
+    out = {m: (None if e is None else replace(e, best=False)) for m, e in entries.items()
+           if registry.get(m).group in SUBJECT}
+    return mark_best(out)
 
 
 def verdict(ours_pct: float | None, ref: dict) -> str:
@@ -82,16 +92,28 @@ def pct(x: float) -> str:
     return f"{100.0 * x:.2f}"
 
 
-def rate_label(method: str, rate: float | None, fmt: str) -> str:
-    if method in BASELINES or rate is None:
-        return ""
-    sym = "r" if method != "flip" else ("$\\varepsilon$" if fmt == "tex" else "ε")
-    return f"{sym}={fmt_rate(rate)}"
+def rate_label(method: str, values: tuple | float | None, fmt: str) -> str:
+    """A method's parameters as a table shows them (``r=0.2``, ``α=0.1, β=1``), and "oracle T"
+    for the methods that use the noise's true transition matrix; empty for CE."""
+    m = registry.get(method)
+    if isinstance(values, (int, float)):
+        values = (float(values),) + m.defaults[1:]
+    label = m.label_params(values, fmt) if values is not None else ""
+    return ", ".join(x for x in (label, "oracle T" if m.oracle else "") if x)
+
+
+def method_label(method: str) -> str:
+    return registry.get(method).label
+
+
+def is_baseline(method: str) -> bool:
+    """Whether the method has no parameter to choose (CE, BCE): its column is not a 'best'."""
+    return not registry.get(method).tunable
 
 
 def entry_name(e: Entry) -> str:
-    label = rate_label(e.method, e.rate, "plain")
-    return METHOD_LABELS[e.method] + (f" ({label})" if label else "")
+    label = rate_label(e.method, e.values, "plain")
+    return method_label(e.method) + (f" ({label})" if label else "")
 
 
 def entry_text(e: Entry | None, fmt: str = "md", show_variant: bool = False) -> str:
@@ -104,7 +126,7 @@ def entry_text(e: Entry | None, fmt: str = "md", show_variant: bool = False) -> 
         return f"diverged ({e.n_diverged}/{e.n_seeds})" if e.n_diverged else "n/a"
     pm = " $\\pm$ " if fmt == "tex" else " ± "
     text = pct(e.stat.mean) + (pm + pct(e.stat.std) if e.stat.std is not None else "")
-    notes = [n for n in (rate_label(e.method, e.rate, fmt), e.variant if show_variant else "",
+    notes = [n for n in (rate_label(e.method, e.values, fmt), e.variant if show_variant else "",
                          f"{e.n_diverged}/{e.n_seeds} diverged" if e.n_diverged else "") if n]
     if notes:
         text += " (" + "; ".join(notes) + ")"
@@ -135,11 +157,11 @@ def _tex_escape(s: str) -> str:
 
 def diverged_notes(setting: Setting) -> list[str]:
     notes = []
-    for (m, r), cells in sorted(setting.cells.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
+    for (m, v), cells in sorted(setting.cells.items(), key=lambda kv: (registry.order(kv[0][0]), kv[0][1])):
         n_div = sum(c["status"] == "diverged" for c in cells)
         if n_div:
-            label = rate_label(m, r, "plain")
-            notes.append(f"{METHOD_LABELS[m]}{' ' + label if label else ''}: {n_div}/{len(cells)}")
+            label = rate_label(m, v, "plain")
+            notes.append(f"{method_label(m)}{' ' + label if label else ''}: {n_div}/{len(cells)}")
     return notes
 
 
@@ -147,8 +169,7 @@ def winner_label(entries: dict[str, Entry | None]) -> str:
     best = [e for e in entries.values() if e is not None and e.best]
     if not best:
         return "n/a"
-    return " = ".join(METHOD_LABELS[e.method] + (f" ({rate_label(e.method, e.rate, 'plain')})"
-                                                 if e.method not in BASELINES else "") for e in best)
+    return " = ".join(entry_name(e) for e in best)
 
 
 def _caption(selection: str, dataset: str, kind: str, block: "Block") -> str:
@@ -198,9 +219,9 @@ def _md_block(ds: str, kind: str, selection: str, block: Block, refs: list[dict]
     lines = [f"### {ds} / {kind}, {block.title} ({selection})", "", _caption(selection, ds, kind, block), ""]
     head = ["noise rate"]
     for m in block.methods:
-        head.append(METHOD_LABELS[m] if m in BASELINES else f"best {METHOD_LABELS[m]}")
+        head.append(method_label(m) if is_baseline(m) else f"best {method_label(m)}")
         if has_ref:
-            head.append(f"{METHOD_LABELS[m]} (paper)")
+            head.append(f"{method_label(m)} (paper)")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")
     div_lines = []
@@ -236,11 +257,11 @@ def reproduction_rows(settings: Settings, refs: list[dict]) -> list[dict]:
     for (ds, kind), variants in by_pair(settings).items():
         for selection in SELECTIONS:
             for rate, entries, _ in blocks(variants, selection)[-1].rows:
-                for m in METHODS:
+                for m in registry.names():
                     ref = reference_best(refs, ds, kind, rate, m, selection)
                     if ref is None:
                         continue
-                    e = entries[m]
+                    e = entries.get(m)
                     ours = 100 * e.stat.mean if e is not None and e.stat is not None else None
                     std = 100 * e.stat.std if ours is not None and e.stat.std is not None else None
                     out.append({
@@ -273,10 +294,10 @@ def _md_reproduction(pairs: dict, refs: list[dict]) -> list[str]:
             f"{r['ours_pct']:.2f}" + (f" ± {r['ours_std_pct']:.2f}" if r["ours_std_pct"] is not None else "")
             + f" ({', '.join(x for x in (rate_label(r['method'], r['ours_rate'], 'plain'), r['ours_variant']) if x)})")
         paper = f"{r['paper_pct']:.2f}" + (f" ± {r['paper_std_pct']}" if r["paper_std_pct"] else "") + \
-            (f" ({rate_label(r['method'], r['paper_rate'], 'plain')})" if r["method"] not in BASELINES else "") + \
+            (f" ({rate_label(r['method'], r['paper_rate'], 'plain')})" if not is_baseline(r["method"]) else "") + \
             ("†" if r["confidence"] == "low" else "")
         delta = "—" if r["delta_points"] is None else f"{r['delta_points']:+.2f}"
-        lines.append(f"| {r['dataset']} | {r['noise_kind']} | {r['noise_rate']} | {METHOD_LABELS[r['method']]} | "
+        lines.append(f"| {r['dataset']} | {r['noise_kind']} | {r['noise_rate']} | {method_label(r['method'])} | "
                      f"{r['selection']} | {ours} | {paper} | {delta} | {r['verdict']} |")
     lines += ["", "Sources: " + "; ".join(sorted({r["source"] for r in rows})) + ".", ""]
     return lines
@@ -298,9 +319,9 @@ def tex_tables(settings: Settings, refs: list[dict]) -> str:
                           f"\\label{{{label}}}", "\\begin{tabular}{" + "l" * ncol + "}", "\\toprule"]
                 head = ["noise rate"]
                 for m in block.methods:
-                    head.append(METHOD_LABELS[m] if m in BASELINES else f"best {METHOD_LABELS[m]}")
+                    head.append(method_label(m) if is_baseline(m) else f"best {method_label(m)}")
                     if has_ref:
-                        head.append(f"{METHOD_LABELS[m]} (paper)")
+                        head.append(f"{method_label(m)} (paper)")
                 lines.append(" & ".join(head) + " \\\\")
                 lines.append("\\midrule")
                 for rate, entries, _ in block.rows:
@@ -319,7 +340,8 @@ def _label_id(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in s)
 
 
-TABLE_CSV_COLUMNS = ["dataset", "noise_kind", "noise_rate", "selection", "table", "method", "rate", "variant",
+TABLE_CSV_COLUMNS = ["dataset", "noise_kind", "noise_rate", "selection", "table", "method", "params", "rate",
+                     "oracle", "variant",
                      "test_acc_mean_pct", "test_acc_std_pct", "n_used", "n_seeds", "n_diverged",
                      "best", "text", "paper_rate", "paper_test_acc_pct", "paper_source"]
 
@@ -330,14 +352,16 @@ def csv_table(settings: Settings, refs: list[dict], selection: str) -> str:
         for block in blocks(variants, selection):
             table = "better" if block.better else block.rows[0][2][0].variant
             for rate, entries, _ in block.rows:
-                for m in METHODS:
-                    e = entries[m]
+                for m in registry.names():
+                    e = entries.get(m)
                     if e is None:
                         continue
                     ref = reference_best(refs, ds, kind, rate, m, selection) if block.with_paper else None
                     st = e.stat
                     rows.append([
-                        ds, kind, rate, selection, table, m, e.rate if e.rate is not None else None, e.variant,
+                        ds, kind, rate, selection, table, m,
+                        None if e.values is None else registry.get(m).params_text(e.values), e.rate,
+                        int(registry.get(m).oracle), e.variant,
                         f"{100 * st.mean:.4f}" if st else None,
                         f"{100 * st.std:.4f}" if st and st.std is not None else None,
                         st.n_ok if st else 0, e.n_seeds, e.n_diverged, int(e.best),

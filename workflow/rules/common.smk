@@ -8,15 +8,25 @@ import shlex
 import sys
 
 
-# Jobs call the `smoothbench` command installed beside the Python that runs Snakemake, so
-# `.venv/bin/snakemake` works without activating the virtualenv first.
-shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
+# The workflow runs its own checkout's code (its src/), whatever else is importable (an
+# install from another clone, a shared environment): the rules import it from there, and jobs
+# call the `smoothbench` command installed beside the Python that runs Snakemake (so
+# `.venv/bin/snakemake` works without activating the virtualenv) with that src/ first on
+# PYTHONPATH.
+_SRC = os.path.join(workflow.basedir, "src")
+# (the prefix is formatted like a command: doubled braces are the shell's own)
+shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; "
+             "export PYTHONPATH=" + shlex.quote(_SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
+sys.path.insert(0, _SRC)
+import smoothbench  # noqa: E402
 
-try:
-    from smoothbench import cells, data, grid, integrity, provenance
-except ImportError:  # a source checkout whose package is not installed: use src/
-    sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-    from smoothbench import cells, data, grid, integrity, provenance
+if not os.path.realpath(smoothbench.__file__).startswith(os.path.realpath(_SRC) + os.sep):
+    print(f"smoothbench: this workflow ({workflow.basedir}) found the smoothbench package of "
+          f"{os.path.dirname(os.path.dirname(smoothbench.__file__))} instead of its own src/; "
+          "run Snakemake from a Python where no other copy is imported first (e.g. this clone's .venv)",
+          file=sys.stderr)
+    sys.exit(1)
+from smoothbench import cells, data, grid, integrity, provenance, userdata  # noqa: E402
 
 
 def _validated_study():
@@ -39,7 +49,10 @@ config.clear()
 config.update(STUDY)  # what the rules see is the validated study, defaults filled in
 
 GROUPS = grid.expand_groups(STUDY)
-GROUP_BY_WILDCARDS = {(g.dataset, g.noise_kind, g.noise_rate, str(g.seed)): g for g in GROUPS}
+# one noise job and one train job per setting (dataset, noise kind, rate): all its seeds at once
+JOBS = grid.expand_jobs(STUDY)
+JOB_BY_WILDCARDS = {(j.dataset, j.noise_kind, j.noise_rate): j for j in JOBS}
+SEEDS = list(STUDY["seeds"])
 DATASETS = list(STUDY["datasets"])
 RESULTS = STUDY["output"]["results_dir"].rstrip("/")
 REPORTS = STUDY["output"]["reports_dir"].rstrip("/")
@@ -56,7 +69,11 @@ DATA = "data/{dataset}.npz"
 LABELS = "noisy/{dataset}/{kind}-{rate}-s{seed}.npz"
 LABEL_STATS = "noisy/{dataset}/{kind}-{rate}-s{seed}.json"
 GROUP_JSON = f"{RESULTS}/{{dataset}}/{{kind}}-{{rate}}/seed{{seed}}/group.json"
-CHECKPOINTS = "checkpoints/{dataset}/{kind}-{rate}/seed{seed}"
+CHECKPOINTS = "checkpoints/{dataset}/{kind}-{rate}"
+# a setting's files, one per seed (patterns with the other wildcards left in)
+SEED_LABELS = expand(LABELS, seed=SEEDS, allow_missing=True)
+SEED_LABEL_STATS = expand(LABEL_STATS, seed=SEEDS, allow_missing=True)
+SEED_GROUP_JSONS = expand(GROUP_JSON, seed=SEEDS, allow_missing=True)
 RESULTS_CSV = f"{REPORTS}/results.csv"
 CURVES_CSV = f"{REPORTS}/curves.csv"
 
@@ -66,21 +83,26 @@ SOFTWARE_ENV = "../envs/smoothbench.yaml"
 
 
 wildcard_constraints:
-    dataset="|".join(data.DATASETS),
+    dataset="|".join([*data.DATASETS, *STUDY["dataset_files"]]),
     kind="|".join(cells.NOISE_KINDS),
     rate=r"[A-Za-z0-9][A-Za-z0-9.]*",
     seed=r"[0-9][0-9]*",
 
 
-def group_of(wildcards):
-    key = (wildcards.dataset, wildcards.kind, wildcards.rate, wildcards.seed)
+def job_of(wildcards):
+    key = (wildcards.dataset, wildcards.kind, wildcards.rate)
     try:
-        return GROUP_BY_WILDCARDS[key]
+        return JOB_BY_WILDCARDS[key]
     except KeyError:
         raise WorkflowError(
-            f"group {cells.group_id(*key)} is not in the study ({STUDY_SOURCE}); "
+            f"setting {'-'.join(key)} is not in the study ({STUDY_SOURCE}); "
             f"its groups: `smoothbench grid {STUDY_SOURCE.split(',')[0].split(' ')[0]}`"
         ) from None
+
+
+def setting_files(patterns, wc):
+    """The files of a setting's seeds: ``patterns`` (one per seed) with its wildcards filled."""
+    return [p.format(dataset=wc["dataset"], kind=wc["kind"], rate=wc["rate"]) for p in patterns]
 
 
 def protocol_json(dataset):
@@ -93,14 +115,17 @@ def protocol_json(dataset):
     return json.dumps(proto, sort_keys=True, separators=(",", ":"))
 
 
-def noise_option_args(dataset, kind):
+def noise_option_args(dataset, kind, rate=None):
     """`--option KEY=JSON` arguments of the noise step for one dataset and kind.
-    noise_options.asymmetric.map is given per dataset; other options apply to all."""
+    noise_options.asymmetric.map is given per dataset, noise_options.annotations.files per
+    label set (the job's rate: only its own file); other options apply to all."""
     options = dict((STUDY.get("noise_options") or {}).get(kind) or {})
     if kind == "asymmetric" and "map" in options:
         per_dataset = options.pop("map") or {}
         if dataset in per_dataset:
             options["map"] = per_dataset[dataset]
+    if kind == "annotations" and "files" in options:
+        options["files"] = {name: f for name, f in options["files"].items() if name == rate}
     args = []
     for key in sorted(options):
         value = options[key]
@@ -109,17 +134,36 @@ def noise_option_args(dataset, kind):
     return " ".join(args)
 
 
+def dataset_file_inputs(dataset):
+    """The files a dataset of your own is read from (every image of an image folder), so that
+    a changed, added or removed file reruns its data job; none for a registered dataset."""
+    entry = STUDY["dataset_files"].get(dataset)
+    return userdata.input_files(entry["format"], entry["path"]) if entry else []
+
+
+def dataset_file_args(dataset):
+    """`--format F --path P` of the data step for a dataset of your own, else nothing."""
+    entry = STUDY["dataset_files"].get(dataset)
+    return f"--format {entry['format']} --path {shlex.quote(entry['path'])}" if entry else ""
+
+
+def annotation_inputs(wc):
+    """The annotation file of a noise job of kind annotations (its label set is the rate)."""
+    entry = grid.annotation_files(STUDY).get(wc.rate) if wc.kind == "annotations" else None
+    return [entry["path"]] if entry else []
+
+
 def train_gpus(dataset):
     return 1 if PROTOCOLS.get(dataset, {}).get("device") == "cuda" else 0
 
 
-# A CUDA group: one GPU with 8 CPUs and 32 GB, a day (ResNet-34, 18 stacked cells, 300
-# epochs in all); a CPU group: one CPU (its thread), 4 GB, two hours.
+# A CUDA job: one GPU with 8 CPUs and 32 GB, a day per seed of the setting (ResNet-34, 18
+# stacked cells, 300 epochs in all); a CPU job: one CPU (its thread), 4 GB, two hours.
 TRAIN_RESOURCES = {
     "gpu": lambda wc: train_gpus(wc.dataset),
     "cpus_per_gpu": lambda wc: 8 if train_gpus(wc.dataset) else 0,
     "mem_mb": lambda wc: 32000 if train_gpus(wc.dataset) else 4000,
-    "runtime": lambda wc: 1440 if train_gpus(wc.dataset) else 120,
+    "runtime": lambda wc: 1440 * len(SEEDS) if train_gpus(wc.dataset) else 120,
 }
 
 
@@ -155,19 +199,23 @@ def _foreign(paths):
 
 
 def _trusted_noise(wc):
-    return _foreign([DATA.format(**wc), LABELS.format(**wc), LABEL_STATS.format(**wc)])
+    return _foreign([DATA.format(**wc)] + setting_files(SEED_LABELS + SEED_LABEL_STATS, wc))
 
 
 def _trusted_train(wc):
-    return _foreign([GROUP_JSON.format(**wc)]) and _trusted_noise(wc)
+    return _foreign(setting_files(SEED_GROUP_JSONS, wc)) and _trusted_noise(wc)
 
 
 def _group_wildcards(g):
     return {"dataset": g.dataset, "kind": g.noise_kind, "rate": g.noise_rate, "seed": g.seed}
 
 
+def _job_wildcards(j):
+    return {"dataset": j.dataset, "kind": j.noise_kind, "rate": j.noise_rate}
+
+
 def _trusted_collect():
-    return _foreign([RESULTS_CSV, CURVES_CSV]) and all(_trusted_train(_group_wildcards(g)) for g in GROUPS)
+    return _foreign([RESULTS_CSV, CURVES_CSV]) and all(_trusted_train(_job_wildcards(j)) for j in JOBS)
 
 
 def _trusted_report():
@@ -216,8 +264,9 @@ REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(REPORT_KEYS
 # PNG figure path -> (figure, its (dataset, noise kind, variant)), for the report's categories
 _FIGURE_OF = {
     f"{REPORTS}/{path}": (fig, key)
-    for key in REPORT_KEYS
-    for fig, path in zip(_figures.FIGURES, _figures.figure_files(key)[:: len(_figures.FIGURE_FORMATS)])
+    for key, methods in REPORT_KEYS.items()
+    for fig, path in zip(_figures.figures_for(methods),
+                         _figures.figure_files(key, methods)[:: len(_figures.FIGURE_FORMATS)])
 }
 
 

@@ -1,9 +1,11 @@
 # Datasets and noisy labels: data/{dataset}.npz, noisy/{dataset}/{kind}-{rate}-s{seed}.{npz,json}
+# (one noise job per setting writes the labels of every seed)
 
 
 rule data:
     input:
-        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"]},
+        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"],
+                                                                         "files": dataset_file_inputs(wc.dataset)},
                                          [DATA.format(**wc)])),
     output:
         DATA,
@@ -13,31 +15,35 @@ rule data:
         "logs/data/{dataset}.log",
     params:
         cache_dir=CACHE_DIR,
+        files=lambda wc: dataset_file_args(wc.dataset),
     resources:
         mem_mb=8000,  # CIFAR: the raw batches and the canonical arrays side by side
         runtime=60,
     shell:
-        "smoothbench data {wildcards.dataset} --out {output} --cache-dir {params.cache_dir:q} > {log} 2>&1"
+        "smoothbench data {wildcards.dataset} {params.files} --out {output} --cache-dir {params.cache_dir:q}"
+        " > {log} 2>&1"
 
 
 rule noise:
     input:
         unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc),
-                                                              "code": CODE["noise"] + [SCHEMA]},
-                                         [LABELS.format(**wc), LABEL_STATS.format(**wc)])),
+                                                              "code": CODE["noise"] + [SCHEMA],
+                                                              "annotations": annotation_inputs(wc)},
+                                         setting_files(SEED_LABELS + SEED_LABEL_STATS, wc))),
     output:
-        labels=LABELS,
-        stats=LABEL_STATS,
+        labels=SEED_LABELS,
+        stats=SEED_LABEL_STATS,
     conda:
         SOFTWARE_ENV,
     log:
-        "logs/noise/{dataset}/{kind}-{rate}-s{seed}.log",
+        "logs/noise/{dataset}/{kind}-{rate}.log",
     params:
-        options=lambda wc: noise_option_args(wc.dataset, wc.kind),
+        options=lambda wc: noise_option_args(wc.dataset, wc.kind, wc.rate),
         noise_seed=lambda wc: "" if STUDY["noise_seed"] is None else f"--noise-seed {STUDY['noise_seed']}",
+        seeds=" ".join(str(s) for s in SEEDS),
     shell:
         "smoothbench noise --data {input.data} --kind {wildcards.kind} --rate {wildcards.rate}"
-        " --seed {wildcards.seed} {params.noise_seed} --out {output.labels} {params.options} > {log} 2>&1"
+        " --seed {params.seeds} {params.noise_seed} --out {output.labels} {params.options} > {log} 2>&1"
 
 
 rule data_all:

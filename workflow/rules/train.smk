@@ -1,4 +1,5 @@
-# One job per group: all its cells trained together (smoothbench train).
+# One job per setting (dataset, noise kind, rate): every cell of every seed trained together as
+# one stack (smoothbench train), each seed's outputs in its own group folder.
 
 
 rule train:
@@ -6,23 +7,24 @@ rule train:
         unpack(
             lambda wc: trusted_inputs(
                 _trusted_train(wc),
-                {"data": DATA.format(**wc), "labels": LABELS.format(**wc), "code": CODE["train"] + [SCHEMA]},
-                [GROUP_JSON.format(**wc)],
+                {"data": DATA.format(**wc), "labels": setting_files(SEED_LABELS, wc),
+                 "code": CODE["train"] + [SCHEMA]},
+                setting_files(SEED_GROUP_JSONS, wc),
             )
         ),
     output:
-        GROUP_JSON,
+        SEED_GROUP_JSONS,
     conda:
         SOFTWARE_ENV,
     log:
-        "logs/train/{dataset}/{kind}-{rate}/seed{seed}.log",
+        "logs/train/{dataset}/{kind}-{rate}.log",
     params:
-        cells=lambda wc: group_of(wc).cells_spec,
+        cells=lambda wc: job_of(wc).groups[0].cells_spec,
         protocol=lambda wc: protocol_json(wc.dataset),
-        out_dir=lambda wc, output: os.path.dirname(output[0]),
+        out_dirs=lambda wc, output: " ".join(shlex.quote(os.path.dirname(f)) for f in output),
         checkpoint_dir=CHECKPOINTS,
     # CPU results are bit-reproducible for a fixed thread count: 1 by default (parallel
-    # groups use the cores); `--set-threads train=N` changes it
+    # jobs use the cores); `--set-threads train=N` changes it
     threads: 1
     # what a cluster job needs, from the study: a GPU exactly when the protocol trains on
     # CUDA (with CPUs and memory for it), else one CPU; kept here rather than in a profile,
@@ -31,7 +33,7 @@ rule train:
         **TRAIN_RESOURCES,
     shell:
         "smoothbench train --data {input.data} --labels {input.labels} --cells {params.cells:q}"
-        " --protocol {params.protocol:q} --out {params.out_dir:q}"
+        " --protocol {params.protocol:q} --out {params.out_dirs}"
         " --checkpoint-dir {params.checkpoint_dir:q} --threads {threads} --no-progress > {log} 2>&1"
 
 
