@@ -146,7 +146,8 @@ def test_the_tiny_cpu_check_runs_every_stage_and_none_fails(tmp_path):
     assert re.search(r"\| +vmap \| +fp32 \| .*\| +yes \|", variants)
     assert re.search(r"\| +graphs \| +bf16 \| +2 \| +16 \| n/a on CPU \|", variants)
     assert "CPU smoke run, NOT the presets' cost" in sections["Cost of the presets (measured)"]
-    assert re.search(r"\| +paper-cifar10 \| +18 \| +648 \| +99,360 \|", sections["Cost of the presets (measured)"])
+    # 6 jobs (settings) of 3 seeds: 18 groups, 648 cells, as `smoothbench validate` counts them
+    assert re.search(r"\| +paper-cifar10 \| +6 \| +18 \| +648 \| +99,360 \|", sections["Cost of the presets (measured)"])
     assert re.search(r"is byte-identical to .*study-b/reports/ \((\d+) files\)",
                      sections["A tiny study twice: identical reports"])
     assert "stacked+compile" in sections["torch.compile"]
