@@ -30,7 +30,7 @@ test-fast:
 
 bench:
 	$(BIN)/smoothbench bench loss
-	$(BIN)/smoothbench bench train
+	$(BIN)/smoothbench bench train --study
 
 clean-results:
 	rm -rf data noisy results checkpoints logs .snakemake

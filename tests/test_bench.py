@@ -309,3 +309,24 @@ def test_quick_train_bench_row_on_cifar_shaped_data(monkeypatch, capsys):
     assert r["peak_fraction"] == pytest.approx(r["flops"] / r["group_s"] / bench.PEAK_BF16["H100"])
     assert rows[0][-1] == f"{100 * r['peak_fraction']:.1f}%"
     assert rows[0][-2] == f"{r['one_by_one_s'] / r['group_s']:.1f}x"
+
+
+def test_study_job_bench_times_the_same_cells_three_ways(tmp_path, capsys):
+    """bench train --study: one job, one process per group, one per cell, on a tiny study's
+    setting: the same cells each way (3 rows), the job's speed-up against itself 1.0x."""
+    import yaml
+
+    study = {"datasets": ["digits"], "noise": {"symmetric": [0.2]}, "methods": {"ce": [0], "ls": [0.3]},
+             "seeds": [0, 1], "protocol": {"default": {"model_args": {"hidden": [16]},
+                                                       "variants": {"direct": {"epochs": 1}}}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    from smoothbench import benchstudy
+
+    rows = benchstudy.bench_study(path, seeds=2)
+    assert [r["processes"] for r in rows] == [1, 2, 4] and {r["cells"] for r in rows} == {4}
+    assert rows[0]["speedup"] == 1.0 and all(r["seconds"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "training job of digits-symmetric-0.2 (study.yaml): 2 seeds x 2 cells" in out
+    with pytest.raises(ValueError, match="is not a setting of"):
+        benchstudy.bench_study(path, setting="digits/symmetric/0.9")

@@ -196,6 +196,10 @@ def _cmd_bench(a: argparse.Namespace) -> None:
 
         cost.cost_tables(a.presets or sorted(glob.glob("config/paper-*.yaml")), device=a.device, images=a.images,
                          tiny=a.quick)
+    elif a.what == "train" and a.study is not None:
+        from . import benchstudy
+
+        benchstudy.bench_study(a.study or None, setting=a.setting, seeds=a.seeds)
     elif a.what == "train":
         bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick, model_names=_names(a.models),
                           num_cells=a.cells, train_size=a.train_size)
@@ -370,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cuDNN autotuning, TF32 and non-deterministic kernels instead of the engine's deterministic "
                    "settings (step): what determinism costs")
     s.add_argument("--cells", type=int, default=None, help="number of cells, the first N of the default 11 (train)")
+    s.add_argument("--study", nargs="?", const="", default=None, metavar="FILE",
+                   help="train: a study's training job (default FILE: the checkout's params.yaml) against one process "
+                   "per group and one per cell, on the CPU")
+    s.add_argument("--setting", default=None, metavar="DATASET/KIND/RATE",
+                   help="train --study: the setting (default: the study's first)")
+    s.add_argument("--seeds", type=int, default=3, help="train --study: its first N seeds (default %(default)s)")
     s.add_argument("--train-size", type=int, default=None,
                    help="CIFAR-shaped training images (train; default 20,000, quick 1,024)")
     s.add_argument("--presets", nargs="+", default=None, metavar="FILE",
