@@ -51,7 +51,7 @@ STUDY = copy.deepcopy(TINY_PARAMS)
 STUDY["protocol"]["default"]["variants"]["direct"]["epochs"] = 40
 STUDY["protocol"]["default"]["checkpoint_every"] = 2
 GROUP = "results/digits/symmetric-0.4/seed0"
-CHECKPOINTS = "checkpoints/digits/symmetric-0.4/seed0"
+CHECKPOINTS = "checkpoints/digits/symmetric-0.4"  # one checkpoint folder per setting: its job's
 PRODUCT_DIRS = ("data", "noisy", "results", "reports")
 SET_ASIDE = Path(".snakemake") / "set-aside"
 
@@ -253,7 +253,7 @@ def test_a_truncated_checkpoint_is_moved_aside_and_training_goes_on(study, gener
     for name in names:
         _truncate(ckdir / name)
     recover(repo, smk(repo, "--cores", "2"), base)
-    log = (repo / "logs" / "train" / "digits" / "symmetric-0.4" / "seed0.log").read_text()
+    log = (repo / "logs" / "train" / "digits" / "symmetric-0.4.log").read_text()
     for name in names:
         assert re.search(rf"{re.escape(name)} is unreadable \(\w+\); moved to {re.escape(name)}\.corrupt", log), log
         assert (ckdir / f"{name}.corrupt").is_file()                          # kept for inspection
@@ -342,7 +342,7 @@ def test_a_read_only_results_folder_fails_the_job_and_a_rerun_recovers(study):
     repo, base = study
     shutil.rmtree(repo / GROUP)
     (repo / GROUP / "cells").mkdir(parents=True)
-    log = repo / "logs" / "train" / "digits" / "symmetric-0.4" / "seed0.log"
+    log = repo / "logs" / "train" / "digits" / "symmetric-0.4.log"
     with read_only(repo / GROUP / "cells"):
         proc = smk(repo, "--cores", "2")
         assert proc.returncode != 0 and "Error in rule train" in proc.stdout + proc.stderr
