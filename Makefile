@@ -8,13 +8,14 @@
 #   make test      the whole test suite, end-to-end Snakemake/DVC tests included
 #   make expected  (maintainers) make reports/ the committed copy expected/ of the default study
 #   make pull      dvc pull, or one line saying that no DVC remote is configured
+#   make wheels    the wheels tools/gpu-check installs offline on a GPU machine, into .whl/
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= 2
 ARGS   ?=
 BIN    := $(VENV)/bin
 
-.PHONY: setup study test test-fast bench clean-results expected pull
+.PHONY: setup study test test-fast bench clean-results expected pull wheels
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +34,7 @@ test-fast:
 
 bench:
 	$(BIN)/smoothbench bench loss
-	$(BIN)/smoothbench bench train
+	$(BIN)/smoothbench bench train --study
 
 clean-results:
 	rm -rf data noisy results checkpoints logs .snakemake
@@ -47,3 +48,25 @@ expected:
 pull:
 	@if $(BIN)/dvc remote default >/dev/null 2>&1; then $(BIN)/dvc pull; \
 	else echo "no DVC remote is configured: add yours once (dvc remote add --local -d store PATH) or train with make study"; exit 1; fi
+
+# Wheels for a GPU machine without network (CPython 3.12, manylinux x86-64) that has torch,
+# numpy, pandas, seaborn, scikit-learn, pytest, pyyaml and tqdm but not snakemake or
+# jsonschema: those two with every dependency they pull in (pip takes only what is missing),
+# and setuptools/wheel for the offline editable install. Pure-Python dependencies published
+# as source only are built into wheels here first. tools/gpu-check installs them from .whl/;
+# what a device run carries (the working tree plus .whl/) must stay under CARRY_MIB.
+WHEEL_REQUIREMENTS := "snakemake>=9,<10" "jsonschema>=4.20" setuptools wheel
+WHEEL_SOURCE_ONLY  := "connection_pool>=0.0.3"
+WHEEL_TARGET       := --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+                      --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64
+CARRY_MIB ?= 64
+
+wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir .whl $(WHEEL_SOURCE_ONLY)
+	$(BIN)/python -m pip download --quiet --dest .whl --find-links .whl $(WHEEL_TARGET) $(WHEEL_REQUIREMENTS)
+	@whl=$$(du -cb .whl/*.whl | tail -1 | cut -f1); \
+	tree=$$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1); \
+	mib() { awk -v b="$$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }; \
+	echo "wheels: $$(ls .whl/*.whl | wc -l) files, $$(mib $$whl) in .whl/; with the working tree ($$(mib $$tree)): $$(mib $$((whl + tree))) of $(CARRY_MIB) MiB"; \
+	test $$((whl + tree)) -le $$(($(CARRY_MIB) * 1048576)) || { echo "make wheels: over $(CARRY_MIB) MiB: a device run cannot carry it"; exit 1; }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from smoothbench import claims, stats
@@ -112,3 +113,38 @@ def test_diverged_seeds_are_left_out_of_the_pairs():
     spec = {"0": {("ce", 0.0): [0.80, 0.81, 0.82], ("ls", 0.4): [0.85, None, 0.86]}}
     v = verdicts(spec)
     assert v["a"].n == 2 and v["a"].mean == pytest.approx(100 * ((0.85 - 0.80) + (0.86 - 0.82)) / 2)
+
+
+def _synthetic(rng, seeds: int, effect: float, seed_sd: float, noise_sd: float) -> dict:
+    """flip(eps) vs LS at the matching rate at 3 noise rates, seeds sharing a random effect: a
+    seed's difference is effect + u_seed + e (u shared by its noise rates), in accuracy units."""
+    spec = {}
+    u = rng.normal(0, seed_sd, seeds)
+    for rate in ("0", "0.3", "0.6"):
+        base = 0.8 - float(rate) / 2
+        ls = base + rng.normal(0, 0.01, seeds)
+        flip = ls + (effect + u + rng.normal(0, noise_sd, seeds)) / 100
+        spec[rate] = {("ce", 0.0): list(base + rng.normal(0, 0.01, seeds)), ("ls", 0.4): list(ls),
+                      ("flip", 0.36): list(flip)}
+    return spec
+
+
+@pytest.mark.parametrize("effect", [0.0, 0.8])
+def test_pooled_intervals_cover_a_planted_effect_with_the_seed_as_the_unit(effect):
+    """A known effect (and a known null) planted in synthetic results whose seeds carry a shared
+    random effect: claim (d)'s 95% interval covers it in 95% of the studies (binomial tolerance
+    from the number of studies); the naive interval over all pooled rows, which takes the three
+    noise rates of a seed for independent samples, does not."""
+    rng = np.random.default_rng(7 if effect else 8)
+    studies, covered, naive = 400, 0, 0
+    for _ in range(studies):
+        spec = _synthetic(rng, seeds=5, effect=effect, seed_sd=1.0, noise_sd=0.3)
+        v = verdicts(spec)["d"]
+        assert v.n == 5
+        covered += v.low <= effect <= v.high
+        rows = [100 * (spec[r][("flip", 0.36)][s] - spec[r][("ls", 0.4)][s]) for r in spec for s in range(5)]
+        _, lo, hi = claims.t_interval(rows)
+        naive += lo <= effect <= hi
+    tol = 3.5 * math.sqrt(0.95 * 0.05 / studies)
+    assert abs(covered / studies - 0.95) < tol, covered / studies
+    assert naive / studies < 0.95 - tol, naive / studies       # pooling dependent rows: too narrow

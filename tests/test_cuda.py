@@ -281,3 +281,64 @@ def test_killed_training_process_resumes_to_the_uninterrupted_result(device, tmp
     kill_and_resume(cmd, tmp_path, epochs=setup["epochs"] - 1, variant="warm",
                     cell_ids=[c.id for c in parse_cells(ENGINE_CELLS)],
                     timeout=300)
+
+
+# ----------------------------------------------------------------------------- (e) a step without host syncs
+
+SYNC_CELLS = ("ce:0,ls:0.2,nls:-1,flip:0.3,bce,bls:0.2,gce,sce,nce_rce,mae,focal,boot_soft,boot_hard,forward,"
+              "backward,peer,elr")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_training_step_does_no_host_device_synchronisation(device, tmp_path, monkeypatch, restore_determinism):
+    """Every registered method in one stack of two seeds, augmentation on: each epoch's steps run
+    under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any host-device
+    synchronisation (an ``.item()``, a ``nonzero``, a blocking copy). On the CPU the same code
+    runs without the check."""
+    from smoothbench import stackrun
+
+    setup = ENGINE_SETUP[device]
+    d = write_cifar_shaped(tmp_path / "data.npz", n_train=setup["n_train"], n_test=setup["n_test"],
+                           side=setup["side"])
+    labels = [write_labels(tmp_path, d, rate=0.4, seed=s) for s in (0, 1)]
+    proto = engine_proto(1, model_args={"width": setup["width"]}, precision=setup["precision"])
+    real, epochs = stackrun.StackRun._train_epoch, []
+
+    def checked(self):
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            return real(self)
+        finally:
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+            epochs.append(self.key)
+
+    monkeypatch.setattr(stackrun.StackRun, "_train_epoch", checked)
+    out = train.train_setting(str(d), [str(x) for x in labels], parse_cells(SYNC_CELLS), proto,
+                              [str(tmp_path / "s0"), str(tmp_path / "s1")], device=device, progress=False)
+    assert len(epochs) == 2 and len(out[0]["cells"]) == 17        # the warm-up's epoch, the variant's
+    assert all(math.isfinite(c["test_acc_final"]) for s in out for c in s["cells"])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_seed_stacked_with_others_trains_as_alone(device, tmp_path, restore_determinism):
+    """Two seeds in one stack against the second seed alone: identical on the CPU; on CUDA
+    within float noise (cuDNN may pick other kernels for another number of groups)."""
+    setup = ENGINE_SETUP[device]
+    d = write_cifar_shaped(tmp_path / "data.npz", n_train=setup["n_train"], n_test=setup["n_test"],
+                           side=setup["side"])
+    labels = [write_labels(tmp_path, d, rate=0.4, seed=s) for s in (0, 1)]
+    proto = engine_proto(1, model_args={"width": setup["width"]}, precision="fp32")
+    cells = parse_cells(ENGINE_CELLS)
+    both = train.train_setting(str(d), [str(x) for x in labels], cells, proto,
+                               [str(tmp_path / "a0"), str(tmp_path / "a1")], device=device, progress=False)
+    alone = train.train_group(str(d), str(labels[1]), cells, proto, str(tmp_path / "b1"), device=device,
+                              progress=False)
+    for a, b in zip(both[1]["cells"], alone["cells"]):
+        for key in ("test_acc_final", "test_acc_best", "clean_train_acc", "test_nll"):
+            if device == "cpu":
+                assert a[key] == b[key], (a["cell_id"], key)
+            else:
+                assert abs(a[key] - b[key]) <= 0.02, (a["cell_id"], key, a[key], b[key])

@@ -51,7 +51,7 @@ STUDY = copy.deepcopy(TINY_PARAMS)
 STUDY["protocol"]["default"]["variants"]["direct"]["epochs"] = 40
 STUDY["protocol"]["default"]["checkpoint_every"] = 2
 GROUP = "results/digits/symmetric-0.4/seed0"
-CHECKPOINTS = "checkpoints/digits/symmetric-0.4"    # one train job (and checkpoint folder) per setting
+CHECKPOINTS = "checkpoints/digits/symmetric-0.4"  # one checkpoint folder per setting: its job's
 PRODUCT_DIRS = ("data", "noisy", "results", "reports")
 SET_ASIDE = Path(".snakemake") / "set-aside"
 

@@ -37,6 +37,7 @@ BIN = Path(sys.executable).parent  # the virtualenv's snakemake, dvc and smoothb
 TINY_PARAMS = {
     "datasets": ["digits"],
     "dataset_files": {},
+    "dataset_methods": {},
     "noise": {"symmetric": [0.0, 0.4]},
     "methods": {"ce": [0.0], "ls": [0.4], "nls": [-0.4], "flip": [0.36]},
     "seeds": [0],
@@ -282,11 +283,11 @@ def test_lint_clean(smk_repo):
 @pytest.mark.timeout(300)
 def test_dry_run_lists_the_jobs(smk_repo):
     proc = run(smk_repo, "snakemake", "-n")
-    ngroups = len(grid.expand_groups(grid.validate_params(TINY_PARAMS)))
-    assert job_counts(proc.stdout) == {"data": 1, "noise": ngroups, "train": ngroups, "collect": 1, "report": 1,
+    njobs = len(grid.expand_jobs(grid.validate_params(TINY_PARAMS)))   # one per setting, all its seeds
+    assert job_counts(proc.stdout) == {"data": 1, "noise": njobs, "train": njobs, "collect": 1, "report": 1,
                                        "all": 1}
     proc = run(smk_repo, "snakemake", "-n", "train_all")
-    assert job_counts(proc.stdout) == {"data": 1, "noise": ngroups, "train": ngroups, "train_all": 1}
+    assert job_counts(proc.stdout) == {"data": 1, "noise": njobs, "train": njobs, "train_all": 1}
 
 
 @pytest.mark.slow
@@ -297,7 +298,7 @@ def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
     for args in (("-n",), ("--cores", "1")):
         proc = run(smk_repo, "snakemake", *args, "--configfile", "bad.yaml", check=False)
         assert proc.returncode != 0
-        assert _error_lines(proc) == ["bad.yaml: methods.ls[0] = 1.5: ls rates must lie in (0, 1]"]
+        assert _error_lines(proc) == ["bad.yaml: methods.ls[0] = 1.5: must be <= 1"]
         assert "Job stats" not in proc.stdout
     assert not (smk_repo / "data").exists()
     # params.yaml itself, changed on the command line
@@ -306,8 +307,10 @@ def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
     assert _error_lines(proc) == [
         "params.yaml (with --config): seeds = []: the grid is empty; list at least one seed (an integer >= 0)"]
     # --config values are YAML: numbers are numbers
-    proc = run(smk_repo, "snakemake", "-n", "--config", "seeds=[0, 3]", "noise_seed=2")
-    assert job_counts(proc.stdout)["train"] == 2 * len(TINY_PARAMS["noise"]["symmetric"])
+    proc = run(smk_repo, "snakemake", "-n", "-p", "--config", "seeds=[0, 3]", "noise_seed=2")
+    assert job_counts(proc.stdout)["train"] == len(TINY_PARAMS["noise"]["symmetric"])   # a job per setting
+    log = proc.stdout + proc.stderr
+    assert "symmetric-0.4/seed3/group.json" in log and "--seed 0 3 --noise-seed 2" in log
 
 
 def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -334,7 +337,7 @@ def test_full_run_then_a_changed_study_then_a_changed_module(smk_repo):
     changed["protocol"]["default"]["variants"]["direct"]["epochs"] = 3
     (smk_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     counts = job_counts(run(smk_repo, "snakemake", "-n").stdout)
-    assert counts.get("train") == len(grid.expand_groups(grid.validate_params(TINY_PARAMS)))
+    assert counts.get("train") == len(grid.expand_jobs(grid.validate_params(TINY_PARAMS)))
     assert "data" not in counts and "noise" not in counts
     # a smaller study: only it is trained, and the reports describe it and nothing else
     smaller = dict(TINY_PARAMS, noise={"symmetric": [0.4]}, methods={"ce": [0.0], "nls": [-0.4]})
@@ -443,7 +446,7 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     assert counts == {"train": 1, "collect": 1, "report": 1, "all": 1}
     # ... and another study is not the locked one: what it needs runs
     counts = job_counts(run(clone, "snakemake", "-n", "--config", "seeds=[0, 1]").stdout)
-    assert counts["train"] == len(TINY_PARAMS["noise"]["symmetric"])      # one job per setting, all its seeds
+    assert counts["train"] == len(TINY_PARAMS["noise"]["symmetric"])
 
     # 6. an experiment with another dataset list through DVC
     proc = run(repo, "dvc", "exp", "run", "-S", "datasets=[breast_cancer]", "-S", "noise.symmetric=[0.2]")

@@ -72,3 +72,27 @@ def test_bad_results_fail_clearly(tmp_path):
     c.write_text(",".join(vocab.CURVES_OUT_COLUMNS) + "\n")
     with pytest.raises(ValueError, match="no cells"):
         report.build_reports(p, c, tmp_path / "out")
+
+
+def test_every_csv_loads_with_numeric_columns_where_the_values_are_numbers(built):
+    """Numbers as numbers: a column that holds text is text through and through; wherever the
+    values are numbers pandas reads a numeric dtype (no np.float64(...) text, no stray strings)."""
+    import pandas as pd
+
+    out, written = built
+    csvs = [p for p in map(Path, written) if p.suffix == ".csv"] + sorted(out.glob("*.csv"))
+    assert {p.name for p in csvs} >= {"claims.csv", "leaderboard.csv", "table_selected.csv", "reproduction.csv"}
+    for path in csvs:
+        frame = pd.read_csv(path)
+        assert "np.float64" not in path.read_text(), path.name
+        for col in frame.columns:
+            values = frame[col].dropna()
+            if values.empty or pd.api.types.is_numeric_dtype(frame[col]):
+                continue
+            numeric = pd.to_numeric(values, errors="coerce")
+            assert numeric.isna().all(), f"{path.name}: column {col} mixes numbers and text: {list(values[:5])}"
+    claims_frame = pd.read_csv(out / "tables" / "claims.csv")
+    for col in ("selected_mean", "selected_low", "selected_high", "best_mean", "final_mean"):
+        assert pd.api.types.is_float_dtype(claims_frame[col]), col
+    board = pd.read_csv(out / "tables" / "leaderboard.csv")
+    assert pd.api.types.is_float_dtype(board["honest_mean_pct"]) and pd.api.types.is_integer_dtype(board["n_seeds"])

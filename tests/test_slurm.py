@@ -84,9 +84,9 @@ def _squeue(cluster: dict) -> list[list[str]]:
 
 def _group_checkpoints(repo: Path, comment: str) -> Path:
     """The checkpoint folder of the train job whose sbatch comment is
-    rule_train_wildcards_<dataset>_<kind>_<rate>_<seed>."""
-    dataset, kind, rate, seed = comment.split("rule_train_wildcards_", 1)[1].rsplit("_", 3)
-    return repo / "checkpoints" / dataset / f"{kind}-{rate}" / f"seed{seed}"
+    rule_train_wildcards_<dataset>_<kind>_<rate> (one job per setting, all its seeds)."""
+    dataset, kind, rate = comment.split("rule_train_wildcards_", 1)[1].rsplit("_", 2)
+    return repo / "checkpoints" / dataset / f"{kind}-{rate}"
 
 
 @pytest.mark.timeout(1500)

@@ -116,6 +116,54 @@ def bench_loss(device: str = "auto", repeats: int = 20) -> list[dict]:
           f"{torch.get_num_threads()} CPU threads)")
     _print_table(["device", "M", "B", "K", "gls Msamples/s", "loop Msamples/s", "one-hot Msamples/s",
                   "gls vs loop", "gls vs one-hot"], rows)
+    print()
+    return results + bench_mixed_loss(device=device, repeats=repeats)
+
+
+def bench_mixed_loss(device: str = "auto", repeats: int = 20, seeds: tuple[int, ...] = (1, 10),
+                     batch: int = 128, classes: int = 10) -> list[dict]:
+    """The step's loss of a stack that mixes every registered method (one cell each, at its
+    defaults; S seeds x C cells): ONE ``StackLoss`` call (methods that share a loss function
+    in one call on a view of the stack) against one call per method, forward + backward."""
+    from . import draws
+    from . import methods as registry
+    from .methods.stack import StackLoss
+
+    cells = registry.sort_cells(registry.cell(m, registry.get(m).defaults) for m in registry.names())
+    c = len(cells)
+    results = []
+    for dev in _devices(device):
+        for s in seeds:
+            g = torch.Generator(device="cpu").manual_seed(0)
+            base = torch.randn(s, c, batch, classes, generator=g).to(dev)
+            labels = torch.randint(0, classes, (s, batch), generator=g).to(dev)
+            index = torch.stack([torch.randperm(4 * batch, generator=g)[:batch] for _ in range(s)]).to(dev)
+            t = torch.full((classes, classes), 0.3 / (classes - 1), dtype=torch.float64)
+            t.fill_diagonal_(0.7)
+            t = t.expand(s, classes, classes)
+            keys = draws.keys(range(s * c), dev).view(s, c)
+            mixed = StackLoss(cells, s, classes, dev, keys, t, num_train=4 * batch)
+            singles = [StackLoss([cell], s, classes, dev, keys[:, j:j + 1], t, num_train=4 * batch)
+                       for j, cell in enumerate(cells)]
+
+            def one_call():
+                x = base.clone().requires_grad_(True)
+                mixed(x, labels, 0, index=index).sum().backward()
+
+            def per_method():
+                x = base.clone().requires_grad_(True)
+                sum(loss(x[:, j:j + 1], labels, 0, index=index).sum() for j, loss in enumerate(singles)).backward()
+
+            t_one = _median_time(one_call, dev, repeats)
+            t_each = _median_time(per_method, dev, repeats)
+            results.append({"device": dev.type, "S": s, "C": c, "B": batch, "K": classes, "calls": len(mixed.blocks),
+                            "one_call_s": t_one, "per_method_s": t_each})
+    print(f"mixed-method stack loss, forward+backward, median of {repeats}: every registered method once "
+          f"(C = {c} cells, {results[0]['calls']} loss calls) x S seeds, B = {batch}, K = {classes}")
+    _print_table(["device", "S", "C", "B", "K", "loss calls", "one call ms", "per method ms", "one call vs per method"],
+                 [[r["device"], str(r["S"]), str(r["C"]), str(r["B"]), str(r["K"]), str(r["calls"]),
+                   f"{1e3 * r['one_call_s']:.2f}", f"{1e3 * r['per_method_s']:.2f}",
+                   f"{r['per_method_s'] / r['one_call_s']:.2f}x"] for r in results])
     return results
 
 
@@ -233,7 +281,7 @@ def _pct(fraction: float | None) -> str:
 # ----------------------------------------------------------------------------- training step benchmark
 
 STEP_MODELS = ("fastnet", "resnet18", "resnet34")
-STEP_VARIANTS = ("stacked", "loop")
+STEP_VARIANTS = ("stacked", "loop")                     # the default pair; stepvariants.VARIANTS has them all
 CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
 
 
@@ -246,35 +294,15 @@ def _sgd(params) -> torch.optim.Optimizer:
 
 
 def _step_fn(variant: str, name: str, num_models: int, model_args: dict, x: torch.Tensor, y: torch.Tensor,
-             rates: torch.Tensor, dev: torch.device, compile_: bool):
-    """One training step of M models on batch (x, y) as the engine takes it: bf16 autocast on
-    CUDA (fp32 on CPU), one GLS loss per model, SGD. ``stacked``: one M-model stack, one
-    loss call, one backward, one optimizer. ``loop``: M separate one-model stacks stepped
-    one after another."""
-    from . import models
+             rates: torch.Tensor, dev: torch.device, compile_: bool, amp_dtype: torch.dtype | None = None):
+    """One training step of M models on batch (x, y) as the engine takes it: autocast to
+    ``amp_dtype`` (None: fp32), one GLS loss per model, SGD; ``variant`` is one of
+    ``stepvariants.VARIANTS`` (``stacked``: one M-model stack, one loss call, one backward,
+    one optimizer; ``loop``: M separate one-model stacks stepped one after another; ...)."""
+    from . import stepvariants
 
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
-    if variant == "stacked":
-        nets = [models.build_model(name, num_models, CIFAR_SHAPE, CIFAR_CLASSES, seed=0, **model_args).to(dev)]
-        per_net_rates = [rates]
-    elif variant == "loop":
-        nets = [models.build_model(name, 1, CIFAR_SHAPE, CIFAR_CLASSES, seed=0, **model_args).to(dev)
-                for _ in range(num_models)]
-        per_net_rates = [rates[i:i + 1] for i in range(num_models)]
-    else:
-        raise ValueError(f"step variant {variant!r}; allowed: {', '.join(STEP_VARIANTS)}")
-    opts = [_sgd(n.parameters()) for n in nets]
-    fwds = [torch.compile(n) if compile_ else n for n in nets]
-
-    def step():
-        for fwd, opt, r in zip(fwds, opts, per_net_rates):
-            opt.zero_grad(set_to_none=True)
-            with amp:
-                logits = fwd(x)
-            gls_loss(logits, y, r, check=False).sum().backward()
-            opt.step()
-
-    return step
+    return stepvariants.build_step(variant, name, num_models, model_args, x, y, rates, dev, compile_, amp_dtype,
+                                   _sgd, CIFAR_SHAPE, CIFAR_CLASSES)
 
 
 def _release(dev: torch.device) -> None:
@@ -286,21 +314,21 @@ def _release(dev: torch.device) -> None:
 def bench_step(device: str = "auto", model_names: list[str] | None = None, num_models: list[int] | None = None,
                batch: int | None = None, steps: int | None = None, variants: list[str] | None = None,
                quick: bool = False, compile_: bool = False, fast_kernels: bool = False,
-               warmup: int | None = None) -> list[dict]:
+               warmup: int | None = None, precision: str = "auto", repeatable: bool = False) -> list[dict]:
     """Median time of one training step (forward + backward + SGD) of M models on CIFAR-shaped
-    batches (3x32x32, K=10), stacked (grouped convolutions) vs a Python loop over M separate
-    models; samples/s, peak memory, and the fraction of the device's dense bf16 peak computed
-    from counted FLOPs (forward MACs x 2 x 3 per sample per model).
+    batches (3x32x32, K=10), stacked (grouped convolutions) vs a loop over M separate models and
+    the other ``stepvariants.VARIANTS``; samples/s, peak memory, and the fraction of the device's
+    dense bf16 peak from counted FLOPs (forward MACs x 2 x 3 per sample per model).
 
     Defaults: fastnet, resnet18, resnet34; M = 1, 4, 18; batch 128; 10 timed steps after 3;
-    device ``auto`` = CUDA when available, else the CPU.
-    ``quick`` (a CPU smoke run): width 0.125, M = 1, 2, batch 16, 3 steps after 1 (median of 3:
-    one disturbed step does not set it).
-    Kernels as the engine picks them (``train.set_determinism``) unless ``fast_kernels``
-    (cuDNN autotuning, TF32, non-deterministic algorithms allowed). A configuration that
-    runs out of GPU memory prints OOM in its row.
+    stacked, loop; ``precision`` auto (the engine's: bf16 on CUDA, fp32 on the CPU), bf16, fp32
+    or both; device ``auto`` = CUDA when available, else the CPU. ``quick`` (a CPU smoke run):
+    width 0.125, M = 1, 2, batch 16, 3 steps after 1. The engine's deterministic kernels unless
+    ``fast_kernels`` (cuDNN autotuning, TF32, non-deterministic algorithms). ``repeatable``: is
+    the state after two steps of two more builds bit-identical? Rows say OOM, "n/a on CPU" (CUDA
+    graphs), or "error: ..." (an alternative variant that fails), and the table goes on.
     """
-    from . import models, train
+    from . import models, stepvariants, train
 
     model_names = list(model_names or STEP_MODELS)
     num_models = list(num_models or ((1, 2) if quick else (1, 4, 18)))
@@ -313,12 +341,15 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
         if name not in models.MODELS or name == "mlp":
             raise ValueError(f"bench step: model {name!r}; allowed: {', '.join(STEP_MODELS)} (or cnn)")
     for v in variants:
-        if v not in STEP_VARIANTS:
-            raise ValueError(f"bench step: variant {v!r}; allowed: {', '.join(STEP_VARIANTS)}")
+        if v not in stepvariants.VARIANTS:
+            raise ValueError(f"bench step: variant {v!r}; allowed: {', '.join(stepvariants.VARIANTS)}")
+    if compile_ and "graphs" in variants:
+        raise ValueError("bench step: variant graphs does not combine with --compile (capture the eager step)")
     if min(num_models) < 1 or batch < 1 or steps < 1 or warmup < 0:
         raise ValueError("bench step: M, --batch and --steps must be >= 1, --warmup >= 0")
     # auto: the GPU when there is one, else the CPU (a full-size CPU run of these models is of no use)
     devices = _devices(device)[-1:] if device == "auto" else _devices(device)
+    amp_of = {dev: stepvariants.amp_dtypes(precision, dev) for dev in devices}
     results = []
     for dev in devices:
         if fast_kernels:
@@ -331,65 +362,80 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
         name_of_dev = device_name(dev)
         peak = peak_bf16(name_of_dev)
         g = torch.Generator().manual_seed(0)
-        x = torch.randn(batch, *CIFAR_SHAPE, generator=g).to(dev)
-        if dev.type == "cuda":            # the engine's layout on CUDA
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = torch.randn(batch, *CIFAR_SHAPE, generator=g).to(dev)   # each variant takes its layout
         y = torch.randint(0, CIFAR_CLASSES, (batch,), generator=g).to(dev)
         for name in model_names:
             macs = models.count_flops_per_sample(
                 models.build_model(name, 1, CIFAR_SHAPE, CIFAR_CLASSES, seed=0, **model_args), CIFAR_SHAPE)
             for m in num_models:
                 rates = torch.linspace(-2.0, 0.8, m).to(dev)
-                for variant in variants:
-                    label = variant + ("+compile" if compile_ else "")
-                    row = {"device": dev.type, "device_name": name_of_dev, "model": name, "variant": label,
-                           "M": m, "B": batch, "macs_per_sample": macs, "status": "ok"}
-                    _release(dev)
-                    if dev.type == "cuda":
-                        torch.cuda.reset_peak_memory_stats(dev)
-                    try:
-                        step = _step_fn(variant, name, m, model_args, x, y, rates, dev, compile_)
-                        t = _median_time(step, dev, steps, warmup=warmup)
-                    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
-                        if not isinstance(exc, torch.cuda.OutOfMemoryError) and "out of memory" not in str(exc):
-                            raise
-                        row["status"] = "OOM"
-                    step = None
-                    if row["status"] == "ok":
-                        flops = 2 * 3 * macs * m * batch
-                        row.update(step_s=t, samples_per_s=m * batch / t, flops_per_step=flops,
-                                   flops_per_s=flops / t,
-                                   peak_flops=peak[1] if peak else None,
-                                   peak_fraction=flops / t / peak[1] if peak else None,
-                                   peak_bytes=torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None)
-                    results.append(row)
-                    _release(dev)
-    for r in results:   # each variant against the loop over separate models, same model/M/device
+                for amp_dtype in amp_of[dev]:
+                    for variant in variants:
+                        label = variant + ("+compile" if compile_ else "")
+                        row = {"device": dev.type, "device_name": name_of_dev, "model": name, "variant": label,
+                               "precision": "fp32" if amp_dtype is None else "bf16", "M": m, "B": batch,
+                               "macs_per_sample": macs, "status": "ok", "repeatable": None}
+                        _release(dev)
+                        if dev.type == "cuda":
+                            torch.cuda.reset_peak_memory_stats(dev)
+                        build = lambda: _step_fn(variant, name, m, model_args, x, y, rates, dev,  # noqa: E731
+                                                 compile_, amp_dtype)
+                        try:
+                            step = build()
+                            t = _median_time(step, dev, steps, warmup=warmup)
+                            row["peak_bytes"] = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+                            step = None
+                            if repeatable:
+                                row["repeatable"] = stepvariants.repeatable(build, lambda: (_sync(dev), _release(dev)))
+                        except stepvariants.NotOnThisDevice as exc:
+                            row["status"] = str(exc)
+                        except Exception as exc:
+                            if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc):
+                                row["status"] = "OOM"
+                            elif variant in STEP_VARIANTS:     # the engine's own way: a bug, not a row
+                                raise
+                            else:                              # an alternative that fails here: its row says so
+                                row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+                        step = None
+                        if row["status"] == "ok":
+                            flops = 2 * 3 * macs * m * batch
+                            row.update(step_s=t, samples_per_s=m * batch / t, flops_per_step=flops,
+                                       flops_per_s=flops / t,
+                                       peak_flops=peak[1] if peak else None,
+                                       peak_fraction=flops / t / peak[1] if peak else None)
+                        results.append(row)
+                        _release(dev)
+    for r in results:   # each variant against the loop over separate models, same model/M/precision/device
         loop = next((o for o in results if o["variant"].startswith("loop") and o["status"] == "ok" and
-                     (o["device"], o["model"], o["M"]) == (r["device"], r["model"], r["M"])), None)
+                     (o["device"], o["model"], o["M"], o["precision"]) ==
+                     (r["device"], r["model"], r["M"], r["precision"])), None)
         r["speedup_vs_loop"] = loop["step_s"] / r["step_s"] if loop and r["status"] == "ok" else None
     names = sorted({f"{r['device_name']} ({peak_bf16(r['device_name'])[0]}: "
                     f"{peak_bf16(r['device_name'])[1] / 1e12:.0f} TFLOP/s)" if peak_bf16(r["device_name"])
                     else f"{r['device_name']} (no bf16 peak known)" for r in results})
     print(f"training step (forward + backward + SGD) of M models, CIFAR-shaped 3x32x32, K={CIFAR_CLASSES}, "
           f"batch {batch}{', width 0.125' if quick else ''}; median of {steps} steps after {warmup}; "
-          f"bf16 autocast + channels-last on CUDA, fp32 on CPU; "
+          f"precision {precision} (auto: bf16 autocast on CUDA, fp32 on CPU); layout channels-last on CUDA, "
+          f"NCHW on CPU unless the variant names one; "
           f"{'autotuned kernels' if fast_kernels else 'deterministic kernels (as the engine)'} "
           f"(torch {torch.__version__})")
     print(f"FLOPs counted: forward MACs x 2 x 3 per sample per model; peak: {'; '.join(names)}")
+    if repeatable:
+        print("repeatable: two more builds, two steps each: trained state bit-identical (yes) or not (no)")
     rows = []
     for r in results:
+        head = [r["device"], r["model"], r["variant"], r["precision"], str(r["M"]), str(r["B"])]
         if r["status"] != "ok":
-            rows.append([r["device"], r["model"], r["variant"], str(r["M"]), str(r["B"]), "OOM"] + ["-"] * 5)
+            rows.append(head + [r["status"]] + ["-"] * 6)
             continue
-        rows.append([r["device"], r["model"], r["variant"], str(r["M"]), str(r["B"]), f"{1e3 * r['step_s']:.1f}",
-                     f"{r['samples_per_s']:.0f}",
-                     "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:.0f}",
-                     f"{r['flops_per_s'] / 1e12:.3f}", _pct(r["peak_fraction"]),
-                     "n/a" if r["speedup_vs_loop"] is None else f"{r['speedup_vs_loop']:.2f}x"])
+        rows.append(head + [f"{1e3 * r['step_s']:.1f}", f"{r['samples_per_s']:.0f}",
+                            "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:.0f}",
+                            f"{r['flops_per_s'] / 1e12:.3f}", _pct(r["peak_fraction"]),
+                            "n/a" if r["speedup_vs_loop"] is None else f"{r['speedup_vs_loop']:.2f}x",
+                            "-" if r["repeatable"] is None else "yes" if r["repeatable"] else "no"])
     _print_table(STEP_HEADER, rows)
     return results
 
 
-STEP_HEADER = ["device", "model", "variant", "M", "B", "step ms", "model-samples/s", "peak MiB", "TFLOP/s",
-               "of bf16 peak", "vs loop"]
+STEP_HEADER = ["device", "model", "variant", "precision", "M", "B", "step ms", "model-samples/s", "peak MiB",
+               "TFLOP/s", "of bf16 peak", "vs loop", "repeatable"]

@@ -99,17 +99,43 @@ def _cmd_train(a: argparse.Namespace) -> None:
     _set_threads(a.threads)
     if len(a.out) != len(a.labels):
         raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
-    train.train_setting(
-        data_path=a.data,
-        labels_paths=a.labels,
-        cells=parse_cells(a.cells),
-        protocol=_load_protocol(a.protocol),
-        out_dirs=a.out,
-        checkpoint_dir=a.checkpoint_dir,
-        device=a.device,
-        progress=not a.no_progress,
-        memory_budget_mib=a.memory_budget,
-    )
+    protocol = _load_protocol(a.protocol)
+    device, claim = _claim_device(a.device, protocol)
+    try:
+        train.train_setting(
+            data_path=a.data,
+            labels_paths=a.labels,
+            cells=parse_cells(a.cells),
+            protocol=protocol,
+            out_dirs=a.out,
+            checkpoint_dir=a.checkpoint_dir,
+            device=device,
+            progress=not a.no_progress,
+            memory_budget_mib=a.memory_budget,
+        )
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _claim_device(requested: str, protocol: dict):
+    """The device to train on: a CUDA job claims one physical GPU for its lifetime (the first
+    free one, or the ``cuda:N`` asked for; it waits while they are held) and makes it the
+    current device; the log says which, in one line. Returns (device for the engine, claim).
+
+    The engine gets ``cuda`` (the current device), not ``cuda:N``: its checkpoints are keyed
+    by the device it names, and a resumed job may well claim another GPU than the killed one.
+    """
+    from . import device as device_mod
+    from .protocol import Protocol
+
+    if requested == "auto":
+        requested = Protocol.from_dict(protocol).device
+    dev = device_mod.resolve_device(requested)
+    if dev.type != "cuda":
+        return requested, None
+    _, claim = device_mod.claim_cuda_device(dev)
+    return "cuda", claim
 
 
 def _cmd_methods(a: argparse.Namespace) -> None:
@@ -171,13 +197,25 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     _set_threads(a.threads)
     if a.what == "loss":
         bench.bench_loss(device=a.device, repeats=a.repeats)
+    elif a.what == "cost":
+        import glob
+
+        from . import cost
+
+        cost.cost_tables(a.presets or sorted(glob.glob("config/paper-*.yaml")), device=a.device, images=a.images,
+                         tiny=a.quick)
+    elif a.what == "train" and a.study is not None:
+        from . import benchstudy
+
+        benchstudy.bench_study(a.study or None, setting=a.setting, seeds=a.seeds)
     elif a.what == "train":
         bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick, model_names=_names(a.models),
                           num_cells=a.cells, train_size=a.train_size)
     else:
         bench.bench_step(device=a.device, model_names=_names(a.models), num_models=_ints(a.num_models, "--num-models"),
                          batch=a.batch, steps=a.steps, warmup=a.warmup, variants=_names(a.variants),
-                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels)
+                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels, precision=a.precision,
+                         repeatable=a.repeatable)
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -325,15 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "models and vs explicit one-hot soft-target CE. `bench step`: one training step of M models "
                        "on CIFAR-shaped batches, stacked (grouped convolutions) vs a loop over separate models, "
                        "with peak memory and the fraction of the GPU's bf16 peak from counted FLOPs. "
-                       "`bench train`: the group-vectorised engine vs one process per cell.")
-    s.add_argument("what", choices=["loss", "step", "train"])
+                       "`bench train`: the group-vectorised engine vs one process per cell. `bench cost`: GPU-hours "
+                       "of study files (the paper presets by default) from epoch times measured with the engine.")
+    s.add_argument("what", choices=["loss", "step", "train", "cost"])
     s.add_argument("--device", default="auto",
                    help="auto, cpu or cuda (auto: CPU, plus CUDA when present; step: CUDA when present, else CPU)")
     s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
     s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
     s.add_argument("--quick", action="store_true",
                    help="small configurations, a CPU smoke run (step: width 0.125, M=1,2, batch 16, 3 steps; "
-                   "train: 4 cells, image models at width 0.125 on 1,024 images)")
+                   "train: 4 cells, image models at width 0.125 on 1,024 images; cost: width 0.0625, 32 images)")
     s.add_argument("--models", default=None,
                    help="comma-separated models (step: fastnet,resnet18,resnet34 by default; train: mlp on the CPU, "
                    "mlp,fastnet,resnet18,resnet34 on CUDA)")
@@ -342,14 +381,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=None, help="batch size (step; default 128)")
     s.add_argument("--steps", type=int, default=None, help="timed steps per configuration (step; default 10)")
     s.add_argument("--warmup", type=int, default=None, help="untimed steps before them (step; default 3)")
-    s.add_argument("--variants", default=None, help="stacked,loop (step; default both)")
+    s.add_argument("--variants", default=None,
+                   help="how the M models run (step; default stacked,loop): stacked (one stack, grouped "
+                   "convolutions, the engine's layout: channels-last on CUDA, NCHW on the CPU), stacked-nchw, "
+                   "stacked-nhwc (a forced layout), loop (M separate models), vmap (torch.func: one ordinary "
+                   "model vmapped over stacked parameters), graphs (the stacked step as a CUDA graph; CUDA only)")
+    s.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32", "both"],
+                   help="step: bf16 autocast, fp32, or a row of each; auto as the engine: bf16 on CUDA, fp32 on "
+                   "the CPU (default: %(default)s)")
+    s.add_argument("--repeatable", action="store_true",
+                   help="step: build each configuration twice more and say whether two steps give bit-identical "
+                   "parameters (the engine's determinism)")
     s.add_argument("--compile", action="store_true", help="torch.compile every model (step)")
     s.add_argument("--fast-kernels", action="store_true",
                    help="cuDNN autotuning, TF32 and non-deterministic kernels instead of the engine's deterministic "
                    "settings (step): what determinism costs")
     s.add_argument("--cells", type=int, default=None, help="number of cells, the first N of the default 11 (train)")
+    s.add_argument("--study", nargs="?", const="", default=None, metavar="FILE",
+                   help="train: a study's training job (default FILE: the checkout's params.yaml) against one process "
+                   "per group and one per cell, on the CPU")
+    s.add_argument("--setting", default=None, metavar="DATASET/KIND/RATE",
+                   help="train --study: the setting (default: the study's first)")
+    s.add_argument("--seeds", type=int, default=3, help="train --study: its first N seeds (default %(default)s)")
     s.add_argument("--train-size", type=int, default=None,
                    help="CIFAR-shaped training images (train; default 20,000, quick 1,024)")
+    s.add_argument("--presets", nargs="+", default=None, metavar="FILE",
+                   help="study files to cost (cost; default config/paper-*.yaml)")
+    s.add_argument("--images", type=int, default=None,
+                   help="synthetic training images per measured epoch (cost; default 256, quick 32)")
     s.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     s.set_defaults(func=_cmd_bench)
     return p

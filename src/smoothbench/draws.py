@@ -71,7 +71,7 @@ def integers(key: torch.Tensor, stream: str, counter: int, n: int, low: int, hig
     """int64 in [low, high) of shape ``key.shape + (n,)``; ``high`` an int or a tensor
     broadcastable to that shape. Bias below 2**-24 * (high - low)."""
     u = _shr(hashes(key, stream, counter, n), 40)
-    span = torch.as_tensor(high, device=key.device) - low
+    span = high - low          # a Python int stays a scalar argument: nothing is copied to the device
     return low + (u * span) // (1 << 24)
 
 

@@ -118,7 +118,8 @@ def describe() -> str:
                                       "label transform" if m.transform else "") if x)
         lines.append(f"{m.name:<10} {m.label} — {m.description} [{m.group}; {base}{'; ' + flags if flags else ''}]")
         for p in m.params:
-            lines.append(f"{'':<12}{p.name} ({p.symbol}) in {p.range_text}, default {fmt_rate(p.default)}: {p.meaning}")
+            name = p.name if p.symbol == p.name else f"{p.name} ({p.symbol})"
+            lines.append(f"{'':<12}{name} in {p.range_text}, default {fmt_rate(p.default)}: {p.meaning}")
         if not m.params:
             lines.append(f"{'':<12}no parameters (params.yaml: {m.name}: [default])")
         lines.append(f"{'':<12}reference: {m.reference}")

@@ -108,8 +108,10 @@ class StackLoss:
         counter). Returns the per-model mean loss (S, C)."""
         x = logits.float() if logits.dtype in _HALF else logits
         s, _, b, _ = x.shape
+        # one split into the blocks' views: its backward is one concatenation of their gradients
+        views = x.split([blk.stop - blk.start for blk in self.blocks], dim=1)
         out = []
-        for blk in self.blocks:
+        for blk, xb in zip(self.blocks, views):
             n = blk.stop - blk.start
             given = labels.unsqueeze(1)
             parts = []
@@ -119,7 +121,7 @@ class StackLoss:
                     y = run.method.transform(y, run.values, Batch(x, y, self.num_classes, draw_key=run.keys, step=step))
                 parts.append(y)
             y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            batch = Batch(x[:, blk.start:blk.stop], y, self.num_classes, transition=blk.transition,
+            batch = Batch(xb, y, self.num_classes, transition=blk.transition,
                           index=None if index is None else index.unsqueeze(1).expand(s, n, b), state=blk.state,
                           draw_key=blk.keys, step=step)
             out.append(blk.method.loss(batch, blk.args).mean(-1))
