@@ -20,7 +20,7 @@ import pytest
 import torch
 from helpers import train_command, write_dataset, write_labels
 
-from smoothbench import study
+from smoothbench import runner, study
 
 
 def smoothbench(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -70,7 +70,7 @@ def test_run_stops_on_what_snakemake_s_own_command_line_would_stop_on(tmp_path):
 def test_run_reads_the_options_as_snakemake_s_parser_does():
     argv = ["--cores", "2", "--configfile", "a.yaml", "b.yaml", "-n", "--config=seeds=[0]", "all",
             "-C", "x=1", "y=2", "--dry-run"]
-    assert study.snakemake_study_args(argv) == (["a.yaml", "b.yaml"], ["seeds=[0]", "x=1", "y=2"])
+    assert runner.snakemake_study_args(argv) == (["a.yaml", "b.yaml"], ["seeds=[0]", "x=1", "y=2"])
 
 
 def test_what_run_suggests_is_what_snakemake_takes():
@@ -149,7 +149,7 @@ def test_an_interrupted_train_ends_with_one_line_saying_where(toy, tmp_path, sig
 
 def test_other_steps_say_they_were_interrupted(tmp_path):
     """The one line of any other step (no epochs: its outputs are written whole or not at all)."""
-    from smoothbench import interrupts
+    from smoothbench import stops as interrupts
 
     assert interrupts.line("report", KeyboardInterrupt()) == \
         "interrupted (SIGINT); no half-written output is left: a rerun makes it"

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import stops
+
 
 def _cmd_data(a: argparse.Namespace) -> None:
     from . import data
@@ -72,30 +74,11 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (a killed job shell, a
-    cancelled cluster job): an orphaned trainer must not go on writing its checkpoints
-    while a retried one starts. A no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import os
-    import signal
-
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request
-        raise SystemExit(143)
-
-
 def _cmd_train(a: argparse.Namespace) -> None:
     from . import train
     from .methods import parse_cells
 
-    _die_with_parent()
+    stops.die_with_parent()
     _set_threads(a.threads)
     if len(a.out) != len(a.labels):
         raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
@@ -335,10 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("expected", nargs="?", default="expected", help="the committed copy (default: %(default)s)")
     s.set_defaults(func=_cmd_compare)
 
-    sub.add_parser("run", help="run Snakemake (ARGS as for snakemake), its --configfile and --config checked first",
-                   description="smoothbench run [SNAKEMAKE ARGS]: check the --configfile files and --config values "
-                   "(one line naming the file or value, where Snakemake's own command line would stop with a "
-                   "traceback or a message naming no file), then run `snakemake ARGS`. `make study` runs this.")
+    # `smoothbench run ARGS` is handled before parsing (runner.py); listed here for --help
+    sub.add_parser("run", help="snakemake ARGS, its --configfile and --config values checked first (make study)")
 
     s = sub.add_parser("validate", help="validate a params file against the schema",
                        description="Validate a study params file; print one line per error, naming the key.")
@@ -429,39 +410,15 @@ def _reproducible_cpu() -> None:
             os.environ.setdefault(key, value)
 
 
-def run_snakemake(argv: list[str]) -> int:
-    """``smoothbench run ARGS``: Snakemake's --configfile and --config values checked first (one
-    line each, where Snakemake's own command line would stop in its words), then this process
-    becomes ``snakemake ARGS`` (the one beside this Python, else on PATH): same signals, same exit."""
-    import os
-    import shutil
-
-    from .study import check_snakemake_args
-
-    try:
-        check_snakemake_args(argv)
-    except ValueError as exc:
-        print(f"smoothbench run: error: {exc}", file=sys.stderr)
-        return 2
-    beside = Path(sys.executable).parent / "snakemake"
-    exe = str(beside) if beside.exists() else shutil.which("snakemake")
-    if not exe:
-        print("smoothbench run: error: snakemake is not installed beside this Python nor on PATH; make setup "
-              "installs it", file=sys.stderr)
-        return 2
-    sys.stdout.flush()
-    os.execv(exe, [exe, *argv])
-
-
 def main(argv: list[str] | None = None) -> int:
     _reproducible_cpu()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["run"]:   # everything after `run` is Snakemake's (its --help included)
+        from .runner import run_snakemake
+
         return run_snakemake(argv[1:])
     args = build_parser().parse_args(argv)
-    from . import interrupts
-
-    interrupts.catch()
+    stops.catch()
     try:
         code = args.func(args)
     except (ValueError, KeyError) as exc:
@@ -469,32 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoothbench {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except OSError as exc:  # read-only folder, full disk, ...: one line with the path and what to do
-        print(f"smoothbench {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        print(f"smoothbench {args.command}: error: {stops.os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C (SIGINT) or SIGTERM: one line ends the log, no traceback
-        checkpoints = (args.checkpoint_dir or f"{args.out[0]}/.checkpoint") if args.command == "train" else None
-        print(f"smoothbench {args.command}: {interrupts.line(args.command, exc, checkpoints)}", file=sys.stderr)
-        return 143 if isinstance(exc, interrupts.Terminated) else 130
+        return stops.report(args, exc)
     return code or 0
-
-
-def os_error_line(exc: OSError) -> str:
-    """One line for an OS error: what failed on which path, and what to do."""
-    import errno
-
-    path = exc.filename or ""
-    if exc.errno is None:                   # an OSError raised with a message of ours
-        return str(exc)
-    if exc.errno == errno.ENOENT:
-        return f"{path}: no such file or folder" if path else str(exc)
-    what = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-            errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
-            errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
-    fix = {errno.EACCES: "make it writable or choose another folder",
-           errno.EPERM: "make it writable or choose another folder",
-           errno.EROFS: "choose a writable folder", errno.ENOSPC: "free some space and rerun",
-           errno.EDQUOT: "free some space and rerun"}.get(exc.errno, "fix it and rerun")
-    return f"{path}: {what}; {fix}" if path else f"{what}; {fix}"
 
 
 if __name__ == "__main__":

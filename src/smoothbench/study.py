@@ -84,64 +84,6 @@ def study_from_command_line(params_file: str | Path, configfiles: list, override
     return deep_merge(study, typed(overrides)), source
 
 
-# Snakemake's own command line reads --configfile and --config before the workflow starts, and
-# fails there in its own words (a traceback for a folder, "Config file must be given as JSON or
-# YAML" for an empty file, "Invalid config definition" for a dotted key). `smoothbench run`
-# checks them first, with one line each, and then runs Snakemake with the same arguments.
-_CONFIG_KEY = re.compile(r"[a-zA-Z_][\w-]*\w$")   # what Snakemake's parse_config takes as a key
-
-
-def snakemake_study_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """The ``--configfile`` files and ``--config`` items of a Snakemake command line, read as its
-    parser reads them: an option takes the words after it up to the next option (``--opt=X``: X)."""
-    files: list[str] = []
-    items: list[str] = []
-    into: list[str] | None = None
-    for arg in argv:
-        if arg.startswith("-") and len(arg) > 1:
-            name, eq, value = arg.partition("=")
-            into = files if name in ("--configfile", "--configfiles") else items if name in ("--config", "-C") else None
-            if eq and into is not None:
-                into.append(value)
-                into = None
-        elif into is not None:
-            into.append(arg)
-    return files, items
-
-
-def check_snakemake_args(argv: list[str]) -> None:
-    """A ``ValueError`` with one line for each --configfile or --config value that Snakemake's own
-    command line would stop on; the study itself is validated by the workflow."""
-    files, items = snakemake_study_args(argv)
-    for f in files:
-        if Path(f).is_dir():
-            raise ValueError(f"--configfile {f}: is a folder; give a study file (YAML), e.g. config/paper-cifar10.yaml")
-        try:
-            content = read_study(f)
-        except FileNotFoundError:
-            raise ValueError(f"--configfile {f}: no such file") from None
-        if content is None:
-            raise ValueError(f"--configfile {f}: is empty; a study file holds a mapping of study keys "
-                             "(datasets, noise, methods, seeds, ...)")
-        if not isinstance(content, dict):
-            raise ValueError(f"--configfile {f}: must hold a mapping of study keys (datasets, noise, methods, seeds, "
-                             f"...), got {type(content).__name__}")
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--config {item}: give KEY=VALUE, e.g. --config seeds=[0,1]")
-        if not _CONFIG_KEY.match(key):
-            parts = key.split(".")
-            if len(parts) > 1 and all(_CONFIG_KEY.match(part) for part in parts):
-                nested = value
-                for part in reversed(parts[1:]):
-                    nested = f"{{{part}: {nested}}}"
-                raise ValueError(f"--config {item}: Snakemake takes top-level keys only; give {parts[0]} as a "
-                                 f"mapping, e.g. --config '{parts[0]}={nested}'")
-            raise ValueError(f"--config {item}: {key!r} is not a key of the study; give KEY=VALUE with a top-level "
-                             "key (datasets, noise, methods, seeds, protocol, ...)")
-
-
 _STUDY_SCHEMAS: dict = {}
 
 
