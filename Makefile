@@ -1,7 +1,10 @@
 # smoothbench — the commands of the README.
 #   make setup     create .venv and install smoothbench with its test extras
 #   make study     run the default study (params.yaml) with Snakemake on CORES cores; it ends
-#                  with the reproduction check against expected/
+#                  with the reproduction check against expected/. ARGS go to Snakemake, e.g.
+#                  make study ARGS="--configfile config/paper-cifar10.yaml"; `smoothbench run`
+#                  checks --configfile and --config first (one line where Snakemake's own
+#                  command line would print a traceback)
 #   make test      the whole test suite, end-to-end Snakemake/DVC tests included
 #   make expected  (maintainers) make reports/ the committed copy expected/ of the default study
 #   make pull      dvc pull, or one line saying that no DVC remote is configured
@@ -9,6 +12,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= 2
+ARGS   ?=
 BIN    := $(VENV)/bin
 
 .PHONY: setup study test test-fast bench clean-results expected pull wheels
@@ -20,7 +24,7 @@ setup:
 	@$(BIN)/smoothbench --help >/dev/null && echo "smoothbench installed in $(VENV)"
 
 study:
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/smoothbench run --cores $(CORES) $(ARGS)
 
 test:
 	$(BIN)/pytest -m "slow or not slow"

@@ -15,7 +15,8 @@
 # overrides single keys (values read as YAML: seeds=[0] is a list of integers). The study is
 # validated (schema + checks, smoothbench.grid) before any job; a bad value stops here with
 # one line naming the file and the key.
-# Rules call the `smoothbench` command line, never the library. Jobs log to logs/.
+# Rules call the `smoothbench` command line, never the library. Jobs log to logs/: logs/data,
+# logs/noise, and per output folder logs/<results_dir>/train, logs/<reports_dir>/{collect,report}.log.
 # After `git clone && dvc pull`, nothing reruns: see "provenance" in workflow/rules/common.smk.
 
 include: "workflow/rules/common.smk"

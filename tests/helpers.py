@@ -10,6 +10,7 @@ import math
 import pickle
 import struct
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,3 +210,27 @@ def write_cifarn(folder: Path, clean10: np.ndarray, clean100: np.ndarray, seed: 
                 "random_label1": noisy(clean10, 10), "random_label2": noisy(clean10, 10),
                 "random_label3": noisy(clean10, 10)}, folder / "CIFAR-10_human.pt")
     torch.save({"clean_label": clean100, "noisy_label": noisy(clean100, 100)}, folder / "CIFAR-100_human.pt")
+
+
+# --------------------------------------------------------------------------- the reproduction check
+
+
+def report_files_of(folder: Path) -> list[str]:
+    """The report files of a folder as the reproduction check counts them: every file below it
+    but hidden ones and a committed copy's params.yaml (the study it describes)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                  and p.relative_to(folder).as_posix() != "params.yaml")
+
+
+def copy_reports(expected: Path, dest: Path) -> Path:
+    """A report folder built as the committed copy ``expected`` says (its files, not its params.yaml)."""
+    shutil.copytree(expected, dest, ignore=lambda d, names: ["params.yaml"] if Path(d) == expected else [])
+    return dest
+
+
+def flip_one_byte(path: Path) -> None:
+    """Change one byte in the middle of a file (a planted mismatch)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))

@@ -225,7 +225,7 @@ def test_a_killed_run_resumes_to_identical_results(study, sig, point):
         ready = lambda: ckdir.is_dir() and any(ckdir.glob("*.pt"))
     else:
         (repo / "reports" / "findings.md").unlink()
-        log = repo / "logs" / "report.log"
+        log = repo / "logs" / "reports" / "report.log"
         before = log.stat().st_mtime if log.exists() else 0
         ready = lambda: log.exists() and log.stat().st_mtime > before
     proc = _start(repo)
@@ -253,7 +253,7 @@ def test_a_truncated_checkpoint_is_moved_aside_and_training_goes_on(study, gener
     for name in names:
         _truncate(ckdir / name)
     recover(repo, smk(repo, "--cores", "2"), base)
-    log = (repo / "logs" / "train" / "digits" / "symmetric-0.4.log").read_text()
+    log = (repo / "logs" / "results" / "train" / "digits" / "symmetric-0.4.log").read_text()
     for name in names:
         assert re.search(rf"{re.escape(name)} is unreadable \(\w+\); moved to {re.escape(name)}\.corrupt", log), log
         assert (ckdir / f"{name}.corrupt").is_file()                          # kept for inspection
@@ -342,7 +342,7 @@ def test_a_read_only_results_folder_fails_the_job_and_a_rerun_recovers(study):
     repo, base = study
     shutil.rmtree(repo / GROUP)
     (repo / GROUP / "cells").mkdir(parents=True)
-    log = repo / "logs" / "train" / "digits" / "symmetric-0.4.log"
+    log = repo / "logs" / "results" / "train" / "digits" / "symmetric-0.4.log"
     with read_only(repo / GROUP / "cells"):
         proc = smk(repo, "--cores", "2")
         assert proc.returncode != 0 and "Error in rule train" in proc.stdout + proc.stderr

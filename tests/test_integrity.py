@@ -181,3 +181,32 @@ def test_many_changed_report_files_make_one_line(tmp_path, monkeypatch):
     [line] = integrity.check({n: REPORT for n in names}, lambda p: False, act=True)
     assert "moved to .snakemake/set-aside/reports/" in line
     assert not any(Path(n).exists() for n in names) and all((Path(".snakemake/set-aside") / n).exists() for n in names)
+
+
+def test_a_read_only_folder_a_missing_product_goes_into_is_one_line(tmp_path, monkeypatch):
+    """Only missing products count (Snakemake must write them); the nearest existing folder above
+    each is checked; a read-only file system (a bind mount, root only) or no permission is named."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only folder")
+    monkeypatch.chdir(tmp_path)
+    seed = Path("results/d/symmetric-0.4/seed0")
+    (seed / "cells").mkdir(parents=True)
+    Path("results/d/symmetric-0.4/seed1").mkdir()
+    (Path("results/d/symmetric-0.4/seed1") / "group.json").write_text("{}")
+    products = [f"{seed}/group.json", "results/d/symmetric-0.4/seed1/group.json", "results/d/pairflip-0.2/seed0/group.json"]
+    assert integrity.unwritable(products, act=True) == []
+    if subprocess.run(["mount", "--bind", str(tmp_path / "results"), str(tmp_path / "results")]).returncode:
+        pytest.skip("cannot mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(tmp_path / "results")], check=True)
+        assert integrity.unwritable(products, act=True) == [
+            f"smoothbench: {seed}: read-only file system, and this run has to write group.json into it (and 1 other "
+            "folder); make it writable and rerun"]
+        assert integrity.unwritable(products[1:], act=False) == [     # a present product needs no writing
+            "smoothbench: results/d: read-only file system, and a run has to write pairflip-0.2/seed0/group.json into "
+            "it; make it writable first"]
+        assert integrity.unwritable(products[1:2], act=True) == []
+    finally:
+        subprocess.run(["umount", "-l", str(tmp_path / "results")])

@@ -152,6 +152,16 @@ def result_cells(path: Path) -> list[tuple]:
 # --------------------------------------------------------------------------- fast: dvc.yaml
 
 
+def dvc_stages(root: Path = ROOT) -> dict:
+    """dvc.yaml's stages with `${folders.X}` filled in from workflow/dvc-folders.yaml (its `vars:`)."""
+    folders = yaml.safe_load((root / "workflow" / "dvc-folders.yaml").read_text())["folders"]
+    text = (root / "dvc.yaml").read_text()
+    for name, folder in folders.items():
+        text = text.replace("${folders." + name + "}", folder)
+    assert "${" not in text, "dvc.yaml uses a variable that workflow/dvc-folders.yaml does not define"
+    return yaml.safe_load(text)["stages"]
+
+
 STAGE_RULES = {"data": ["data"], "train": ["data", "train"], "report": ["data", "train", "report"]}
 
 
@@ -185,7 +195,7 @@ def test_dvc_deps_are_the_modules_each_stage_runs(stage):
     """Each stage depends on exactly the library modules its commands and its upstream stages'
     commands import, and on their rule files (derived from the code, so a new import cannot be
     silently missing from dvc.yaml); the Snakemake rules take the same modules as inputs."""
-    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    deps = dvc_stages()[stage]["deps"]
     pkg = ROOT / "src" / "smoothbench"
     listed = {Path(d).stem for d in deps if d.startswith("src/smoothbench/") and (
         d.endswith(".py") or (ROOT / d / "__init__.py").is_file())}   # a module, or a subpackage's folder
@@ -202,7 +212,7 @@ def test_dvc_deps_are_the_modules_each_stage_runs(stage):
 
 def test_no_stage_depends_on_another_stages_outputs():
     """What lets `dvc repro --dry` run on a fresh clone, where no output exists yet."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stages = dvc_stages()
     outs = {next(iter(o)) if isinstance(o, dict) else o for s in stages.values()
             for key in ("outs", "metrics", "plots") for o in s.get(key, [])}
     for name, stage in stages.items():
@@ -214,7 +224,7 @@ def test_no_stage_depends_on_another_stages_outputs():
 
 def test_dvc_report_stage_names_folders_not_files():
     """The report stage's outputs hold for any study: folders for tables and figures."""
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]
+    stage = dvc_stages()["report"]
     declared = {next(iter(o)) if isinstance(o, dict) else o
                 for key in ("outs", "metrics", "plots") for o in stage.get(key, [])}
     for study in (grid.load_params(ROOT / "params.yaml"), grid.validate_params(TINY_PARAMS)):
@@ -226,19 +236,25 @@ def test_dvc_report_stage_names_folders_not_files():
 
 
 def test_dvc_deps_and_params_exist():
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    outs = {next(iter(o)) if isinstance(o, dict) else o for s in dvc["stages"].values() for o in s.get("outs", [])}
+    stages = dvc_stages()
+    outs = {next(iter(o)) if isinstance(o, dict) else o for s in stages.values() for o in s.get("outs", [])}
     assert outs
-    for name, stage in dvc["stages"].items():
-        assert stage["cmd"].startswith("snakemake ") and stage["cmd"].endswith(f" {name}_all")
+    for name, stage in stages.items():
+        cmd = stage["cmd"].split(" && ")
+        assert cmd[-1].startswith("snakemake ") and cmd[-1].endswith(f" {name}_all")
         for dep in stage.get("deps", []):
             assert dep in outs or (ROOT / dep).exists(), f"stage {name}: dep {dep} does not exist"
-        for key in stage.get("params", []):
-            node = params
-            for part in key.split("."):
-                assert isinstance(node, dict) and part in node, f"stage {name}: params.yaml has no {key}"
-                node = node[part]
+        # the whole params.yaml, no key list: a key left out for its default cannot be "missing"
+        assert stage["params"] == [{"params.yaml": None}], f"stage {name}: params"
+    # the stages whose outputs are the study's output folders check those folders first
+    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert raw["vars"] == ["workflow/dvc-folders.yaml"]
+    for name, stage in raw["stages"].items():
+        named = [next(iter(o)) for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
+        templated = any("${folders." in o for o in named)
+        assert templated == (name != "data"), name
+        # (this checkout's code, whatever else is installed: as the workflow's own jobs do)
+        assert stage["cmd"].startswith("PYTHONPATH=src smoothbench dvc-folders --check && ") == templated, name
 
 
 def test_no_dvc_remote_is_committed():

@@ -114,7 +114,7 @@ def test_study_through_the_slurm_profile(cluster, tmp_path):
     print(f"study through the SLURM profile: {time.time() - t0:.0f} s, scancel'ed job {cancelled}")
     assert rc == 0, text[-4000:]
     assert "SLURM status is: 'CANCELLED'" in text and "Trying to restart job" in text
-    resumed = "\n".join(p.read_text() for p in (repo / "logs" / "train").rglob("*.log"))
+    resumed = "\n".join(p.read_text() for p in (repo / "logs" / "results" / "train").rglob("*.log"))
     assert "resumed from epoch" in resumed
     # every job through sbatch: the DAG's 7 jobs (data, 2 noise, 2 train, collect, report) + the retry
     sbatch = [line for line in text.splitlines() if "sbatch call:" in line]

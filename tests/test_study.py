@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from helpers import write_cifar_raw, write_cifarn
+from helpers import flip_one_byte, report_files_of, write_cifar_raw, write_cifarn
 from smoothbench import grid
 from test_pipeline import clone_repo, deleted_tracked_files, job_counts, nothing_to_do, run
 
@@ -40,12 +41,27 @@ def test_main_command_on_a_fresh_clone_trains_the_study_and_checks_reproduction(
     assert trained == sorted(g.rel_dir for g in groups)
     cells = _rows(repo / "reports" / "results.csv")
     assert len(cells) == sum(g.n_cells for g in groups)
-    line = [x for x in out.splitlines() if x.startswith("reproduction check:")]
-    assert len(line) == 1, out[-3000:]
-    if (repo / "expected" / "params.yaml").exists():                # the committed default study
-        assert "expected/" in line[0] and ("byte-identical" in line[0]), line[0]
-    print(line[0])
+    assert_reproduction_check(repo, out)
     assert deleted_tracked_files(repo) == []
+
+
+def assert_reproduction_check(repo: Path, out: str) -> None:
+    """The run's one reproduction-check line says, exactly, that reports/ is byte-identical to
+    the committed copy expected/ (its files counted here), and the check can fail: against a
+    copy of expected/ with one byte changed it names that file and exits 1."""
+    lines = [x for x in out.splitlines() if x.startswith("reproduction check:")]
+    n = len(report_files_of(repo / "expected"))
+    assert lines == [f"reproduction check: reports/ is byte-identical to expected/ ({n} files)"], \
+        "\n".join(lines) or out[-3000:]
+    print(lines[0])
+    planted = repo / "expected-planted"
+    shutil.copytree(repo / "expected", planted)
+    flip_one_byte(planted / "findings.md")
+    proc = run(repo, "smoothbench", "compare", "reports", "expected-planted", check=False)
+    shutil.rmtree(planted)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [f"reproduction check: 1 of {n} files of reports/ are not byte-identical to "
+                                        "expected-planted/ (the committed copy) - differ: findings.md"]
 
 
 # --------------------------------------------------------------------------- the paper presets

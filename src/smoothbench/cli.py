@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import stops
+
 
 def _cmd_data(a: argparse.Namespace) -> None:
     from . import data
@@ -72,30 +74,11 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (a killed job shell, a
-    cancelled cluster job): an orphaned trainer must not go on writing its checkpoints
-    while a retried one starts. A no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import os
-    import signal
-
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request
-        raise SystemExit(143)
-
-
 def _cmd_train(a: argparse.Namespace) -> None:
     from . import train
     from .methods import parse_cells
 
-    _die_with_parent()
+    stops.die_with_parent()
     _set_threads(a.threads)
     if len(a.out) != len(a.labels):
         raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
@@ -173,6 +156,14 @@ def _cmd_validate(a: argparse.Namespace) -> None:
     variants = sorted({v for g in groups for v in g.variants})
     print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)}), "
           f"{grid.model_epochs(params)} model-epochs")
+
+
+def _cmd_dvc_folders(a: argparse.Namespace) -> None:
+    from . import grid, provenance
+
+    line = provenance.write_dvc_folders(".", grid.load_params(a.params), source=a.params, check=a.check)
+    if line and not a.check:
+        print(line)
 
 
 def _cmd_grid(a: argparse.Namespace) -> None:
@@ -321,15 +312,28 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="compare built reports with a committed copy, byte for byte",
                        description="The reproduction check: compare every file of a report folder with a "
                        "committed copy of it (expected/ holds the default study's). Prints one line; exits "
-                       "1 when a file differs, is missing or is extra.")
+                       "1 when a file differs, is missing or is extra, 2 when a folder is missing or holds no "
+                       "report files.")
     s.add_argument("built", nargs="?", default="reports", help="the report folder (default: %(default)s)")
     s.add_argument("expected", nargs="?", default="expected", help="the committed copy (default: %(default)s)")
     s.set_defaults(func=_cmd_compare)
+
+    # `smoothbench run ARGS` is handled before parsing (runner.py); listed here for --help
+    sub.add_parser("run", help="snakemake ARGS, its --configfile and --config values checked first (make study)")
 
     s = sub.add_parser("validate", help="validate a params file against the schema",
                        description="Validate a study params file; print one line per error, naming the key.")
     s.add_argument("params", nargs="?", default="params.yaml")
     s.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("dvc-folders", help="write the output folders dvc.yaml pins (workflow/dvc-folders.yaml)",
+                       description="Write workflow/dvc-folders.yaml from the study: its output.results_dir and "
+                       "output.reports_dir (defaults filled), which dvc.yaml names as the outputs of its train and "
+                       "report stages. With --check (the first command of those stages): nothing when it agrees; "
+                       "else it is rewritten and the command fails with one line (run dvc repro again).")
+    s.add_argument("params", nargs="?", default="params.yaml")
+    s.add_argument("--check", action="store_true", help="fail with one line when the file did not agree")
+    s.set_defaults(func=_cmd_dvc_folders)
 
     s = sub.add_parser("grid", help="list the groups and cells of a params file")
     s.add_argument("params", nargs="?", default="params.yaml")
@@ -408,7 +412,13 @@ def _reproducible_cpu() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _reproducible_cpu()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:   # everything after `run` is Snakemake's (its --help included)
+        from .runner import run_snakemake
+
+        return run_snakemake(argv[1:])
     args = build_parser().parse_args(argv)
+    stops.catch()
     try:
         code = args.func(args)
     except (ValueError, KeyError) as exc:
@@ -416,28 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoothbench {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except OSError as exc:  # read-only folder, full disk, ...: one line with the path and what to do
-        print(f"smoothbench {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        print(f"smoothbench {args.command}: error: {stops.os_error_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C (SIGINT) or SIGTERM: one line ends the log, no traceback
+        return stops.report(args, exc)
     return code or 0
-
-
-def os_error_line(exc: OSError) -> str:
-    """One line for an OS error: what failed on which path, and what to do."""
-    import errno
-
-    path = exc.filename or ""
-    if exc.errno is None:                   # an OSError raised with a message of ours
-        return str(exc)
-    if exc.errno == errno.ENOENT:
-        return f"{path}: no such file or folder" if path else str(exc)
-    what = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-            errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
-            errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
-    fix = {errno.EACCES: "make it writable or choose another folder",
-           errno.EPERM: "make it writable or choose another folder",
-           errno.EROFS: "choose a writable folder", errno.ENOSPC: "free some space and rerun",
-           errno.EDQUOT: "free some space and rerun"}.get(exc.errno, "fix it and rerun")
-    return f"{path}: {what}; {fix}" if path else f"{what}; {fix}"
 
 
 if __name__ == "__main__":

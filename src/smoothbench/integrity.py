@@ -20,6 +20,10 @@ A product cannot be used when
   changed since, unless DVC vouches for it (cheap to make again; a report file has no
   reader to check it with).
 
+``unwritable`` finds the folders a run has to write a missing product into but cannot (a
+read-only file system, no permission): Snakemake would fail there with a traceback of its own
+(``OSError: [Errno 30] Read-only file system``) once the job is scheduled.
+
 Snakemake's records are read from ``.snakemake/metadata`` directly (the layout of its
 file backend: one JSON file per output, named by the URL-safe base64 of its path); where
 that layout differs, a file just counts as "not written by this Snakemake" and is read.
@@ -233,3 +237,36 @@ def check(products: dict[str, str], vouched: Callable[[str], bool], act: bool,
         else:
             lines.append(f"smoothbench: {f.path}: {f.why}; a run (not a dry run) moves it aside and makes it again")
     return lines
+
+
+def _not_writable(folder: str) -> str | None:
+    """Why files cannot be made in ``folder``, in a few words, or None."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):
+        pass
+    return None if os.access(folder, os.W_OK | os.X_OK) else "not writable (permission denied)"
+
+
+def unwritable(paths: Iterable[str], act: bool) -> list[str]:
+    """One line (or none) for the folders that missing products among ``paths`` have to be
+    written into and that cannot be written: for each missing path, the nearest folder above it
+    that exists (Snakemake makes the ones below)."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    for path in paths:
+        if os.path.lexists(path):
+            continue
+        folder = os.path.dirname(path) or "."
+        while folder not in ("", ".", "/") and not os.path.isdir(folder):
+            folder = os.path.dirname(folder) or "."
+        why = _not_writable(folder)
+        if why:
+            found.setdefault(folder, (why, []))[1].append(os.path.relpath(path, folder))
+    if not found:
+        return []
+    folder, (why, names) = next(iter(found.items()))
+    shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+    more = f" (and {len(found) - 1} other folder{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+    who, todo = ("this run has", "make it writable and rerun") if act else ("a run has", "make it writable first")
+    return [f"smoothbench: {folder}: {why}, and {who} to write {shown} into it{more}; {todo}"]

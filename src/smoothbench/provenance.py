@@ -12,6 +12,9 @@ md5 is the one dvc.lock pins for it, and the stage that made it ran with the stu
 params. A file pinned inside a directory output is looked up in the directory's manifest
 in DVC's cache (``<cache>/files/md5/xx/yyyy.dir``), which is there only when DVC fetched
 or committed that output. Anything else is not trusted and Snakemake's own rules decide.
+
+``write_dvc_folders`` writes ``workflow/dvc-folders.yaml``: the study's output folders, which
+dvc.yaml names as its stages' outputs (through ``vars``), from the validated study.
 """
 
 from __future__ import annotations
@@ -226,3 +229,58 @@ def _lookup(study: dict, key: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+# --------------------------------------------------------------------------- dvc.yaml's output folders
+#
+# DVC reads a stage's outputs when it parses dvc.yaml, before any stage runs, and its templating
+# has no default values: `${output.results_dir}` from params.yaml would fail for every study
+# that leaves `output` out (the schema fills it in). So dvc.yaml takes the folders from this
+# committed file (`vars:`), written from the validated study, defaults filled; the train and
+# report stages check it first (`smoothbench dvc-folders --check`) and, where params.yaml now
+# names other folders, rewrite it and stop, so that DVC never pins the folders of another study.
+
+DVC_FOLDERS = "workflow/dvc-folders.yaml"
+_FOLDER_KEYS = {"results": "output.results_dir", "reports": "output.reports_dir"}
+_HEADER = ("# The study's output folders (params.yaml output.results_dir, output.reports_dir, defaults\n"
+           "# filled), which dvc.yaml names as the outputs of its train and report stages (`vars:`).\n"
+           "# Written by `smoothbench dvc-folders`; do not edit: change params.yaml, run it, commit both.\n")
+
+
+def dvc_folders(study: dict, source: str = PARAMS_FILE) -> dict[str, str]:
+    """{"results": ..., "reports": ...}: the validated study's output folders as DVC names them;
+    a folder DVC cannot pin (absolute, or outside the repository) is a ``ValueError``."""
+    out = {}
+    for name, key in _FOLDER_KEYS.items():
+        text = str(study["output"][key.split(".")[1]])
+        folder = Path(text)
+        norm = Path(*[p for p in folder.parts if p != "."]) if folder.parts else folder
+        if folder.is_absolute() or ".." in folder.parts or not norm.parts:
+            raise ValueError(f"{source}: {key} = {text}: DVC pins folders inside the repository only; "
+                             f"give a relative folder such as {name}")
+        out[name] = norm.as_posix()
+    return out
+
+
+def write_dvc_folders(root: str | Path, study: dict, source: str = PARAMS_FILE, check: bool = False) -> str | None:
+    """Write ``root``/DVC_FOLDERS for ``study``. Returns None when it already said so; else one
+    line saying what changed (with ``check``, a ``ValueError``: the stage that checked ran
+    with DVC's outputs of the file as it was)."""
+    import yaml
+
+    folders = dvc_folders(study, source)
+    path = Path(root) / DVC_FOLDERS
+    try:
+        before = (yaml.safe_load(path.read_text()) or {}).get("folders")
+    except (OSError, yaml.YAMLError, AttributeError):
+        before = None
+    if before == folders:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_HEADER + yaml.safe_dump({"folders": folders}, sort_keys=False))
+    now = " and ".join(f"{_FOLDER_KEYS[k]} {v}" for k, v in folders.items())
+    if not check:
+        return f"{DVC_FOLDERS}: dvc.yaml's outputs are now {folders['results']}/ and {folders['reports']}/ ({now}); commit it"
+    was = " and ".join(f"{v}/" for v in before.values()) if isinstance(before, dict) else "no folders"
+    raise ValueError(f"{DVC_FOLDERS} named {was} as dvc.yaml's outputs, but {source} has {now}: rewritten for them; "
+                     f"run dvc repro again (and commit {DVC_FOLDERS})")

@@ -80,17 +80,25 @@ def compare_reports(built: str | os.PathLike, expected: str | os.PathLike) -> di
     """Compare a report folder with the committed copy of one (``expected/``), byte for byte:
     the relative paths that are ``same``, ``differ``, ``missing`` (in expected, not built) and
     ``extra`` (built, not expected). The copy's ``params.yaml`` (the study it describes) is
-    not a report file and is skipped."""
+    not a report file and is skipped. A folder that is missing or holds no report files is a
+    ``ValueError`` (one line naming it): comparing nothing proves nothing."""
     built, expected = Path(built), Path(expected)
 
     def files(root: Path) -> set[str]:
         """The report files below ``root`` (hidden files, e.g. a .gitignore, are not reports)."""
-        if not root.is_dir():
-            return set()
-        return {p.relative_to(root).as_posix() for p in root.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+        what = "is not a folder" if root.exists() else "no such folder"
+        if root.is_dir():
+            found = {p.relative_to(root).as_posix() for p in root.rglob("*")
+                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+            found -= {"params.yaml"} if root == expected else set()
+            if found:
+                return found
+            what = "holds no report files"
+        # nothing to compare is no reproduction: one line, and the caller exits non-zero
+        raise ValueError(f"{root.as_posix().rstrip('/')}/: {what}; give the built report folder (default: reports; "
+                         "make study builds it) and the committed copy to compare it with (default: expected)")
 
-    b, e = files(built), files(expected) - {"params.yaml"}
+    b, e = files(built), files(expected)
     out: dict[str, list[str]] = {"same": [], "differ": [], "missing": sorted(e - b), "extra": sorted(b - e)}
     for rel in sorted(b & e):
         out["same" if (built / rel).read_bytes() == (expected / rel).read_bytes() else "differ"].append(rel)

@@ -77,6 +77,19 @@ SEED_GROUP_JSONS = expand(GROUP_JSON, seed=SEEDS, allow_missing=True)
 RESULTS_CSV = f"{REPORTS}/results.csv"
 CURVES_CSV = f"{REPORTS}/curves.csv"
 
+
+def _log_folder(folder):
+    """logs/<a product folder>: the logs of the train, collect and report jobs of two studies in
+    one clone (output.results_dir: results-b) stay apart. The data and noise jobs' products
+    (data/, noisy/) are shared by every study of a clone, and so are their logs (logs/data, logs/noise)."""
+    parts = [p if p != ".." else "__" for p in os.path.normpath(folder).split(os.sep) if p]
+    return os.path.join("logs", *parts)
+
+
+TRAIN_LOG = os.path.join(_log_folder(RESULTS), "train", "{dataset}", "{kind}-{rate}.log")
+COLLECT_LOG = os.path.join(_log_folder(REPORTS), "collect.log")
+REPORT_LOG = os.path.join(_log_folder(REPORTS), "report.log")
+
 # The software of every job (used with --software-deployment-method conda only; by
 # default jobs run in the current environment, `smoothbench` on PATH).
 SOFTWARE_ENV = "../envs/smoothbench.yaml"
@@ -341,9 +354,19 @@ def _check_products():
     locks = os.path.join(".snakemake", "locks")
     if not workflow.is_main_process or (os.path.isdir(locks) and os.listdir(locks)):
         return
-    lines = integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY),
-                             act=not integrity.looks_only(sys.argv[1:]),
-                             folders=["data", "noisy", RESULTS, REPORTS])
+    act = not integrity.looks_only(sys.argv[1:])
+    # a folder that a missing product has to be written into and cannot be (read-only): one line
+    # and stop, instead of Snakemake's traceback once the job is scheduled (a dry run only says so)
+    for line in integrity.unwritable(_products(), act):
+        print(line, file=sys.stderr)
+        if act:
+            sys.exit(1)
+    try:
+        lines = integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY), act=act,
+                                 folders=["data", "noisy", RESULTS, REPORTS])
+    except OSError as exc:  # an unusable product that cannot be moved aside (its folder is read-only)
+        print(f"smoothbench: {exc.filename}: {exc.strerror}; make its folder writable and rerun", file=sys.stderr)
+        sys.exit(1)
     for line in lines:
         print(line, file=sys.stderr)
 

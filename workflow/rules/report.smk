@@ -12,7 +12,7 @@ rule collect:
     conda:
         SOFTWARE_ENV,
     log:
-        "logs/collect.log",
+        COLLECT_LOG,
     shell:
         "smoothbench collect {input.groups} --out {output.results} --curves-out {output.curves} > {log} 2>&1"
 
@@ -26,7 +26,7 @@ rule report:
     conda:
         SOFTWARE_ENV,
     log:
-        "logs/report.log",
+        REPORT_LOG,
     params:
         out_dir=lambda wc, input: os.path.dirname(input.results),
     shell:

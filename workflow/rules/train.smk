@@ -17,7 +17,7 @@ rule train:
     conda:
         SOFTWARE_ENV,
     log:
-        "logs/train/{dataset}/{kind}-{rate}.log",
+        TRAIN_LOG,
     params:
         cells=lambda wc: job_of(wc).groups[0].cells_spec,
         protocol=lambda wc: protocol_json(wc.dataset),
