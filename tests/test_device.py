@@ -145,7 +145,7 @@ def fake_cuda(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: gpus[i])
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: gpus[i].name)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen["set_device"].append(i))
-    monkeypatch.setattr(cli, "_die_with_parent", lambda: None)      # not on the pytest process
+    monkeypatch.setattr(cli.stops, "die_with_parent", lambda: None)  # not on the pytest process
 
     def fake_train(**kw):
         # the claim is held while the engine trains

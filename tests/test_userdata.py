@@ -562,7 +562,8 @@ def test_registries_and_the_schema_agree():
 def test_dvc_stages_depend_on_data_in():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in stages.values():
-        assert userdata.INPUT_DIR in stage["deps"] and "dataset_files" in stage["params"]
+        # every stage tracks the whole params.yaml (dataset_files included) and the folder of your files
+        assert userdata.INPUT_DIR in stage["deps"] and stage["params"] == [{"params.yaml": None}]
     assert (ROOT / userdata.INPUT_DIR / "README.md").is_file()
 
 
