@@ -53,6 +53,27 @@ def test_snakemake_records_are_found_where_snakemake_writes_them(tmp_path, monke
     assert integrity.written_here(name, meta) is False           # changed since
 
 
+def test_a_product_snakemake_marked_incomplete_is_set_aside_and_made_again(tmp_path, monkeypatch):
+    # Ctrl-C after a job wrote its (whole, atomically written) output, before Snakemake saw the
+    # job finish: Snakemake keeps the output's "incomplete" marker and would stop the next run
+    monkeypatch.chdir(tmp_path)
+    name = "results/digits/symmetric-0.4/seed0/group.json"
+    Path(name).parent.mkdir(parents=True)
+    Path(name).write_text("{}")
+    assert integrity.findings({name: GROUP}, lambda p: True) == []  # vouched for, no marker
+    from snakemake.persistence.file import FilePersistence
+    fake = types.SimpleNamespace(_fetch_max_len=lambda subject: 255)
+    marker = Path(FilePersistence._record_path(fake, ".snakemake/incomplete", name))
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"external_jobid": None}))
+    assert integrity.marked_incomplete(name)
+    [line] = integrity.check({name: GROUP}, lambda p: True, act=False)
+    assert line.startswith(f"smoothbench: {name}: its job was stopped before Snakemake saw it finish; a run")
+    assert Path(name).exists()
+    [line] = integrity.check({name: GROUP}, lambda p: True, act=True)
+    assert not Path(name).exists() and (Path(".snakemake/set-aside") / name).read_text() == "{}"
+
+
 def _group(tmp_path: Path) -> str:
     """A toy group as the trainer leaves it: per-cell files first, group.json last."""
     group = write_toy(tmp_path)[0]

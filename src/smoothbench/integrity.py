@@ -16,6 +16,10 @@ A product cannot be used when
   the jobs use: a dataset's content hash, a group's cells and per-cell files, ...);
 - it is a group file whose per-cell files (``cells/<variant>/<cell>/metrics.json`` and
   ``curves.csv``) are not all there or changed after it was written, however it was written;
+- Snakemake marked it incomplete (``.snakemake/incomplete``): a Ctrl-C or kill landed after its
+  job wrote it but before Snakemake saw the job finish, and Snakemake would stop the next run
+  asking for ``--rerun-incomplete``; set aside, the job runs again (training resumes from its
+  checkpoint);
 - it is a results/curves table or a report file that Snakemake wrote and that has
   changed since, unless DVC vouches for it (cheap to make again; a report file has no
   reader to check it with).
@@ -24,9 +28,10 @@ A product cannot be used when
 read-only file system, no permission): Snakemake would fail there with a traceback of its own
 (``OSError: [Errno 30] Read-only file system``) once the job is scheduled.
 
-Snakemake's records are read from ``.snakemake/metadata`` directly (the layout of its
-file backend: one JSON file per output, named by the URL-safe base64 of its path); where
-that layout differs, a file just counts as "not written by this Snakemake" and is read.
+Snakemake's records are read from ``.snakemake/metadata`` and ``.snakemake/incomplete``
+directly (the layout of its file backend: one file per output, named by the URL-safe base64 of
+its path); where that layout differs, a file just counts as "not written by this Snakemake" and
+is read, and an incomplete one is left to Snakemake's own ``--rerun-incomplete`` message.
 """
 
 from __future__ import annotations
@@ -72,11 +77,22 @@ def looks_only(argv: Iterable[str]) -> bool:
     return False
 
 
-def snakemake_endtime(path: str, metadata_dir: str | os.PathLike = ".snakemake/metadata") -> float | None:
-    """The end time Snakemake recorded for the job that wrote ``path``, or None."""
+def _record(path: str, folder: str | os.PathLike) -> Path:
+    """Where Snakemake's file backend keeps its record of output ``path`` in ``folder``."""
     b64 = base64.urlsafe_b64encode(str(path).encode()).decode()
     parts = [b64[i:i + 254] for i in range(0, len(b64), 254)]
-    record = Path(metadata_dir, *(["@" + p for p in parts[:-1]] + parts[-1:]))
+    return Path(folder, *(["@" + p for p in parts[:-1]] + parts[-1:]))
+
+
+def marked_incomplete(path: str, metadata_dir: str | os.PathLike = ".snakemake/metadata") -> bool:
+    """Whether Snakemake marked ``path`` incomplete: its job started and Snakemake never saw it
+    finish (Ctrl-C or a kill landed after the job wrote it, before Snakemake recorded that)."""
+    return _record(path, Path(metadata_dir).parent / "incomplete").is_file()
+
+
+def snakemake_endtime(path: str, metadata_dir: str | os.PathLike = ".snakemake/metadata") -> float | None:
+    """The end time Snakemake recorded for the job that wrote ``path``, or None."""
+    record = _record(path, metadata_dir)
     try:
         endtime = json.loads(record.read_text()).get("endtime")
         return None if endtime is None else float(endtime)
@@ -159,6 +175,11 @@ def findings(products: dict[str, str], vouched: Callable[[str], bool],
     out = []
     for path, kind in products.items():
         if not os.path.isfile(path):
+            continue
+        if marked_incomplete(path, metadata_dir):
+            # what --rerun-incomplete would do, without asking for it: the file itself is whole
+            # (every product is written atomically) but Snakemake would refuse the run over it
+            out.append(Finding(path, kind, "its job was stopped before Snakemake saw it finish"))
             continue
         if kind == GROUP:
             why = cell_file_problem(path, vouched)
