@@ -98,3 +98,26 @@ def test_cifar_n_files_cover_the_human_label_sets():
 
     assert set(cifarn.CIFARN_KEYS) == set(cells.HUMAN_LABEL_SETS)
     assert set(cells.HUMAN_LABEL_SETS.values()) <= set(cifarn.CIFARN_FILES) <= set(data.DATASETS)
+
+
+def test_what_the_workflow_imports_to_parse_leaves_torch_unimported():
+    """Snakemake parses the workflow on every run and dry run: the smoothbench modules it
+    imports (read off workflow/rules/*.smk) need the registry's names and checks, not torch
+    (about a second per parse). Torch comes in where a loss is computed."""
+    import re
+    import subprocess
+    import sys
+
+    rules = PKG.parents[1] / "workflow" / "rules"
+    names = set()
+    for smk in rules.glob("*.smk"):
+        for match in re.finditer(r"^\s*from smoothbench import ([\w, ]+?)(?: as \w+)?\s*(?:#.*)?$", smk.read_text(), re.M):
+            names.update(n.strip() for n in match.group(1).split(","))
+    assert {"grid", "integrity", "report", "figures"} <= names
+    code = f"import sys; from smoothbench import {', '.join(sorted(names))}; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(PKG.parent), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    # and the lazy name is the real module once a tensor is made
+    from smoothbench.lazy import torch
+    assert torch.zeros(2).sum().item() == 0.0

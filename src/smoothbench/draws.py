@@ -17,7 +17,7 @@ splitmix64 finaliser) of the three, computed with int64 tensor arithmetic. So
 
 from __future__ import annotations
 
-import torch
+from .lazy import torch
 
 _MASK = (1 << 64) - 1
 

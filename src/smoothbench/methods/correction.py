@@ -13,7 +13,7 @@ no real method does: every table marks them "oracle T".
 
 from __future__ import annotations
 
-import torch
+from ..lazy import torch
 
 from .registry import Batch, Method, register
 

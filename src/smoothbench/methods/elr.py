@@ -10,7 +10,7 @@ checkpoint, so a killed run resumes to identical metrics.
 
 from __future__ import annotations
 
-import torch
+from ..lazy import torch
 
 from .registry import Batch, Method, Param, register
 

@@ -14,45 +14,50 @@ GLS with r = eps * K / (K - 1).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+import functools
 
 from .. import draws
 from ..cells import check_num_classes, fmt_rate
+from ..lazy import F, torch
 from .registry import Batch, Method, Param, register
 
-_HALF = (torch.float16, torch.bfloat16)
 WEI2022 = ("Wei et al., To Smooth or Not? When Label Smoothing Meets Noisy Labels, ICML 2022 "
            "(arXiv 2106.04149)")
 
 
-class _GLS(torch.autograd.Function):
-    """Per-sample GLS loss with its closed-form gradient ``softmax - target``.
+@functools.cache
+def _gls_function():
+    """The autograd function (made on first use: defining it needs torch)."""
+    from torch.autograd.function import once_differentiable
 
-    Forward: one log-softmax, a gather and a mean over the classes. Backward: one pass
-    that writes ``(softmax - r/K - (1-r)*onehot) * grad`` without building the one-hot or
-    soft-target tensors (measured by ``smoothbench bench loss``).
-    """
+    class _GLS(torch.autograd.Function):
+        """Per-sample GLS loss with its closed-form gradient ``softmax - target``.
 
-    @staticmethod
-    def forward(ctx, x, labels, r):  # x (..., B, K); labels (..., B) int64; r (..., 1)
-        logp = torch.log_softmax(x, dim=-1)
-        nll = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)     # -log p_y          (..., B)
-        uniform = -logp.mean(dim=-1)                                  # -(1/K) sum log p  (..., B)
-        ctx.save_for_backward(logp, labels, r)
-        return nll + r * (uniform - nll)                              # (1-r)*nll + r*uniform
+        Forward: one log-softmax, a gather and a mean over the classes. Backward: one pass
+        that writes ``(softmax - r/K - (1-r)*onehot) * grad`` without building the one-hot or
+        soft-target tensors (measured by ``smoothbench bench loss``).
+        """
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        logp, labels, r = ctx.saved_tensors
-        out = logp.exp()
-        out.sub_((r / logp.shape[-1]).unsqueeze(-1))
-        idx = labels.unsqueeze(-1)   # one index per row: gather + scatter_ is exact and deterministic on CUDA
-        out.scatter_(-1, idx, out.gather(-1, idx) + (r - 1).expand_as(grad).unsqueeze(-1))
-        out.mul_(grad.unsqueeze(-1))
-        return out, None, None
+        @staticmethod
+        def forward(ctx, x, labels, r):  # x (..., B, K); labels (..., B) int64; r (..., 1)
+            logp = torch.log_softmax(x, dim=-1)
+            nll = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)     # -log p_y          (..., B)
+            uniform = -logp.mean(dim=-1)                                  # -(1/K) sum log p  (..., B)
+            ctx.save_for_backward(logp, labels, r)
+            return nll + r * (uniform - nll)                              # (1-r)*nll + r*uniform
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, grad):
+            logp, labels, r = ctx.saved_tensors
+            out = logp.exp()
+            out.sub_((r / logp.shape[-1]).unsqueeze(-1))
+            idx = labels.unsqueeze(-1)   # one index per row: gather + scatter_ is exact and deterministic on CUDA
+            out.scatter_(-1, idx, out.gather(-1, idx) + (r - 1).expand_as(grad).unsqueeze(-1))
+            out.mul_(grad.unsqueeze(-1))
+            return out, None, None
+
+    return _GLS
 
 
 def _check_labels(labels: torch.Tensor, num_classes: int, check: bool) -> None:
@@ -99,9 +104,9 @@ def gls_loss(logits: torch.Tensor, labels: torch.Tensor, smooth_rate: float | to
                          f"{(*model_shape, batch)} for logits {tuple(logits.shape)}")
     _check_labels(labels, num_classes, check)
     r = _rate_tensor(smooth_rate, model_shape, logits.device, check)
-    x = logits.float() if logits.dtype in _HALF else logits
+    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     idx = labels.long().expand(*model_shape, batch)
-    loss = _GLS.apply(x, idx, r.to(x.dtype).reshape(*r.shape, 1))   # (*M, B)
+    loss = _gls_function().apply(x, idx, r.to(x.dtype).reshape(*r.shape, 1))   # (*M, B)
     if reduction == "none":
         return loss
     return loss.mean(dim=-1) if reduction == "mean" else loss.sum(dim=-1)
@@ -140,7 +145,7 @@ def flip_labels(labels: torch.Tensor, num_classes: int, flip_rate: torch.Tensor,
 
 def gls(batch: Batch, params: torch.Tensor) -> torch.Tensor:
     """The GLS per-sample loss; ``params[..., 0]`` is r."""
-    return _GLS.apply(batch.logits, batch.labels, params[..., :1].to(batch.logits.dtype))
+    return _gls_function().apply(batch.logits, batch.labels, params[..., :1].to(batch.logits.dtype))
 
 
 def _flip(labels: torch.Tensor, params: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-import torch
+from ..lazy import torch
 
 from .. import draws
 from .registry import Batch, Method, Param, register

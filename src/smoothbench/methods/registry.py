@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
+from ..lazy import torch
 
 from ..cells import Cell, fmt_rate
 
@@ -108,8 +108,8 @@ class Batch:
         return self._cache["log_not_y"]
 
 
-Loss = Callable[[Batch, torch.Tensor], torch.Tensor]            # (batch, params (..., P)) -> (..., B)
-Transform = Callable[[torch.Tensor, torch.Tensor, Batch], torch.Tensor]  # (labels, params, batch) -> labels
+Loss = Callable[[Batch, "torch.Tensor"], "torch.Tensor"]            # (batch, params (..., P)) -> (..., B)
+Transform = Callable[["torch.Tensor", "torch.Tensor", Batch], "torch.Tensor"]  # (labels, params, batch) -> labels
 
 
 @dataclass(frozen=True)
