@@ -5,13 +5,15 @@
 #                  make study ARGS="--configfile config/paper-cifar10.yaml"; `smoothbench run`
 #                  checks --configfile and --config first (one line where Snakemake's own
 #                  command line would print a traceback)
-#   make test      the whole test suite, end-to-end Snakemake/DVC tests included
+#   make test      the whole test suite, end-to-end Snakemake/DVC tests included, on
+#                  TEST_WORKERS processes (pytest-xdist; a test file stays on one worker)
 #   make expected  (maintainers) make reports/ the committed copy expected/ of the default study
 #   make pull      dvc pull, or one line saying that no DVC remote is configured
 #   make wheels    the wheels tools/gpu-check installs offline on a GPU machine, into .whl/
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= 2
+TEST_WORKERS ?= logical
 ARGS   ?=
 BIN    := $(VENV)/bin
 
@@ -27,7 +29,7 @@ study:
 	$(BIN)/smoothbench run --cores $(CORES) $(ARGS)
 
 test:
-	$(BIN)/pytest -m "slow or not slow"
+	$(BIN)/pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast:
 	$(BIN)/pytest

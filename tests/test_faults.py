@@ -103,12 +103,18 @@ def finished(tmp_path_factory):
     return repo, snapshot(repo)
 
 
+_FAILED_BEFORE = [0]  # the session's failed tests when the last test here started
+
+
 @pytest.fixture
-def study(finished):
+def study(finished, request):
     """The finished clone, healthy again if a failed test left it otherwise (so that one
-    failure does not cascade into the tests after it)."""
+    failure does not cascade into the tests after it). A test that passed leaves it healthy
+    (each that changes it ends with ``recover``'s checks): the dry run that tells is made only
+    after a failure."""
     repo, base = finished
-    if snapshot(repo) != base or not nothing_to_do(smk(repo, "-n")):
+    failed, _FAILED_BEFORE[0] = _FAILED_BEFORE[0] != request.session.testsfailed, request.session.testsfailed
+    if snapshot(repo) != base or (failed and not nothing_to_do(smk(repo, "-n"))):
         smk(repo, "--unlock")
         smk(repo, "--cores", "2", "--rerun-incomplete")
     return repo, base
