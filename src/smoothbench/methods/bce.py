@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..lazy import F, torch
 
-from .registry import Batch, Method, Param, register
+from .registry import Batch, Method, Param, full_precision, register
 
 SEED_001 = "seed note 001 (smoothing one-hot and binary targets)"
 
@@ -37,7 +37,7 @@ def gls_bce_loss(logits: torch.Tensor, targets: torch.Tensor, smooth_rate: float
     if r.dim() > logits.dim() - 1 or tuple(r.shape) != tuple(logits.shape[: r.dim()]):
         raise ValueError(f"smooth_rate has shape {tuple(r.shape)}; allowed: a float or the leading model shape")
     lead = r.dim()
-    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    x = full_precision(logits)
     r = r.to(x.dtype).reshape(*r.shape, *([1] * (x.dim() - lead)))
     soft = (1 - r) * targets.to(x.dtype) + r / 2
     loss = F.binary_cross_entropy_with_logits(x, soft.expand_as(x), reduction="none")

@@ -19,7 +19,7 @@ import functools
 from .. import draws
 from ..cells import check_num_classes, fmt_rate
 from ..lazy import F, torch
-from .registry import Batch, Method, Param, register
+from .registry import Batch, Method, Param, full_precision, register
 
 WEI2022 = ("Wei et al., To Smooth or Not? When Label Smoothing Meets Noisy Labels, ICML 2022 "
            "(arXiv 2106.04149)")
@@ -104,7 +104,7 @@ def gls_loss(logits: torch.Tensor, labels: torch.Tensor, smooth_rate: float | to
                          f"{(*model_shape, batch)} for logits {tuple(logits.shape)}")
     _check_labels(labels, num_classes, check)
     r = _rate_tensor(smooth_rate, model_shape, logits.device, check)
-    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    x = full_precision(logits)
     idx = labels.long().expand(*model_shape, batch)
     loss = _gls_function().apply(x, idx, r.to(x.dtype).reshape(*r.shape, 1))   # (*M, B)
     if reduction == "none":

@@ -108,6 +108,11 @@ class Batch:
         return self._cache["log_not_y"]
 
 
+def full_precision(logits: torch.Tensor) -> torch.Tensor:
+    """The logits a loss computes with: float16/bfloat16 (autocast) in float32, others as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 Loss = Callable[[Batch, "torch.Tensor"], "torch.Tensor"]            # (batch, params (..., P)) -> (..., B)
 Transform = Callable[["torch.Tensor", "torch.Tensor", Batch], "torch.Tensor"]  # (labels, params, batch) -> labels
 

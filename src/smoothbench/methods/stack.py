@@ -17,9 +17,7 @@ from typing import Sequence
 import torch
 
 from ..cells import Cell
-from .registry import Batch, Method, get
-
-_HALF = (torch.float16, torch.bfloat16)
+from .registry import Batch, Method, full_precision, get
 
 
 @dataclass
@@ -106,7 +104,7 @@ class StackLoss:
         """``logits`` (S, C, B, K), ``labels`` (S, B) the seeds' noisy labels, ``index`` (S, B)
         the samples' positions in the training set, ``step`` the global step (the draws'
         counter). Returns the per-model mean loss (S, C)."""
-        x = logits.float() if logits.dtype in _HALF else logits
+        x = full_precision(logits)
         s, _, b, _ = x.shape
         # one split into the blocks' views: its backward is one concatenation of their gradients
         views = x.split([blk.stop - blk.start for blk in self.blocks], dim=1)
