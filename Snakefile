@@ -13,7 +13,7 @@
 # directive, so that a YAML error is reported with its line and column). A --configfile is a
 # complete study: it REPLACES params.yaml (it is not merged into it); --config KEY=VALUE
 # overrides single keys (values read as YAML: seeds=[0] is a list of integers). The study is
-# validated (schema + checks, smoothbench.grid) before any job; a bad value stops here with
+# validated (schema + checks, smoothbench.study.grid) before any job; a bad value stops here with
 # one line naming the file and the key.
 # Rules call the `smoothbench` command line, never the library. Jobs log to logs/: logs/data,
 # logs/noise, and per output folder logs/<results_dir>/train, logs/<reports_dir>/{collect,report}.log.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from smoothbench import cli
+from smoothbench.cli import commands as cli
 
 cli._reproducible_cpu()  # the CPU kernels every `smoothbench` command uses, before torch is imported
 
 import pytest  # noqa: E402
 
-from smoothbench import collect, report  # noqa: E402
+from smoothbench.report import collect, build as report  # noqa: E402
 from toy_results import write_refs, write_toy
 
 

@@ -23,7 +23,7 @@ import torch
 
 def write_dataset(path: Path, n_train=400, n_test=200, d=12, k=4, seed=0, image=False):
     """A small, learnable synthetic dataset in the canonical format (via data's writer)."""
-    from smoothbench import data
+    from smoothbench.data import datasets as data
 
     rng = np.random.default_rng(seed)
     centers = rng.normal(0, 1.5, size=(k, d))
@@ -47,7 +47,7 @@ def write_dataset(path: Path, n_train=400, n_test=200, d=12, k=4, seed=0, image=
 def write_cifar_shaped(path: Path, n_train=256, n_test=128, k=10, seed=0, side=32):
     """CIFAR-shaped uint8 images (N, 3, side, side), K classes, learnable: each class has its
     own smooth colour pattern, plus pixel noise. Everything drawn from ``seed``."""
-    from smoothbench import data
+    from smoothbench.data import datasets as data
 
     rng = np.random.default_rng(seed)
     patterns = rng.normal(0, 1, size=(k, 3, 4, 4)).repeat(side // 4, axis=2).repeat(side // 4, axis=3)
@@ -65,7 +65,7 @@ def write_cifar_shaped(path: Path, n_train=256, n_test=128, k=10, seed=0, side=3
 
 
 def write_labels(tmp_path: Path, data_path: Path, rate=0.3, seed=0):
-    from smoothbench import noise
+    from smoothbench.noise import labels as noise
 
     out = tmp_path / f"labels-{rate}-{seed}.npz"
     noise.make_noisy_labels(str(data_path), "symmetric", rate, seed, str(out))
@@ -160,7 +160,7 @@ def write_cifar_raw(cache: Path, n_per_batch: int = 24, n_test: int = 40, seed: 
     """``cache/cifar-10-batches-py`` (data_batch_1..5, test_batch, batches.meta) and
     ``cache/cifar-100-python`` (train, test, meta) as published (Python 2 pickles), with
     random images whose labels are learnable from the mean colour; returns the training labels."""
-    from smoothbench import data
+    from smoothbench.data import datasets as data
 
     rng = np.random.default_rng(seed)
 

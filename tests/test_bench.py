@@ -6,7 +6,9 @@ import re
 import pytest
 import torch
 
-from smoothbench import bench, cli, models, stepvariants
+from smoothbench.bench import speed as bench, stepvariants
+from smoothbench.cli import commands as cli
+from smoothbench.engine import models
 
 
 @pytest.fixture(autouse=True)
@@ -321,7 +323,7 @@ def test_study_job_bench_times_the_same_cells_three_ways(tmp_path, capsys):
                                                        "variants": {"direct": {"epochs": 1}}}}}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
-    from smoothbench import benchstudy
+    from smoothbench.bench import study as benchstudy
 
     rows = benchstudy.bench_study(path, seeds=2)
     assert [r["processes"] for r in rows] == [1, 2, 4] and {r["cells"] for r in rows} == {4}

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from smoothbench import claims, stats
+from smoothbench.report import claims, seedstats as stats
 from smoothbench import methods as registry
-from smoothbench.cells import RESULT_COLUMNS
+from smoothbench.core.vocabulary import RESULT_COLUMNS
 
 
 def rows_of(spec: dict, num_classes: int = 10) -> list[dict]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from smoothbench import methods as registry
-from smoothbench import cells as vocab
-from smoothbench import collect
+from smoothbench.core import vocabulary as vocab
+from smoothbench.report import collect
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  # noqa: F401
 
 

@@ -11,7 +11,10 @@ import pytest
 import tqdm
 import yaml
 
-from smoothbench import cli, cost, grid, models, train
+from smoothbench.cli import commands as cli
+from smoothbench.bench import cost
+from smoothbench.study import grid
+from smoothbench.engine import models, training as train
 
 CELLS = "ce:0,ls:0.4,flip:0.36"
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from helpers import kill_and_resume, train_command, write_cifar_shaped, write_labels
 
-from smoothbench import models, stacked, train
+from smoothbench.engine import models, layers as stacked, training as train
 from smoothbench.methods import parse_cells
 from smoothbench.methods.gls import gls_loss
 
@@ -295,14 +295,14 @@ def test_a_training_step_does_no_host_device_synchronisation(device, tmp_path, m
     under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any host-device
     synchronisation (an ``.item()``, a ``nonzero``, a blocking copy). On the CPU the same code
     runs without the check."""
-    from smoothbench import stackrun
+    from smoothbench.engine import phase as stackrun
 
     setup = ENGINE_SETUP[device]
     d = write_cifar_shaped(tmp_path / "data.npz", n_train=setup["n_train"], n_test=setup["n_test"],
                            side=setup["side"])
     labels = [write_labels(tmp_path, d, rate=0.4, seed=s) for s in (0, 1)]
     proto = engine_proto(1, model_args={"width": setup["width"]}, precision=setup["precision"])
-    real, epochs = stackrun.StackRun._train_epoch, []
+    real, epochs = stackrun.PhaseRun._train_epoch, []
 
     def checked(self):
         if device == "cuda":
@@ -315,7 +315,7 @@ def test_a_training_step_does_no_host_device_synchronisation(device, tmp_path, m
                 torch.cuda.set_sync_debug_mode("default")
             epochs.append(self.key)
 
-    monkeypatch.setattr(stackrun.StackRun, "_train_epoch", checked)
+    monkeypatch.setattr(stackrun.PhaseRun, "_train_epoch", checked)
     out = train.train_setting(str(d), [str(x) for x in labels], parse_cells(SYNC_CELLS), proto,
                               [str(tmp_path / "s0"), str(tmp_path / "s1")], device=device, progress=False)
     assert len(epochs) == 2 and len(out[0]["cells"]) == 17        # the warm-up's epoch, the variant's

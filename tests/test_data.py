@@ -1,4 +1,4 @@
-"""Tests of smoothbench.data (registry, the file format, checks) and smoothbench.sources
+"""Tests of smoothbench.data.datasets (registry, the file format, checks) and smoothbench.data.sources
 (embedded builders, raw-file readers, download).
 
 Raw-file fixtures are written here, in tmp_path, in the published on-disk formats
@@ -24,8 +24,8 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 
-from smoothbench import data, sources
-from smoothbench.io import write_npz
+from smoothbench.data import datasets as data, sources
+from smoothbench.core.files import write_npz
 from helpers import py2_pickle as _py2_pickle, write_cifar_file as _write_cifar_file  # noqa: F401
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
@@ -765,7 +765,7 @@ def test_cli_builds_digits(tmp_path):
 
 def test_cli_help_names_the_embedded_datasets(capsys):
     """The help text lists the registry's embedded datasets (cli.py does not import data to build it)."""
-    from smoothbench import cli
+    from smoothbench.cli import commands as cli
 
     with pytest.raises(SystemExit):
         cli.main(["data", "--help"])

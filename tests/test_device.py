@@ -17,7 +17,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from smoothbench import cli, device, train
+from smoothbench.cli import commands as cli
+from smoothbench.engine import device, training as train
 
 UUIDS = ["GPU-aaaa1111", "GPU-bbbb2222", "GPU-cccc3333"]
 
@@ -25,7 +26,7 @@ UUIDS = ["GPU-aaaa1111", "GPU-bbbb2222", "GPU-cccc3333"]
 # claims, says which, and holds the claim until its stdin is closed
 CLAIMER = """
 import os, sys, time
-from smoothbench.device import claim_gpu
+from smoothbench.engine.device import claim_gpu
 uuids, lock_dir, go, only = sys.argv[1].split(","), sys.argv[2], sys.argv[3], sys.argv[4]
 while not os.path.exists(go):
     time.sleep(0.01)

@@ -28,7 +28,8 @@ from test_pipeline import (
     run,
 )
 
-from smoothbench import grid, provenance
+from smoothbench.study import grid
+from smoothbench.pipeline import provenance
 
 # a study of the required keys (and a tiny protocol): every key with a default left out
 MINIMAL = {"datasets": ["digits"], "noise": {"symmetric": [0.4]}, "methods": {"ce": [0.0], "ls": [0.4]},

@@ -20,7 +20,8 @@ import pytest
 import torch
 from helpers import train_command, write_dataset, write_labels
 
-from smoothbench import runner, study
+from smoothbench.pipeline import runner
+from smoothbench.study import params as study
 
 
 def smoothbench(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -149,7 +150,7 @@ def test_an_interrupted_train_ends_with_one_line_saying_where(toy, tmp_path, sig
 
 def test_other_steps_say_they_were_interrupted(tmp_path):
     """The one line of any other step (no epochs: its outputs are written whole or not at all)."""
-    from smoothbench import stops as interrupts
+    from smoothbench.cli import stops as interrupts
 
     assert interrupts.line("report", KeyboardInterrupt()) == \
         "interrupted (SIGINT); no half-written output is left: a rerun makes it"

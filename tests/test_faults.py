@@ -42,7 +42,7 @@ from test_pipeline import (
     tree_md5s,
 )
 
-from smoothbench import grid
+from smoothbench.study import grid
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smoothbench import cells, cli, grid, schema
+from smoothbench.core import vocabulary as cells, schema
+from smoothbench.cli import commands as cli
+from smoothbench.study import grid
 from smoothbench import methods as registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -330,13 +332,15 @@ def test_cli_validate_prints_one_line_and_fails(tmp_path, capsys):
 # --------------------------------------------------------------------------- files
 
 
-def test_schema_is_found_from_the_package():
-    assert schema.find_schema() == ROOT / "workflow" / "schemas" / "params.schema.yaml"
+def test_the_schema_ships_inside_the_package_and_the_workflow_points_to_it():
+    import tomllib
 
-
-def test_missing_schema_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="params schema .*params.schema.yaml not found"):
-        schema.find_schema(tmp_path)
+    assert schema.SCHEMA_PATH.parent == Path(schema.__file__).resolve().parent
+    assert schema.SCHEMA_PATH.is_file()
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "core/*.yaml" in data_files["smoothbench"]
+    pointer = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+    assert pointer.is_symlink() and pointer.resolve() == schema.SCHEMA_PATH
 
 
 def test_committed_params_validate():
@@ -398,7 +402,7 @@ def test_synthetic_presets_follow_the_reference_point_by_point(name):
 
 
 def test_presets_cover_the_paper_settings():
-    from smoothbench import collect
+    from smoothbench.report import collect
 
     refs = collect.read_references()
     for name in ("paper-cifar10", "paper-cifar100", "paper-cifarn"):

@@ -1,4 +1,4 @@
-"""smoothbench.integrity: which products cannot be used, and setting them aside.
+"""smoothbench.pipeline.integrity: which products cannot be used, and setting them aside.
 
 The end-to-end behaviour (a real Snakemake run that sets a product aside and makes it
 again, byte-identical) is in test_faults.py; here the pieces, on hand-made files.
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from toy_results import write_toy
 
-from smoothbench import integrity, io
-from smoothbench.integrity import DATA, GROUP, LABELS, REPORT, STATS, TABLE
+from smoothbench.pipeline import integrity
+from smoothbench.core import files as io
+from smoothbench.pipeline.integrity import DATA, GROUP, LABELS, REPORT, STATS, TABLE
 
 
 @pytest.mark.parametrize("argv, looks", [
@@ -120,7 +121,7 @@ def test_an_unreadable_product_is_found_and_set_aside(tmp_path, monkeypatch, kin
         path.parent.mkdir()
         write_dataset(path)
     elif kind == TABLE:
-        from smoothbench import collect
+        from smoothbench.report import collect
 
         collect.collect(write_toy(tmp_path), "results.csv", "curves.csv")
         path = Path("results.csv")

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothbench import draws
-from smoothbench.cells import flip_to_smooth, smooth_to_flip
+from smoothbench.core import draws
+from smoothbench.core.vocabulary import flip_to_smooth, smooth_to_flip
 from smoothbench.methods.bce import gls_bce_loss
 from smoothbench.methods.gls import flip_labels, gls_loss, gls_targets
 

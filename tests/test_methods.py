@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothbench import draws
+from smoothbench.core import draws
 from smoothbench import methods as registry
 from smoothbench.methods.registry import Batch
-from smoothbench.methods.stack import StackLoss
+from smoothbench.methods.stackloss import StackLoss
 
 K = 5
 
@@ -288,7 +288,7 @@ def test_every_method_has_the_contract_fields():
 
 
 def test_methods_command_lists_every_method_with_its_parameters_and_reference(capsys):
-    from smoothbench import cli
+    from smoothbench.cli import commands as cli
 
     assert cli.main(["methods"]) == 0
     out = capsys.readouterr().out

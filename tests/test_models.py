@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothbench.models import MODELS, build_model, count_flops_per_sample, params_per_model
-from smoothbench.stacked import assign_model, replicate_state, select_state
+from smoothbench.engine.models import MODELS, build_model, count_flops_per_sample, params_per_model
+from smoothbench.engine.layers import assign_model, replicate_state, select_state
 
 K = 5
 # tiny versions of every model, so the tests run in seconds on a CPU

@@ -1,4 +1,4 @@
-"""Tests of smoothbench.noise: matrices, corruption, instance noise, CIFAR-N, stats, CLI entry."""
+"""Tests of smoothbench.noise.labels: matrices, corruption, instance noise, CIFAR-N, stats, CLI entry."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from smoothbench import cells, data, noise
-from smoothbench.cli import main as cli_main
+from smoothbench.core import vocabulary as cells
+from smoothbench.data import datasets as data
+from smoothbench.noise import labels as noise
+from smoothbench.cli.commands import main as cli_main
 
 
 # --------------------------------------------------------------------------- helpers

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from smoothbench import data
+from smoothbench.data import datasets as data
 from test_pipeline import clone_repo, deleted_tracked_files, expected_cells, job_counts, nothing_to_do, \
     result_cells, run
 from test_userdata import write_image_folder, write_labels, write_npz_dataset

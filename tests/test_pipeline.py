@@ -28,8 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smoothbench import grid, report
-from test_layout import module_files, package_imports
+from smoothbench.study import grid
+from smoothbench.report import build as report
+from test_layout import PKG, imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv's snakemake, dvc and smoothbench
@@ -166,28 +167,28 @@ STAGE_RULES = {"data": ["data"], "train": ["data", "train"], "report": ["data", 
 
 
 def _stage_modules(stage: str) -> set[str]:
-    """The library modules a stage's command lines run, its upstream stages' included: the
-    `smoothbench` subcommands named in its rule files, each one's imports in cli.py, and
+    """The library subpackages a stage's command lines run, its upstream stages' included: the
+    `smoothbench` subcommands named in its rule files, each one's imports in cli/commands.py, and
     everything those import (read from the source here, independently of provenance.py)."""
     commands: set[str] = set()
     for rule in STAGE_RULES[stage]:
         commands |= set(re.findall(r"smoothbench (\w+)", (ROOT / "workflow" / "rules" / f"{rule}.smk").read_text()))
     assert commands, f"{stage} runs no smoothbench command"
-    cli_tree = ast.parse((ROOT / "src" / "smoothbench" / "cli.py").read_text())
+    cli_tree = ast.parse((PKG / "cli" / "commands.py").read_text())
     todo = []
     for fn in cli_tree.body:
         if isinstance(fn, ast.FunctionDef) and fn.name.removeprefix("_cmd_") in commands:
             for node in ast.walk(fn):
-                if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if isinstance(node, ast.ImportFrom) and node.level == 2:
                     todo += [node.module] if node.module else [a.name for a in node.names]
     seen: set[str] = set()
     while todo:
-        mod = todo.pop().split(".")[0]
-        if mod not in seen:
-            seen.add(mod)
-            for f in module_files(mod):
-                todo += package_imports(f)
-    return seen - {"__init__"}
+        sub = todo.pop().split(".")[0]
+        if sub not in seen:
+            seen.add(sub)
+            for f in (PKG / sub).rglob("*.py"):
+                todo += [m.split(".")[0] for m in imported_modules(f)]
+    return seen
 
 
 @pytest.mark.parametrize("stage", ["data", "train", "report"])
@@ -197,12 +198,11 @@ def test_dvc_deps_are_the_modules_each_stage_runs(stage):
     silently missing from dvc.yaml); the Snakemake rules take the same modules as inputs."""
     deps = dvc_stages()[stage]["deps"]
     pkg = ROOT / "src" / "smoothbench"
-    listed = {Path(d).stem for d in deps if d.startswith("src/smoothbench/") and (
-        d.endswith(".py") or (ROOT / d / "__init__.py").is_file())}   # a module, or a subpackage's folder
+    listed = {Path(d).name for d in deps if d.startswith("src/smoothbench/") and (ROOT / d / "__init__.py").is_file()}
     assert listed == _stage_modules(stage), f"dvc.yaml stage {stage}: deps should list " + ", ".join(
-        f"src/smoothbench/{m}{'' if (pkg / m).is_dir() else '.py'}" for m in sorted(_stage_modules(stage)))
+        f"src/smoothbench/{m}" for m in sorted(_stage_modules(stage)))
     assert {d for d in deps if d.startswith("workflow/rules/")} == {f"workflow/rules/{r}.smk" for r in STAGE_RULES[stage]}
-    from smoothbench import provenance
+    from smoothbench.pipeline import provenance
 
     steps = {"data": ["data", "noise"], "train": ["train"], "report": ["collect", "report"]}
     rules_code = {Path(f).relative_to(pkg).parts[0].removesuffix(".py") for r in STAGE_RULES[stage]

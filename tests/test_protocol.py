@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from smoothbench import protocol, schema
+from smoothbench.engine import protocol
+from smoothbench.core import schema
 
 
 def test_protocol_defaults_and_round_trip():
@@ -75,7 +76,7 @@ def test_dataclass_defaults_are_the_schema_defaults():
 
 def test_grid_and_protocol_share_the_rules():
     """The study check reports a protocol rule with the key path of params.yaml."""
-    from smoothbench import grid
+    from smoothbench.study import grid
 
     study = {"datasets": ["digits"], "noise": {"symmetric": [0.2]}, "methods": {"ce": [0.0]}, "seeds": [0],
              "protocol": {"default": {"variants": {"w": {"schedule": {"name": "multistep"}}}}}}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from smoothbench import cells as vocab
-from smoothbench import figures, report
+from smoothbench.core import vocabulary as vocab
+from smoothbench.report.figures import overview as figures
+from smoothbench.report import build as report
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  # noqa: F401
 
 

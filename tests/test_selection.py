@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from smoothbench import selection
+from smoothbench.core import selection
 
 
 def _hist(test, val):
@@ -34,7 +34,7 @@ def test_no_held_out_split_means_no_honest_selection():
 
 
 def test_selection_columns_are_results_columns():
-    from smoothbench.cells import RESULT_COLUMNS
+    from smoothbench.core.vocabulary import RESULT_COLUMNS
 
     for name, (column, meaning) in selection.SELECTIONS.items():
         assert column in RESULT_COLUMNS and meaning and name in selection.SELECTION_TITLES

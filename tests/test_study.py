@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from helpers import flip_one_byte, report_files_of, write_cifar_raw, write_cifarn
-from smoothbench import grid
+from smoothbench.study import grid
 from test_pipeline import clone_repo, deleted_tracked_files, job_counts, nothing_to_do, run
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from smoothbench import cells as vocab
-from smoothbench import collect, report, stats, tables
+from smoothbench.core import vocabulary as vocab
+from smoothbench.report import collect, build as report, seedstats as stats, tables
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs, write_toy  # noqa: F401
 
 

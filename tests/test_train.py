@@ -17,7 +17,8 @@ import pytest
 import torch
 from helpers import kill_and_resume, train_command, write_dataset, write_labels
 
-from smoothbench import cells, device, draws, protocol, stackrun, train
+from smoothbench.core import vocabulary as cells, draws
+from smoothbench.engine import device, protocol, phase as stackrun, training as train
 from smoothbench.methods import parse_cells
 
 # ----------------------------------------------------------------------------- fixtures
@@ -329,7 +330,7 @@ def test_a_stack_over_the_memory_budget_trains_in_passes_with_the_same_results(s
     whole = train.train_setting(str(d), [str(x) for x in labels], cells, PROTO,
                                 [str(tmp_path / f"w{s}") for s in range(3)], progress=False)
     capfd.readouterr()
-    from smoothbench import models
+    from smoothbench.engine import models
 
     per_model = models.memory_per_model("mlp", (12,), 4, 32, 4, hidden=[32])
     budget_mib = 2.5 * per_model / 2**20            # room for two models: passes of 1 seed x 2 cells
@@ -429,7 +430,7 @@ def test_fixed_normalisation_and_black_padding():
 def test_torch_default_init_matches_pytorchs_conv_default():
     """init torch_default draws conv weights like nn.Conv2d does (kaiming_uniform, a = sqrt(5)):
     uniform on +-1/sqrt(fan_in); kaiming_normal is the He normal, fan_out."""
-    from smoothbench import models
+    from smoothbench.engine import models
 
     m = models.build_model("resnet18", 1, (3, 32, 32), 10, seed=0, init="torch_default", width=0.25)
     ref = torch.nn.Conv2d(64, 64, 3, bias=False)                 # PyTorch's own default

@@ -1,4 +1,4 @@
-"""Your own data and your own labels (smoothbench.userdata, and where grid, data, noise and
+"""Your own data and your own labels (smoothbench.data.userfiles, and where grid, data, noise and
 provenance use it): a dataset given by an npz of arrays or by a folder of images per class,
 and noisy labels given by a file of real annotations.
 
@@ -19,7 +19,11 @@ import numpy as np
 import pytest
 import yaml
 
-from smoothbench import cells, data, grid, noise, provenance, schema, userdata
+from smoothbench.core import vocabulary as cells, schema
+from smoothbench.data import datasets as data, userfiles as userdata
+from smoothbench.study import grid
+from smoothbench.noise import labels as noise
+from smoothbench.pipeline import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 

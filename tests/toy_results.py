@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from smoothbench import cells as vocab
+from smoothbench.core import vocabulary as vocab
 from smoothbench import methods as registry
 
 K = 10

@@ -26,7 +26,10 @@ if not os.path.realpath(smoothbench.__file__).startswith(os.path.realpath(_SRC) 
           "run Snakemake from a Python where no other copy is imported first (e.g. this clone's .venv)",
           file=sys.stderr)
     sys.exit(1)
-from smoothbench import cells, data, grid, integrity, provenance, userdata  # noqa: E402
+from smoothbench.core import vocabulary as cells  # noqa: E402
+from smoothbench.data import datasets as data, userfiles as userdata  # noqa: E402
+from smoothbench.pipeline import integrity, provenance  # noqa: E402
+from smoothbench.study import grid  # noqa: E402
 
 
 def _validated_study():
@@ -60,8 +63,7 @@ CACHE_DIR = STUDY["data"]["cache_dir"]
 PROTOCOLS = {ds: grid.protocol_for(STUDY, ds) for ds in DATASETS}
 
 # The library code each rule's command runs (inputs, so that a changed module reruns the
-# jobs that run it) and the schema whose defaults the noise and train steps read.
-SCHEMA = "workflow/schemas/params.schema.yaml"
+# jobs that run it; the params schema, whose defaults the noise and train steps read, is core's).
 CODE = {step: provenance.code_files([step], workflow.basedir) for step in ("data", "noise", "train", "collect", "report")}
 
 # file patterns (the wildcards are the group coordinates; rate is the canonical text)
@@ -266,11 +268,11 @@ def trusted_inputs(trusted, inputs, outputs=()):
 
 # --------------------------------------------------------------------------- reports
 #
-# The report files are named by smoothbench.report.report_files for the study's
+# The report files are named by smoothbench.report.build.report_files for the study's
 # (dataset, noise kind) pairs; figures and tables are marked for `snakemake --report`.
 
-from smoothbench import figures as _figures
-from smoothbench import report as _report
+from smoothbench.report.figures import overview as _figures
+from smoothbench.report import build as _report
 
 REPORT_KEYS = grid.report_keys(STUDY)
 REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(REPORT_KEYS)]
@@ -333,7 +335,7 @@ def _reproduction_check():
 # --------------------------------------------------------------------------- product health
 #
 # Before the DAG: a product that cannot be used (unreadable, per-cell files missing, a table
-# or report changed after Snakemake wrote it; see smoothbench.integrity) is moved aside to
+# or report changed after Snakemake wrote it; see smoothbench.pipeline.integrity) is moved aside to
 # .snakemake/set-aside/ with one line, and this run makes it again and what depends on it.
 # Only the main Snakemake process acts (not a cluster job), not while another run holds the
 # lock, and not on a dry run or another look-only command (there it only says so).

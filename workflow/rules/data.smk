@@ -27,7 +27,7 @@ rule data:
 rule noise:
     input:
         unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc),
-                                                              "code": CODE["noise"] + [SCHEMA],
+                                                              "code": CODE["noise"],
                                                               "annotations": annotation_inputs(wc)},
                                          setting_files(SEED_LABELS + SEED_LABEL_STATS, wc))),
     output:

@@ -8,7 +8,7 @@ rule train:
             lambda wc: trusted_inputs(
                 _trusted_train(wc),
                 {"data": DATA.format(**wc), "labels": setting_files(SEED_LABELS, wc),
-                 "code": CODE["train"] + [SCHEMA]},
+                 "code": CODE["train"]},
                 setting_files(SEED_GROUP_JSONS, wc),
             )
         ),

@@ -23,11 +23,11 @@ import importlib
 import pkgutil
 from typing import Iterable
 
-from ..cells import Cell, fmt_rate
+from ..core.vocabulary import Cell, fmt_rate
 from .registry import NAME_PATTERN, REGISTRY, Batch, Method, Param, cell, get, register  # noqa: F401
 
 FAMILIES = ("gls", "bce", "robust", "correction", "peer", "elr")
-_INFRASTRUCTURE = {"registry", "stack"}
+_INFRASTRUCTURE = {"registry", "stackloss"}
 
 for _name in FAMILIES:
     importlib.import_module(f"{__name__}.{_name}")

@@ -9,7 +9,7 @@ their own sigmoids (``output = "sigmoid"``): the engine's NLL, ECE and calibrati
 
 from __future__ import annotations
 
-from ..lazy import F, torch
+from ..core.lazy import F, torch
 
 from .registry import Batch, Method, Param, full_precision, register
 

@@ -13,7 +13,7 @@ no real method does: every table marks them "oracle T".
 
 from __future__ import annotations
 
-from ..lazy import torch
+from ..core.lazy import torch
 
 from .registry import Batch, Method, register
 

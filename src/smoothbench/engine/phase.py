@@ -1,0 +1,305 @@
+"""One phase of a setting on one stack of models, resumable: the engine's inner loop.
+
+A stack holds S seeds x C cells, seed-major (model ``s * C + c``). Each seed has its own
+noisy labels, held-out split, initialisation and batch order; the cells of a seed share
+all of them (common random numbers), so within a seed they differ only by their method.
+One ``StackLoss`` call per step computes every model's loss, whatever methods it mixes.
+Every random draw comes from a key derived from the group, the run and the cell
+(``cells.derive_seed``) through ``smoothbench.draws``, at a counter that is the step: a
+model's results do not depend on what else shares its stack, and a resumed run draws
+exactly what an uninterrupted one would. A step has no host-device synchronisation
+(``tests/test_cuda.py`` checks it with ``torch.cuda.set_sync_debug_mode("error")``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..core import draws, selection
+from . import models
+from ..core.vocabulary import Cell, derive_seed
+from .checkpoints import CheckpointDir
+from .device import DeviceData, augment, evaluate
+from ..methods import get
+from ..methods.stackloss import StackLoss
+from .protocol import OptimizerConfig, Protocol, ScheduleConfig, learning_rate
+from .layers import assign_model, select_state
+
+HISTORY_KEYS = ("train_loss", "noisy_train_acc", "clean_train_acc", "val_acc", "test_acc", "test_nll", "ece")
+
+
+@dataclass
+class SettingContext:
+    """What every run of a setting shares."""
+
+    gids: list[str]            # group id of each seed
+    protocol: Protocol
+    device: torch.device
+    data: DeviceData
+    checkpoints: CheckpointDir
+    fingerprint: str
+    progress: Any              # the job's progress bar
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        p = self.protocol.precision
+        return torch.bfloat16 if p == "bf16" or (p == "auto" and self.device.type == "cuda") else None
+
+    @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda" and self.data.is_image
+
+    @property
+    def eval_batch(self) -> int:
+        return max(512, self.protocol.batch_size * 4)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+class _HostCopy:
+    """The stack's parameters and buffers at the start of an epoch, on the host (pinned memory,
+    copied without waiting on CUDA): a diverged model goes back to it without a second copy of
+    the model on the device."""
+
+    def __init__(self, model: torch.nn.Module):
+        pin = next(model.parameters()).device.type == "cuda"
+        self.buffers = {k: torch.empty(v.shape, dtype=v.dtype, pin_memory=pin) for k, v in model.state_dict().items()}
+
+    def take(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            self.buffers[k].copy_(v.detach(), non_blocking=True)
+
+
+class PhaseRun:
+    """One phase of a setting on one stack: the shared CE warm-up (``cells`` None: one CE
+    model per seed) or a variant's own phase (S seeds x C cells), for the seeds at positions
+    ``rows`` of the setting; resumable from its checkpoint ``key``; its random draws are keyed by
+    ``stream`` (default: ``key``), the same for every pass of a run. Epochs are numbered from
+    ``epoch0 + 1``; ``history`` has one list of per-epoch rows per model."""
+
+    def __init__(self, ctx: SettingContext, key: str, phase: str, epochs: int, optimizer: OptimizerConfig,
+                 schedule: ScheduleConfig, rows: list[int], cells: list[Cell] | None = None,
+                 start: list[dict[str, torch.Tensor]] | None = None, epoch0: int = 0, stream: str | None = None):
+        self.ctx, self.key, self.phase, self.epochs, self.epoch0 = ctx, key, phase, epochs, epoch0
+        self.opt_cfg, self.sch_cfg, self.rows = optimizer, schedule, rows
+        self.cells = cells if cells is not None else [Cell("ce", (0.0,))]
+        self.warmup = cells is None
+        self.data = ctx.data.seeds(rows)
+        s, c = len(rows), len(self.cells)
+        self.s, self.c, self.m = s, c, s * c
+        dev, gids = ctx.device, [ctx.gids[r] for r in rows]
+        p = ctx.protocol
+        shape = tuple(self.data.x_train.shape[1:])
+        singles = start if start is not None else [
+            models.build_model(p.model, 1, shape, ctx.num_classes, seed=derive_seed("init", g), init=p.init,
+                               **p.model_args).state_dict() for g in gids]
+        model = models.build_model(p.model, self.m, shape, ctx.num_classes, seed=0, init=p.init, **p.model_args)
+        model.load_state_dict({k: torch.cat([st[k].expand(c, *st[k].shape[1:]) for st in singles])
+                               for k in singles[0]})
+        model = model.to(dev)
+        if ctx.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        self.model = model
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=optimizer.lr, momentum=optimizer.momentum,
+                                         nesterov=optimizer.nesterov and optimizer.momentum > 0,
+                                         weight_decay=optimizer.weight_decay)
+        stream = stream or key     # what the draws are keyed by: the run, not the pass of it
+        cell_keys = [[derive_seed("draws", g, stream, cl.id) for cl in self.cells] for g in gids]
+        self.loss = StackLoss(self.cells, s, ctx.num_classes, dev, draws.keys(sum(cell_keys, []), dev).view(s, c),
+                              self.data.transition if any(get(cl.method).oracle for cl in self.cells) else None,
+                              num_train=len(self.data.y_clean))
+        self.batch_keys = draws.keys([derive_seed("batches", g, stream) for g in gids], dev)
+        self.aug_keys = draws.keys([derive_seed("augment", g, stream) for g in gids], dev)
+        self.sigmoid = torch.tensor([get(cl.method).output == "sigmoid" for cl in self.cells] * s)
+        self.done = 0
+        self.history: list[list[dict]] = [[] for _ in range(self.m)]
+        self.diverged_epoch: list[int | None] = [None] * self.m
+        # warm-up: the branch points seen so far, branch -> per seed {"epoch", "score", "state"}
+        self.candidates: dict[str, list[dict | None]] = {}
+        self.final: list[dict] | None = None  # per-model results, once complete
+        self._host = _HostCopy(model)
+
+    def seed_cell(self, i: int) -> tuple[int, int]:
+        """(seed position in this run, cell position) of model i."""
+        return divmod(i, self.c)
+
+    # -- checkpoints
+    def _state(self) -> dict:
+        state = {"fingerprint": self.ctx.fingerprint, "key": self.key, "done": self.done,
+                 "history": self.history, "diverged_epoch": self.diverged_epoch, "final": self.final}
+        if self.final is None:  # still training (or a warm-up whose branch points are needed)
+            state.update(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                         method_state=self.loss.state_dict(), candidates=self.candidates)
+        return state
+
+    def _resume(self) -> bool:
+        state = self.ctx.checkpoints.load(self.key, self.ctx.fingerprint)
+        if state is None:
+            return False
+        self.done, self.history = state["done"], state["history"]
+        self.diverged_epoch, self.final = state["diverged_epoch"], state["final"]
+        if self.final is None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.loss.load_state_dict(state["method_state"])
+            self.candidates = state["candidates"]
+        return True
+
+    # -- training
+    def train(self, finish=None) -> None:
+        """Train to the end (resuming from the checkpoint if there is one); then
+        ``finish(self)`` computes ``self.final`` before the last save."""
+        resumed = self._resume()
+        if resumed and self.done:
+            print(f"{self.key}: resumed from epoch {self.epoch0 + self.done}", file=sys.stderr)
+        self.ctx.progress.update(self.done)
+        if resumed and self.done == self.epochs and (self.final is not None or finish is None):
+            return  # finished before: nothing to train, nothing new to save
+        p = self.ctx.protocol
+        while self.done < self.epochs:
+            self._host.take(self.model)
+            stats = self._train_epoch()
+            self.done += 1
+            self._check_divergence(stats["train_loss"].double().cpu().tolist())
+            self._record(stats)
+            self.ctx.progress.update(1)
+            if self.done < self.epochs and self.done % p.checkpoint_every == 0:
+                self.ctx.checkpoints.save(self.key, self._state())
+        if self.final is None and finish is not None:
+            finish(self)
+        self.ctx.checkpoints.save(self.key, self._state())
+
+    def steps_per_epoch(self) -> tuple[int, int]:
+        n = self.data.train_idx.shape[1]
+        bs = min(self.ctx.protocol.batch_size, n)
+        return (n // bs if self.ctx.protocol.drop_last else -(-n // bs)), bs
+
+    def _train_epoch(self) -> dict[str, torch.Tensor]:
+        """One epoch; no host-device synchronisation inside a step."""
+        ctx, d, p = self.ctx, self.data, self.ctx.protocol
+        s, c, m, k = self.s, self.c, self.m, ctx.num_classes
+        steps, bs = self.steps_per_epoch()
+        order = d.train_idx.gather(1, draws.permutation(self.batch_keys, "batch", self.done, d.train_idx.shape[1]))
+        loss_sum = torch.zeros(m, device=ctx.device)
+        noisy_hits = torch.zeros(m, device=ctx.device)
+        clean_hits = torch.zeros(m, device=ctx.device)
+        seen = 0
+        lr = self.opt_cfg.lr
+        for step in range(steps):
+            counter = self.done * steps + step
+            lr = learning_rate(self.opt_cfg, self.sch_cfg, self.done, step, steps, self.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[:, step * bs:(step + 1) * bs]                                # (S, b)
+            x = augment(d.x_train[idx], p.augment, self.aug_keys, counter, d.black)
+            y = d.y_noisy.gather(1, idx)
+            with ctx.autocast():
+                logits = self.model(x)                                             # (M, b, K)
+            b = idx.shape[1]
+            loss = self.loss(logits.view(s, c, b, k), y, counter, index=idx).reshape(m)
+            finite = torch.isfinite(loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                pred = logits.detach().argmax(-1).view(s, c, b)
+                loss_sum += torch.where(finite, loss.detach(), torch.full_like(loss, float("nan")))
+                noisy_hits += (pred == y.unsqueeze(1)).sum(-1).reshape(m)
+                clean_hits += (pred == d.y_clean[idx].unsqueeze(1)).sum(-1).reshape(m)
+            seen += b
+        return {"lr": lr, "train_loss": loss_sum / max(1, steps), "noisy_train_acc": noisy_hits / max(1, seen),
+                "clean_train_acc": clean_hits / max(1, seen)}
+
+    def evaluate(self, x: torch.Tensor, labels: list[torch.Tensor],
+                 index: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+        ctx = self.ctx
+        return evaluate(self.model, x, labels, self.sigmoid, ctx.protocol.ece_bins, ctx.eval_batch, ctx.autocast,
+                        index)
+
+    def _record(self, stats: dict) -> None:
+        d = self.data
+        test, = self.evaluate(d.x_test, [d.y_test])
+        val, = self.evaluate(d.x_train, [d.y_noisy.gather(1, d.val_idx)], index=d.val_idx)
+        cols = {"train_loss": stats["train_loss"], "noisy_train_acc": stats["noisy_train_acc"],
+                "clean_train_acc": stats["clean_train_acc"], "val_acc": val["acc"], "test_acc": test["acc"],
+                "test_nll": test["nll"], "ece": test["ece"]}
+        cols = {key: v.double().cpu().tolist() for key, v in cols.items()}
+        epoch = self.epoch0 + self.done
+        for i in range(self.m):
+            if self.diverged_epoch[i] is not None and self.diverged_epoch[i] < epoch:
+                # frozen: repeat the figures of its last finite epoch, no new training loss
+                last = dict(self.history[i][-1])
+                last.update(epoch=epoch, phase=self.phase, lr=float(stats["lr"]), train_loss=float("nan"))
+                self.history[i].append(last)
+                continue
+            row = {"epoch": epoch, "phase": self.phase, "lr": float(stats["lr"])}
+            row.update({key: float(v[i]) for key, v in cols.items()})
+            self.history[i].append(row)
+        if self.warmup:
+            self._track_branch_points(epoch)
+
+    def _track_branch_points(self, epoch: int) -> None:
+        """Warm-up: per seed, keep the model of the first epoch with the best clean-test accuracy
+        (``best``) and with the best held-out noisy accuracy (``selected``); ``last`` is the
+        model at the end."""
+        state = None
+        for i in range(self.m):
+            row = self.history[i][-1]
+            for branch, key in (("best", "test_acc"), ("selected", "val_acc")):
+                cands = self.candidates.setdefault(branch, [None] * self.m)
+                score, cur = row[key], cands[i]
+                if math.isfinite(score) and (cur is None or score > cur["score"]):
+                    state = state if state is not None else self.model.state_dict()
+                    cands[i] = {"epoch": epoch, "score": score, "state": _cpu(select_state(state, i))}
+            if self.done == self.epochs:
+                state = state if state is not None else self.model.state_dict()
+                self.candidates.setdefault("last", [None] * self.m)[i] = {
+                    "epoch": epoch, "score": row["test_acc"], "state": _cpu(select_state(state, i))}
+
+    def _check_divergence(self, last_loss: list[float]) -> None:
+        """Freeze every model whose loss or weights became non-finite this epoch: it goes back
+        to its state at the start of the epoch (its last finite state) and is marked; the
+        other models are untouched."""
+        finite = _per_model_finite(self.model.state_dict(), self.m).cpu().tolist()
+        epoch = self.epoch0 + self.done
+        newly = [i for i in range(self.m) if self.diverged_epoch[i] is None and
+                 (not finite[i] or not math.isfinite(last_loss[i]))]
+        frozen = [i for i in range(self.m) if self.diverged_epoch[i] is not None]
+        if not newly and not frozen:
+            return
+        if self.ctx.device.type == "cuda":
+            torch.cuda.synchronize(self.ctx.device)   # the host copy of this epoch's start is complete
+        with torch.no_grad():
+            for i in newly + frozen:
+                assign_model(self.model, i, select_state(self._host.buffers, i))
+            for buf in self.optimizer.state.values():
+                mom = buf.get("momentum_buffer")
+                if mom is not None:
+                    mom[newly + frozen] = 0
+        for i in newly:
+            self.diverged_epoch[i] = epoch
+
+
+def _per_model_finite(state: dict[str, torch.Tensor], m: int) -> torch.Tensor:
+    ok = torch.ones(m, dtype=torch.bool, device=next(iter(state.values())).device)
+    for t in state.values():
+        if t.is_floating_point() and t.dim() and t.shape[0] == m:
+            ok &= torch.isfinite(t.reshape(m, -1)).all(dim=1)
+    return ok
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}

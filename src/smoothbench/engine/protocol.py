@@ -1,0 +1,197 @@
+"""The training protocol: how a group is trained, and its protocol variants.
+
+``Protocol`` and its parts are frozen dataclasses built from the protocol mapping of
+params.yaml (``protocol.default`` merged with ``protocol.DATASET``). One source each:
+
+- types, ranges, enums and defaults live in the params schema (``$defs/protocol`` and
+  ``$defs/variant`` of workflow/schemas/params.schema.yaml); ``complete`` fills them and
+  ``Protocol.from_dict`` validates against them (the dataclass defaults are the same
+  values, asserted by a test);
+- the rules a schema cannot express (Nesterov needs momentum, multistep needs
+  increasing milestones, an honest branch point needs a held-out split, normalisation
+  constants come in pairs) are ``check_rules`` below, used by ``from_dict`` and by the
+  study validation in ``grid`` alike.
+
+A **protocol variant** is how each cell of a group is trained: ``direct`` (from
+scratch: ``warmup.epochs`` 0) or with a cross-entropy warm-up shared by the group and a
+branch point (``warmup.branch``: ``last``, ``selected`` = best on the held-out noisy
+labels, ``best`` = best clean-test accuracy, the reference code's choice). A protocol
+names one or more variants; every group trains all of them.
+
+``learning_rate`` gives a phase's schedule at a step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+from ..core import schema
+
+BRANCHES = ("last", "selected", "best")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """The shared CE warm-up of a variant (epochs 0: none) and where its cells branch off."""
+
+    epochs: int = 0
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    branch: str = "last"
+
+    @property
+    def key(self) -> tuple:
+        """What makes two warm-ups the same run (the branch point is chosen after it)."""
+        return (self.epochs, self.optimizer, self.schedule)
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """A protocol variant: each cell's own phase (``epochs``, ``optimizer``, ``schedule``),
+    after the shared warm-up when ``warmup.epochs > 0``."""
+
+    name: str = "direct"
+    epochs: int = 30
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+    @property
+    def has_warmup(self) -> bool:
+        return self.warmup.epochs > 0
+
+    @property
+    def total_epochs(self) -> int:
+        return self.warmup.epochs + self.epochs
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_padding: int = 0
+    hflip: bool = False
+    pad_fill: str = "mean"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a group is trained: what all its variants share, and the variants."""
+
+    model: str = "mlp"
+    model_args: dict = field(default_factory=dict)
+    init: str = "kaiming_normal"
+    batch_size: int = 128
+    drop_last: bool = True
+    variants: tuple[VariantConfig, ...] = (VariantConfig(),)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    normalize: dict | None = None
+    val_fraction: float = 0.1
+    checkpoint_every: int = 5
+    ece_bins: int = 15
+    device: str = "auto"
+    precision: str = "auto"
+
+    @classmethod
+    def from_dict(cls, d: dict | None, source: str | None = None) -> "Protocol":
+        """Validate a protocol mapping against the schema, fill its defaults, check its
+        rules; one-line ``ValueError`` naming the key on the first problem."""
+        d = dict(d or {})
+        root = schema.load_schema()
+        schema.check(d, source, root["$defs"]["protocol"], base=("protocol",), root=root)
+        d = complete(d, root)
+        for key, value, why in check_rules(d):
+            text = f"protocol.{key} = {schema.value_text(value)}: {why}"
+            raise ValueError(text if source is None else f"{source}: {text}")
+        return cls(**{
+            **d,
+            "variants": tuple(_variant(name, v) for name, v in d["variants"].items()),
+            "augment": AugmentConfig(**d["augment"]),
+            "normalize": copy.deepcopy(d["normalize"]),
+        })
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["variants"] = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in d["variants"]}
+        for v in d["variants"].values():
+            for sch in (v["schedule"], v["warmup"]["schedule"]):
+                sch["milestones"] = list(sch["milestones"])
+        return d
+
+
+def _optimizer(d: dict) -> OptimizerConfig:
+    return OptimizerConfig(**d)
+
+
+def _schedule(d: dict) -> ScheduleConfig:
+    return ScheduleConfig(**{**d, "milestones": tuple(int(m) for m in d["milestones"])})
+
+
+def _variant(name: str, v: dict) -> VariantConfig:
+    w = v["warmup"]
+    return VariantConfig(
+        name=name, epochs=int(v["epochs"]), optimizer=_optimizer(v["optimizer"]), schedule=_schedule(v["schedule"]),
+        warmup=WarmupConfig(int(w["epochs"]), _optimizer(w["optimizer"]), _schedule(w["schedule"]), w["branch"]),
+    )
+
+
+def complete(proto: dict, root: dict | None = None) -> dict:
+    """A copy of a protocol mapping with every default filled in, its variants' included."""
+    root = root if root is not None else schema.load_schema()
+    out = copy.deepcopy(proto)
+    schema.fill_defaults(root["$defs"]["protocol"], out, root)
+    for variant in out["variants"].values():
+        schema.fill_defaults(root["$defs"]["variant"], variant, root)
+    return out
+
+
+def check_rules(proto: dict) -> Iterator[tuple[str, Any, str]]:
+    """The protocol rules a schema cannot express, on a complete (defaults filled) protocol
+    mapping: ``(key path, value, why)`` for each broken one."""
+    for name, v in proto["variants"].items():
+        for prefix, phase in ((f"variants.{name}.", v), (f"variants.{name}.warmup.", v["warmup"])):
+            opt, sch = phase["optimizer"], phase["schedule"]
+            if opt["nesterov"] and opt["momentum"] <= 0:
+                yield (f"{prefix}optimizer.momentum", opt["momentum"],
+                       "nesterov needs momentum > 0; set nesterov: false or a momentum in (0, 1)")
+            if sch["name"] == "multistep":
+                ms = sch["milestones"]
+                if not ms:
+                    yield (f"{prefix}schedule.milestones", ms, "multistep needs milestones "
+                           "(increasing epochs at which the lr is multiplied by gamma), e.g. [40, 80]")
+                elif any(b <= a for a, b in zip(ms, ms[1:])):
+                    yield f"{prefix}schedule.milestones", ms, "milestones must be strictly increasing"
+        if v["warmup"]["epochs"] > 0 and v["warmup"]["branch"] == "selected" and proto["val_fraction"] <= 0:
+            yield (f"variants.{name}.warmup.branch", "selected",
+                   "branching at the best held-out epoch needs a held-out split (val_fraction > 0)")
+    norm = proto["normalize"]
+    if norm is not None and len(norm["mean"]) != len(norm["std"]):
+        yield "normalize.std", norm["std"], f"needs one value per mean ({len(norm['mean'])})"
+
+
+def learning_rate(opt: OptimizerConfig, sch: ScheduleConfig, epoch: int, step: int, steps_per_epoch: int,
+                  epochs: int) -> float:
+    """Learning rate at ``step`` (0-based) of ``epoch`` (0-based) of a phase of ``epochs`` epochs."""
+    if sch.name == "constant":
+        return opt.lr
+    if sch.name == "multistep":
+        return opt.lr * sch.gamma ** sum(1 for m in sch.milestones if epoch >= m)
+    t = (epoch * steps_per_epoch + step) / max(1, epochs * steps_per_epoch)
+    return 0.5 * opt.lr * (1.0 + math.cos(math.pi * t))

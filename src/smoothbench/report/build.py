@@ -1,0 +1,121 @@
+"""The report entry points: which files a study's report consists of, and writing them.
+
+``build_reports`` reads the tidy results (``collect``) and writes, under ``out_dir``:
+
+- ``tables/``: ``tables.md``, ``tables.tex``, ``table_{best,selected,final}.csv`` and
+  ``reproduction.csv`` (the paper's numbers beside ours, with verdicts) (``tables``), and
+  ``leaderboard.csv`` (every method at its best parameters, ranked; ``leaderboard``);
+- ``tables/claims.csv``, ``findings.md`` (the claims table first) and ``summary.json``
+  (``claims``, ``findings``);
+- ``figures/*.png`` and ``figures-svg/*.svg`` (``figures``).
+
+The folders hold exactly the files of the study just reported: a file left there by an
+earlier, different study is removed, so the reports describe one study and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from . import claims, findings, leaderboard, tables
+from .figures import overview as figures
+from .collect import read_curves, read_references, read_results
+from ..core.files import write_json, write_text
+from ..core.selection import SELECTIONS
+from .seedstats import settings_of
+
+TABLE_FILES = ("tables.md", "tables.tex") + tuple(f"table_{s}.csv" for s in SELECTIONS) + (
+    "reproduction.csv", "claims.csv", "leaderboard.csv")
+TEXT_FILES = tuple(f"{tables.FOLDER}/{name}" for name in TABLE_FILES) + ("summary.json", "findings.md")
+OWNED_FOLDERS = (tables.FOLDER,) + tuple(figures.FOLDERS.values())
+
+
+def report_files(keys: dict[tuple[str, str, str], set[str]]) -> list[str]:
+    """The file names (relative to the report folder) written for these (dataset, noise kind,
+    variant) keys, each with the methods of its cells (some figures need certain methods)."""
+    names = list(TEXT_FILES)
+    for key in sorted(keys):
+        names += figures.figure_files(key, keys[key])
+    return names
+
+
+def build_reports(results_csv: str | os.PathLike, curves_csv: str | os.PathLike,
+                  out_dir: str | os.PathLike, reference_dir: str | os.PathLike | None = None) -> list[str]:
+    """Write tables, figures, summary.json and findings.md into ``out_dir``; return their paths."""
+    rows = read_results(results_csv)
+    if not rows:
+        raise ValueError(f"{results_csv}: no cells")
+    curves = read_curves(curves_csv)
+    refs = read_references(reference_dir)
+    settings = settings_of(rows)
+    out = Path(out_dir)
+
+    board = leaderboard.rows(settings)
+    write_text(out / tables.FOLDER / "tables.md", tables.md_tables(settings, refs) + "\n".join(leaderboard.md(board)))
+    write_text(out / tables.FOLDER / "leaderboard.csv", leaderboard.csv(board))
+    write_text(out / tables.FOLDER / "tables.tex", tables.tex_tables(settings, refs))
+    for selection in SELECTIONS:
+        write_text(out / tables.FOLDER / f"table_{selection}.csv", tables.csv_table(settings, refs, selection))
+    write_text(out / tables.FOLDER / "reproduction.csv", tables.reproduction_csv(settings, refs))
+    claim_rows = claims.claims_table(settings)
+    write_text(out / tables.FOLDER / "claims.csv", tables.claims_csv(claim_rows))
+    write_json(out / "summary.json", findings.summary(settings, claim_rows))
+    write_text(out / "findings.md", findings.findings(settings, claim_rows))
+    figures.write_figures(settings, curves, out)
+    written = report_files({key: {m for s in sets for m in s.methods()} for key, sets in settings.items()})
+    _remove_stale(out, set(written))
+    return [str(out / name) for name in written]
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Remove files of the owned folders that this report did not write (an earlier study's)."""
+    for folder in OWNED_FOLDERS:
+        for path in sorted((out / folder).glob("*")):
+            if path.is_file() and path.relative_to(out).as_posix() not in keep:
+                path.unlink()
+
+
+def compare_reports(built: str | os.PathLike, expected: str | os.PathLike) -> dict[str, list[str]]:
+    """Compare a report folder with the committed copy of one (``expected/``), byte for byte:
+    the relative paths that are ``same``, ``differ``, ``missing`` (in expected, not built) and
+    ``extra`` (built, not expected). The copy's ``params.yaml`` (the study it describes) is
+    not a report file and is skipped. A folder that is missing or holds no report files is a
+    ``ValueError`` (one line naming it): comparing nothing proves nothing."""
+    built, expected = Path(built), Path(expected)
+
+    def files(root: Path) -> set[str]:
+        """The report files below ``root`` (hidden files, e.g. a .gitignore, are not reports)."""
+        what = "is not a folder" if root.exists() else "no such folder"
+        if root.is_dir():
+            found = {p.relative_to(root).as_posix() for p in root.rglob("*")
+                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+            found -= {"params.yaml"} if root == expected else set()
+            if found:
+                return found
+            what = "holds no report files"
+        # nothing to compare is no reproduction: one line, and the caller exits non-zero
+        raise ValueError(f"{root.as_posix().rstrip('/')}/: {what}; give the built report folder (default: reports; "
+                         "make study builds it) and the committed copy to compare it with (default: expected)")
+
+    b, e = files(built), files(expected)
+    out: dict[str, list[str]] = {"same": [], "differ": [], "missing": sorted(e - b), "extra": sorted(b - e)}
+    for rel in sorted(b & e):
+        out["same" if (built / rel).read_bytes() == (expected / rel).read_bytes() else "differ"].append(rel)
+    return out
+
+
+def comparison_line(result: dict[str, list[str]], built: str, expected: str, shown: int = 5) -> str:
+    """The reproduction check's one line."""
+    total = sum(len(v) for v in result.values())
+    bad = result["differ"] + result["missing"] + result["extra"]
+    if not bad:
+        return f"reproduction check: {built}/ is byte-identical to {expected}/ ({total} files)"
+    parts = []
+    for key, label in (("differ", "differ"), ("missing", "missing"), ("extra", "not in the copy")):
+        if result[key]:
+            names = ", ".join(result[key][:shown]) + (f", ... ({len(result[key])} in all)" if len(result[key]) > shown else "")
+            parts.append(f"{label}: {names}")
+    return (f"reproduction check: {len(bad)} of {total} files of {built}/ are not byte-identical to {expected}/ "
+            f"(the committed copy) - " + "; ".join(parts))

@@ -1,0 +1,356 @@
+"""A study: params.yaml (or --configfile files, with --config on top) -> a validated study.
+
+Used by the Snakefile (workflow/rules/common.smk) and by the command line alike, so both
+see the same study. ``validate_params`` checks a study against the params schema (the file's,
+with its method part generated from the registry: ``study_schema``) and the rules a schema
+cannot express (rate ranges per dataset, the methods' settings per dataset, CIFAR-N label
+sets, files of your own, duplicates, an empty grid, the protocol rules of
+``protocol.check_rules``), and fills its defaults. Every error is ONE line:
+``"<file>: <key path> = <value>: <what is allowed>"``. ``grid`` expands a study into its
+groups, jobs and cells.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from .. import methods as registry
+from ..engine import protocol as protocol_mod
+from ..core import schema
+from ..data import userfiles as userdata
+from ..core.vocabulary import HUMAN_LABEL_SETS, NOISE_KINDS, Cell, fmt_rate
+from ..data.datasets import DATASETS, get_spec
+from ..noise.labels import option_defaults, rate_range
+
+def read_study(path: str | Path) -> Any:
+    """A study file's YAML content, unvalidated; one-line errors with line and column."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such params file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def load_params(path: str | Path, schema_path: str | Path | None = None) -> dict:
+    """Read a study file (YAML), validate it and fill its defaults (see ``validate_params``)."""
+    return validate_params(read_study(path), source=str(path), schema_path=schema_path)
+
+
+def typed(value: Any) -> Any:
+    """A ``--config`` value as YAML would read it: Snakemake parses ``seeds=[0]`` into
+    ``["0"]`` (strings inside lists and mappings); numbers, booleans and null come back."""
+    import yaml
+
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+    return value
+
+
+def study_from_command_line(params_file: str | Path, configfiles: list, overrides: dict) -> tuple[dict, str]:
+    """The raw study of a Snakemake run: the ``--configfile`` files when given (each a
+    whole study; later ones merged over earlier ones), else ``params_file``; then the
+    ``--config KEY=VALUE`` overrides merged on top (typed as YAML). Returns (study, the
+    source to name in errors)."""
+    files = [Path(f) for f in configfiles] or [Path(params_file)]
+    study: dict = {}
+    for f in files:
+        content = read_study(f)
+        if content is not None and not isinstance(content, dict):
+            raise ValueError(f"{f}: must hold a mapping of study keys (datasets, noise, methods, seeds, ...)")
+        study = deep_merge(study, content or {})
+    source = ", ".join(str(f) for f in files) + (" (with --config)" if overrides else "")
+    return deep_merge(study, typed(overrides)), source
+
+
+_STUDY_SCHEMAS: dict = {}
+
+
+def study_schema(schema_path: str | Path | None = None) -> dict:
+    """The whole params schema: the file's, with its method part generated from the registry."""
+    key = str(schema_path)
+    if key not in _STUDY_SCHEMAS:
+        root = copy.deepcopy(schema.load_schema(schema_path))
+        root["$defs"].update(registry.schema_defs())
+        _STUDY_SCHEMAS[key] = root
+    return _STUDY_SCHEMAS[key]
+
+
+def validate_params(params: Any, source: str = "params", schema_path: str | Path | None = None) -> dict:
+    """Check a study against the schema and the rules the schema cannot express.
+
+    Returns a deep copy with every default filled in. On the first problem raises
+    ``ValueError`` with one line naming the file (``source``), the key path, the value
+    and what is allowed, e.g. ``params.yaml: methods.ls[2] = 1.5: ls rates must lie in (0, 1]``.
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"{source}: must hold a mapping of study keys (datasets, noise, methods, seeds, ...), "
+                         f"got {type(params).__name__}")
+    root = study_schema(schema_path)
+    schema.check(params, source, root=root)
+    out = copy.deepcopy(params)
+    schema.fill_defaults(root, out, root)
+    out["seeds"] = [int(s) for s in out["seeds"]]
+    _semantic_checks(out, source, root)
+    return out
+
+def deep_merge(base: dict, override: dict | None) -> dict:
+    """A new dict: ``base`` with ``override`` merged in (mappings recursively, all else replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def protocol_for(params: dict, dataset: str, schema_path: str | Path | None = None) -> dict:
+    """The complete training protocol of ``dataset``: ``protocol.default`` deep-merged with
+    ``protocol.<dataset>``, every default filled in."""
+    protocols = params.get("protocol") or {}
+    merged = deep_merge(protocols.get("default") or {}, protocols.get(dataset) or {})
+    return protocol_mod.complete(merged, schema.load_schema(schema_path))
+
+
+# ---------------------------------------------------------------- semantic checks
+
+
+_GOT_SUFFIX = re.compile(r",? got .*$")
+
+
+def _semantic_checks(p: dict, source: str, root: dict) -> None:
+    def fail(where: str, value: Any, why: str) -> None:
+        raise ValueError(f"{source}: {where} = {schema.value_text(value)}: {why}")
+
+    all_datasets = ", ".join(root["$defs"]["dataset"]["enum"])
+    if not p["datasets"]:
+        fail("datasets", [], f"the grid is empty; list at least one of {all_datasets}")
+    _no_duplicates(p["datasets"], "datasets", fail)
+    if not p["seeds"]:
+        fail("seeds", [], "the grid is empty; list at least one seed (an integer >= 0)")
+    _no_duplicates(p["seeds"], "seeds", fail)
+    num_classes = _check_own_files(p, source, fail)
+
+    # methods: each setting through the registry, no duplicates, at least one cell per dataset
+    for ds in p["dataset_methods"]:
+        if ds not in p["datasets"]:
+            fail(f"dataset_methods.{ds}", p["dataset_methods"][ds], f"{ds} is not in datasets ({', '.join(p['datasets'])})")
+    grids = [("methods", p["methods"], [d for d in p["datasets"] if d not in p["dataset_methods"]])] + \
+        [(f"dataset_methods.{ds}", g, [ds]) for ds, g in p["dataset_methods"].items()]
+    for where_, method_grid, datasets in grids:
+        _check_methods(where_, method_grid, datasets, fail, num_classes)
+
+    # noise: rate ranges per kind and dataset, CIFAR-N label sets per dataset
+    for ds in p["dataset_noise"]:
+        if ds not in p["datasets"]:
+            fail(f"dataset_noise.{ds}", p["dataset_noise"][ds], f"{ds} is not in datasets ({', '.join(p['datasets'])})")
+    shared = [ds for ds in p["datasets"] if ds not in p["dataset_noise"]]
+    grids = [("noise", p["noise"], shared)] + [(f"dataset_noise.{ds}", g, [ds]) for ds, g in p["dataset_noise"].items()]
+    for where_, noise_grid, datasets in grids:
+        _check_noise(p, where_, noise_grid, datasets, fail, num_classes)
+    if not any(_noise_rates(p, ds) for ds in p["datasets"]):
+        fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(NOISE_KINDS))
+
+    # protocols: what the schema cannot say, checked on every dataset's merged protocol
+    for ds in [d for d in [*root["$defs"]["dataset"]["enum"], *p["dataset_files"]]
+               if d in p["datasets"] or d in p["protocol"]]:
+        proto = protocol_for(p, ds)
+
+        def where(key: str) -> str:
+            """protocol.<ds>.<key> when the override sets it, else protocol.default.<key>."""
+            node: Any = p["protocol"].get(ds) or {}
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    return f"protocol.default.{key}"
+                node = node[part]
+            return f"protocol.{ds}.{key}"
+
+        for key, value, why in protocol_mod.check_rules(proto):
+            if key.endswith("optimizer.momentum"):
+                # a nesterov set by this dataset's override over the default's momentum: name the override
+                nesterov = key.replace("momentum", "nesterov")
+                if where(key).startswith("protocol.default.") and not where(nesterov).startswith("protocol.default."):
+                    key, value = nesterov, True
+            fail(where(key), value, why)
+
+
+def _check_methods(where: str, method_grid: dict, datasets: list[str], fail: Any,
+                   num_classes: dict[str, int]) -> None:
+    """One method grid: every setting valid for its method (and each dataset's K, ``num_classes``),
+    no cell twice, at least one cell when a dataset uses it."""
+    seen: dict[Cell, str] = {}
+    for name, items in method_grid.items():
+        for i, item in enumerate(items):
+            at = f"{where}.{name}[{i}]"
+            try:
+                (c,) = registry.cells_of(name, [item], at)
+            except ValueError as exc:
+                fail(at, item, _GOT_SUFFIX.sub("", str(exc).split(": ", 1)[-1]))
+            if c in seen:
+                fail(at, item, f"the same cell as {seen[c]}")
+            seen[c] = at
+            check = registry.get(name).dataset_check
+            for ds in datasets:
+                why = check(c.values, num_classes[ds]) if check else None
+                if why:
+                    fail(at, item, f"{why} on {ds}")
+    if datasets and not seen:
+        fail(where, method_grid, f"the grid is empty; give at least one setting to one of {', '.join(registry.names())}")
+
+
+def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fail: Any,
+                 num_classes: dict[str, int]) -> None:
+    """Rate ranges of one noise grid for the datasets it applies to, CIFAR-N label sets, pairs,
+    label sets of your own (``num_classes``: K of each dataset of the study)."""
+    for kind, rates in noise_grid.items():
+        if kind == "human":
+            for i, name in enumerate(rates):
+                owner = HUMAN_LABEL_SETS[name]
+                if owner not in p["datasets"]:
+                    sets = ", ".join(f"{k} ({d})" for k, d in HUMAN_LABEL_SETS.items())
+                    fail(f"{where}.human[{i}]", name, f"the label set {name} belongs to {owner}, which is not in "
+                         f"datasets; human label sets: {sets}")
+        elif kind == "annotations":
+            files = annotation_files(p)
+            for i, name in enumerate(rates):
+                if name not in files:
+                    fail(f"{where}.annotations[{i}]", name, "unknown label set; give its file in "
+                         f"noise_options.annotations.files ({', '.join(files) or 'none given'})")
+                owner = files[name]["dataset"]
+                if owner not in datasets:
+                    why = "which is not in datasets" if owner not in p["datasets"] else \
+                        "which has its own grid in dataset_noise" if where == "noise" else f"not to {datasets[0]}"
+                    fail(f"{where}.annotations[{i}]", name, f"the label set {name} belongs to {owner} "
+                         f"(noise_options.annotations.files.{name}.dataset), {why}")
+        else:
+            pairs = {**option_defaults("pairflip"), **(p["noise_options"].get("pairflip") or {})}["pairs"] \
+                if kind == "pairflip" and rates else None
+            for ds in datasets if pairs == "reference" else []:
+                if num_classes[ds] != 10:
+                    fail("noise_options.pairflip.pairs", pairs, f"the reference pairs are for K = 10 classes; "
+                         f"{ds} has K = {num_classes[ds]}: set noise_options.pairflip.pairs: cyclic")
+            for i, rate in enumerate(rates):
+                for ds in datasets:
+                    k = num_classes[ds]
+                    low, high = rate_range(kind, k)
+                    if math.isnan(rate) or not low <= rate < high:
+                        fail(f"{where}.{kind}[{i}]", rate, f"{kind} noise rates must lie in "
+                             f"[{low:g}, {high:g}) for {ds} (K = {k} classes)")
+        _no_duplicates([fmt_rate(r) for r in rates], f"{where}.{kind}", fail, rates)
+
+
+def _check_own_files(p: dict, source: str, fail: Any) -> dict[str, int]:
+    """Names of datasets (registered, or of your own in dataset_files) wherever the study uses
+    them, and the files of datasets and label sets of your own: inside data-in/, readable, in
+    their format. Returns K of every dataset the study names."""
+    own = p["dataset_files"]
+    allowed = f"allowed: {', '.join(DATASETS)}, or a dataset of your own files named in dataset_files" + \
+        (f" ({', '.join(own)})" if own else "")
+    for i, ds in enumerate(p["datasets"]):
+        if ds not in DATASETS and ds not in own:
+            fail(f"datasets[{i}]", ds, allowed)
+    named = [("protocol", k) for k in p["protocol"] if k != "default"]
+    named += [("noise_options.asymmetric.map", k) for k in (p["noise_options"].get("asymmetric") or {}).get("map") or {}]
+    for where, key in named:
+        if key not in DATASETS and key not in own:
+            raise ValueError(f"{source}: {where}.{key}: unknown key; "
+                             f"{'allowed: default, ' if where == 'protocol' else ''}{allowed.removeprefix('allowed: ')}")
+    summaries = {}
+    for name, entry in own.items():
+        where = f"dataset_files.{name}.path"
+        problem = userdata.input_dir_problem(entry["path"])
+        if problem:
+            fail(where, entry["path"], problem)
+        try:
+            summaries[name] = userdata.describe(entry["format"], entry["path"])
+        except userdata.FileProblem as exc:
+            fail(where, entry["path"], exc.problem)
+
+    def k_of(ds: str) -> int:
+        return summaries[ds].num_classes if ds in summaries else int(get_spec(ds).num_classes)
+
+    for name, entry in annotation_files(p).items():
+        where, ds, path = f"noise_options.annotations.files.{name}", entry["dataset"], entry["path"]
+        if _reads_as_number(name):
+            raise ValueError(f"{source}: {where}: key {name!r} reads as a number; give the label set another name")
+        if ds not in DATASETS and ds not in own:
+            fail(f"{where}.dataset", ds, allowed)
+        problem = userdata.input_dir_problem(path)
+        if problem:
+            fail(f"{where}.path", path, problem)
+        try:
+            labels = userdata.read_annotations(path)
+        except userdata.FileProblem as exc:
+            fail(f"{where}.path", path, exc.problem)
+        n_train = summaries[ds].num_train if ds in summaries else None  # a registered one's: checked by the noise step
+        problem = userdata.annotation_problem(labels, n_train, k_of(ds), ds)
+        if problem:
+            fail(f"{where}.path", path, problem)
+    return {ds: k_of(ds) for ds in p["datasets"]}
+
+
+def _reads_as_number(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
+
+
+def annotation_files(params: dict) -> dict:
+    """Label set -> {dataset, path}: the annotation files of a study (noise kind annotations)."""
+    return ((params.get("noise_options") or {}).get("annotations") or {}).get("files") or {}
+
+
+def _no_duplicates(items: list, where: str, fail: Any, shown: list | None = None) -> None:
+    seen: dict = {}
+    for i, item in enumerate(items):
+        if item in seen:
+            fail(f"{where}[{i}]", (shown or items)[i], f"listed twice (also at {where}[{seen[item]}])")
+        seen[item] = i
+
+
+def noise_grid(params: dict, dataset: str) -> dict:
+    """The noise grid (kind -> rates) of ``dataset``: its own in dataset_noise, else ``noise``."""
+    return (params.get("dataset_noise") or {}).get(dataset, params["noise"])
+
+
+def _noise_rates(params: dict, dataset: str) -> list[tuple[str, str]]:
+    """(kind, canonical rate) pairs that apply to ``dataset``, in params order."""
+    out = []
+    for kind, rates in noise_grid(params, dataset).items():
+        for rate in rates:
+            if kind == "human" and HUMAN_LABEL_SETS.get(rate) != dataset:
+                continue
+            if kind == "annotations" and (annotation_files(params).get(rate) or {}).get("dataset") != dataset:
+                continue
+            out.append((kind, fmt_rate(rate)))
+    return out
+
+
+def method_grid(params: dict, dataset: str) -> dict:
+    """The method grid (method -> settings) of ``dataset``: its own in dataset_methods, else ``methods``."""
+    return (params.get("dataset_methods") or {}).get(dataset, params["methods"])
