@@ -72,7 +72,7 @@ def _other_clone(tmp_path):
     marker = tmp_path / "the-other-clone-was-imported"
     init = other / "src" / "smoothbench" / "__init__.py"
     init.write_text(init.read_text() + f"\nopen({str(marker)!r}, 'a').write(__file__ + '\\n')\n")
-    cli = other / "src" / "smoothbench" / "cli.py"
+    cli = other / "src" / "smoothbench" / "cli" / "commands.py"
     cli.write_text(cli.read_text() + "\n\ndef main(argv=None):\n    print('the other clone ran')\n    return 3\n")
     return other, marker
 
