@@ -16,13 +16,12 @@ import math
 import statistics
 from pathlib import Path
 
-from .. import claims
 from . import rates as ratefigures
 from ... import methods as registry
 from ...core.vocabulary import KEY_COLUMNS
 from .style import FIGURE_FORMATS, FIGURE_SELECTIONS, FOLDERS, LEGEND_WIDTH, PANEL, method_style, new_figure, no_data, rc, save, tag, title
 from ...core.selection import SELECTION_TITLES, SELECTIONS
-from ..seedstats import Setting, t_interval, table_row
+from ..seedstats import Setting, gain, t_interval, table_row
 from ..tables import SUBJECT, method_label
 
 FIGURE_TITLES = {
@@ -65,12 +64,11 @@ def fig_claims(key: tuple[str, str, str], sets: list[Setting], out: Path) -> Non
     n = len(sets)
     fig, axes = new_figure(3 * PANEL[0] + LEGEND_WIDTH + 0.9, PANEL[1] + 1.5, 1, 3, right=LEGEND_WIDTH, top=0.9)
     for ax, selection in zip(axes, FIGURE_SELECTIONS):
-        metric = SELECTIONS[selection][0]
         any_data = False
         for j, m in enumerate(methods):
             xs, ys, lo, hi = [], [], [], []
             for i, s in enumerate(sets):
-                ci = t_interval(list(claims.gain(s, m, registry.get(m).baseline, metric).values()))
+                ci = t_interval(list(gain(s, m, registry.get(m).baseline, selection).values()))
                 if ci is None:
                     continue
                 xs.append(i + (j - (len(methods) - 1) / 2) * 0.08)       # side by side, no overlap
