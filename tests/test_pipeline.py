@@ -349,8 +349,8 @@ def test_full_run_then_a_changed_study_then_a_changed_module(smk_repo):
     with open(smk_repo / "reports" / "tables" / "table_best.csv", newline="") as fh:
         assert {row["noise_rate"] for row in csv.DictReader(fh)} == {"0.4"}                 # noise 0 is gone
     # a changed library module reruns exactly the jobs that run it
-    (smk_repo / "src" / "smoothbench" / "report" / "figures" / "overview.py").write_text(
-        (smk_repo / "src" / "smoothbench" / "report" / "figures" / "overview.py").read_text() + "\n# a change\n")
+    (smk_repo / "src" / "smoothbench" / "report" / "figures" / "per_method.py").write_text(
+        (smk_repo / "src" / "smoothbench" / "report" / "figures" / "per_method.py").read_text() + "\n# a change\n")
     assert job_counts(run(smk_repo, "snakemake", "-n").stdout) == {"report": 1, "all": 1}
     assert deleted_tracked_files(smk_repo) == []
     _git(smk_repo, "checkout", "-q", "--", "src", "params.yaml")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from smoothbench.core import vocabulary as vocab
-from smoothbench.report.figures import overview as figures
-from smoothbench.report import build as report
+from smoothbench.report import figures
+from smoothbench.report import build as report, table_files
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  # noqa: F401
 
 
@@ -22,7 +22,7 @@ def test_report_files_match_written(built):
     assert "figures/fig_acc_vs_rate_toy_symmetric_direct.png" in names
     assert "figures-svg/fig_curves_toy_pairflip_direct.svg" in names
     assert "figures/fig_leaderboard_toy_pairflip_direct.png" in names
-    assert len(names) == len(report.TEXT_FILES) + 2 * len(figures.FIGURES) * 2
+    assert len(names) == len(table_files.TABLE_FILES) + 2 * len(figures.FIGURES) * 2
 
 
 def test_the_flip_figure_is_drawn_only_for_a_study_with_flip_and_ls_cells():

@@ -269,41 +269,45 @@ def trusted_inputs(trusted, inputs, outputs=()):
 # --------------------------------------------------------------------------- reports
 #
 # The report files are named by smoothbench.report.build.report_files for the study's
-# (dataset, noise kind) pairs; figures and tables are marked for `snakemake --report`.
+# (dataset, noise kind, variant) triples; the figures' and tables' registry entries say how
+# `snakemake --report` shows them: a category (the figure's title), a subcategory (the
+# setting) and labels, the last of them what the file shows (its entry's caption).
 
-from smoothbench.report.figures import overview as _figures
 from smoothbench.report import build as _report
+from smoothbench.report import figures as _figures
+from smoothbench.report import table_files as _table_files
 
 REPORT_KEYS = grid.report_keys(STUDY)
 REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(REPORT_KEYS)]
-# PNG figure path -> (figure, its (dataset, noise kind, variant)), for the report's categories
-_FIGURE_OF = {
-    f"{REPORTS}/{path}": (fig, key)
-    for key, methods in REPORT_KEYS.items()
-    for fig, path in zip(_figures.figures_for(methods),
-                         _figures.figure_files(key, methods)[:: len(_figures.FIGURE_FORMATS)])
-}
+# every figure's and table's file has the same caption; the "shows" label is its own
+REPORT_CAPTION = "../report/caption.rst"
 
 
-def _caption(name):
-    """Caption file for `snakemake --report` (a path relative to this rules folder)."""
-    if not os.path.exists(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst")):
-        name = "figure"
-    return f"../report/{name}.rst"
+def _report_marks():
+    """Report file -> (category, subcategory, labels) of the files `snakemake --report` shows:
+    each figure's PNG, and the table files whose entry has a category."""
+    marks = {}
+    for key, methods in REPORT_KEYS.items():
+        setting = " / ".join(key)
+        for fig in _figures.figures_for(methods):
+            marks[f"{REPORTS}/{fig.path(key, 'png')}"] = (
+                fig.title, setting, {"figure": fig.title, "setting": setting, "shows": fig.caption})
+    for entry in _table_files.table_files(REPORT_KEYS):
+        if entry.category:
+            marks[f"{REPORTS}/{entry.path}"] = (entry.category, None,
+                                                {"file": os.path.basename(entry.path), "shows": entry.caption})
+    return marks
+
+
+REPORT_MARKS = _report_marks()
 
 
 def report_output(path):
-    """A report file, marked for `snakemake --report` when it is a figure or a table."""
-    name = os.path.basename(path)
-    if path in _FIGURE_OF:
-        fig, key = _FIGURE_OF[path]
-        return report(path, caption=_caption(f"fig_{fig}"), category=_figures.FIGURE_TITLES[fig],
-                      subcategory=" / ".join(key))
-    if name.startswith("table_") and name.endswith(".csv"):
-        return report(path, caption=_caption("table"), category="Tables")
-    if name == "findings.md":
-        return report(path, caption=_caption("findings"), category="Findings")
-    return path
+    """A report file, marked for `snakemake --report` when its registry entry says how to show it."""
+    if path not in REPORT_MARKS:
+        return path
+    category, subcategory, labels = REPORT_MARKS[path]
+    return report(path, caption=REPORT_CAPTION, category=category, subcategory=subcategory, labels=labels)
 
 
 # --------------------------------------------------------------------------- reproduction check

@@ -133,9 +133,9 @@ def unreadable(path: str, kind: str) -> str | None:
             if not isinstance(read_json(path), dict):
                 return "not a JSON object"
         elif kind == GROUP:
-            from ..report.collect import _read_group
+            from ..report.collect import read_group
 
-            _read_group(Path(path))
+            read_group(Path(path))
         elif kind == TABLE:
             from ..report.collect import read_curves, read_results
 

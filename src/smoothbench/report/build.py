@@ -1,13 +1,10 @@
 """The report entry points: which files a study's report consists of, and writing them.
 
-``build_reports`` reads the tidy results (``collect``) and writes, under ``out_dir``:
-
-- ``tables/``: ``tables.md``, ``tables.tex``, ``table_{best,selected,final}.csv`` and
-  ``reproduction.csv`` (the paper's numbers beside ours, with verdicts) (``tables``), and
-  ``leaderboard.csv`` (every method at its best parameters, ranked; ``leaderboard``);
-- ``tables/claims.csv``, ``findings.md`` (the claims table first) and ``summary.json``
-  (``claims``, ``findings``);
-- ``figures/*.png`` and ``figures-svg/*.svg`` (``figures``).
+A report is its registries' entries: the table and text files (``table_files``: tables/,
+summary.json, findings.md) and, per (dataset, noise kind, variant), the figures
+(``figures``: figures/*.png and figures-svg/*.svg). ``report_files`` names them from the
+study alone (the workflow declares them before anything is trained); ``build_reports``
+reads the results once (``results.load``) and writes every entry.
 
 The folders hold exactly the files of the study just reported: a file left there by an
 earlier, different study is removed, so the reports describe one study and nothing else.
@@ -17,25 +14,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
 
-from . import claims, findings, leaderboard, tables
-from .figures import overview as figures
-from .collect import read_curves, read_references, read_results
-from ..core.files import write_json, write_text
-from ..core.selection import SELECTIONS
-from .seedstats import settings_of
+from . import figures, results as study_results
+from .table_files import FOLDER, table_files
 
-TABLE_FILES = ("tables.md", "tables.tex") + tuple(f"table_{s}.csv" for s in SELECTIONS) + (
-    "reproduction.csv", "claims.csv", "leaderboard.csv")
-TEXT_FILES = tuple(f"{tables.FOLDER}/{name}" for name in TABLE_FILES) + ("summary.json", "findings.md")
-OWNED_FOLDERS = (tables.FOLDER,) + tuple(figures.FOLDERS.values())
+OWNED_FOLDERS = (FOLDER,) + tuple(figures.FOLDERS.values())
 
 
 def report_files(keys: dict[tuple[str, str, str], set[str]]) -> list[str]:
     """The file names (relative to the report folder) written for these (dataset, noise kind,
-    variant) keys, each with the methods of its cells (some figures need certain methods)."""
-    names = list(TEXT_FILES)
+    variant) keys, each with the methods of its cells (some files need certain methods)."""
+    names = [entry.path for entry in table_files(keys)]
     for key in sorted(keys):
         names += figures.figure_files(key, keys[key])
     return names
@@ -43,28 +32,14 @@ def report_files(keys: dict[tuple[str, str, str], set[str]]) -> list[str]:
 
 def build_reports(results_csv: str | os.PathLike, curves_csv: str | os.PathLike,
                   out_dir: str | os.PathLike, reference_dir: str | os.PathLike | None = None) -> list[str]:
-    """Write tables, figures, summary.json and findings.md into ``out_dir``; return their paths."""
-    rows = read_results(results_csv)
-    if not rows:
-        raise ValueError(f"{results_csv}: no cells")
-    curves = read_curves(curves_csv)
-    refs = read_references(reference_dir)
-    settings = settings_of(rows)
+    """Write the table and text files and the figures into ``out_dir``; return their paths."""
+    results = study_results.load(results_csv, curves_csv, reference_dir)
     out = Path(out_dir)
-
-    board = leaderboard.rows(settings)
-    write_text(out / tables.FOLDER / "tables.md", tables.md_tables(settings, refs) + "\n".join(leaderboard.md(board)))
-    write_text(out / tables.FOLDER / "leaderboard.csv", leaderboard.csv(board))
-    write_text(out / tables.FOLDER / "tables.tex", tables.tex_tables(settings, refs))
-    for selection in SELECTIONS:
-        write_text(out / tables.FOLDER / f"table_{selection}.csv", tables.csv_table(settings, refs, selection))
-    write_text(out / tables.FOLDER / "reproduction.csv", tables.reproduction_csv(settings, refs))
-    claim_rows = claims.claims_table(settings)
-    write_text(out / tables.FOLDER / "claims.csv", tables.claims_csv(claim_rows))
-    write_json(out / "summary.json", findings.summary(settings, claim_rows))
-    write_text(out / "findings.md", findings.findings(settings, claim_rows))
-    figures.write_figures(settings, curves, out)
-    written = report_files({key: {m for s in sets for m in s.methods()} for key, sets in settings.items()})
+    keys = results.methods()
+    for entry in table_files(keys):
+        entry.write_into(results, out)
+    figures.write_figures(results, out)
+    written = report_files(keys)
     _remove_stale(out, set(written))
     return [str(out / name) for name in written]
 

@@ -146,7 +146,7 @@ def _with_values(row: dict, where: str) -> dict:
 # --------------------------------------------------------------------------- collect
 
 
-def _read_group(path: Path) -> tuple[list[dict], list[dict]]:
+def read_group(path: Path) -> tuple[list[dict], list[dict]]:
     """One group.json -> (result rows, curve rows)."""
     if not path.is_file():
         raise ValueError(f"{path}: group file is missing")
@@ -235,7 +235,7 @@ def collect(group_json_paths: Iterable[str | os.PathLike], results_out: str | os
     curve_rows: list[dict] = []
     seen: dict[tuple, Path] = {}
     for path in paths:
-        g_rows, g_curves = _read_group(path)
+        g_rows, g_curves = read_group(path)
         for row in g_rows:
             key = tuple(row[k] for k in KEY_COLUMNS)
             if key in seen:

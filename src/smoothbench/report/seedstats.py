@@ -1,5 +1,6 @@
-"""The statistics the tables, findings and figures share: cells grouped into settings,
-a metric's mean and std over seeds, and the best rate of each method.
+"""The statistics the tables, claims, findings and figures share: cells grouped into
+settings, a metric's mean and std over seeds, the best parameters of each method (one
+function, ``choose``), and the per-seed values and paired differences built on them.
 
 - A **setting** is one (dataset, noise kind, noise rate) under one protocol variant; its
   cells are grouped by (method, parameter values), one entry per seed. ``settings_of`` keys them by
@@ -10,6 +11,10 @@ a metric's mean and std over seeds, and the best rate of each method.
   enter a mean; they are counted, and a rate whose seeds all diverged cannot be "best".
 - The best parameter set of a method in a setting (LS's r, GCE's q, ...) is the one with
   the highest mean of the selection's figure (ties: the one closer to 0, then the smaller).
+  ``choose`` is the one place that choice is made; every report module asks it.
+- Per seed: a (method, parameters)'s figure in points (``by_seed``), a method at its best
+  parameters (``best_by_seed``), and a method's gain over its baseline (``gain``), paired
+  by seed (a seed's cells share noisy labels, initialisation and batches).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from .collect import rate_key
 from ..core.selection import metric as selection_metric
 
 CONFIDENCE = 0.95
+# the selections the claims and the figures show side by side: the honest one and the final
+# epoch first, the reference code's best-on-test beside
+REPORT_SELECTIONS = ("selected", "final", "best")
 
 
 def t_interval(values: list[float]) -> tuple[float, float, float] | None:
@@ -149,8 +157,10 @@ class Entry:
         return self.values[0] if self.values else None
 
 
-def choose(setting: Setting, method: str, metric: str) -> Entry | None:
-    """The method's best parameter set in this setting by mean ``metric`` (None: no cells)."""
+def choose(setting: Setting, method: str, selection: str) -> Entry | None:
+    """The method's best parameter set in this setting under a selection: the one with the
+    best mean of the selection's test accuracy (None: no cells)."""
+    metric = selection_metric(selection)
     choices = setting.choices(method)
     if not choices:
         return None
@@ -162,6 +172,28 @@ def choose(setting: Setting, method: str, metric: str) -> Entry | None:
                      variant=setting.variant)
     v = min(usable, key=lambda x: (-stats[x].mean, sum(abs(a) for a in x), x))
     return Entry(method, v, stats[v], stats[v].n_seeds, stats[v].n_diverged, variant=setting.variant)
+
+
+def by_seed(setting: Setting, method: str, values: tuple | float | None, selection: str) -> dict[int, float]:
+    """seed -> the selection's test accuracy in points, for the non-diverged cells of a (method, values)."""
+    return {s: 100 * v for s, v in setting.seed_values(method, values, selection_metric(selection)).items()}
+
+
+def best_by_seed(setting: Setting, method: str, selection: str) -> dict[int, float]:
+    """seed -> the selection's test accuracy in points of ``method`` at its best parameters."""
+    e = choose(setting, method, selection)
+    return by_seed(setting, method, None if e is None else e.values, selection)
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
+    """seed -> a - b, for the seeds in both."""
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+
+
+def gain(setting: Setting, method: str, baseline: str, selection: str) -> dict[int, float]:
+    """seed -> points of ``method`` at its best parameters over ``baseline`` at its best (a
+    baseline without a parameter to choose has one cell)."""
+    return paired(best_by_seed(setting, method, selection), best_by_seed(setting, baseline, selection))
 
 
 def mark_best(entries: dict[str, Entry | None]) -> dict[str, Entry | None]:
@@ -176,17 +208,15 @@ def mark_best(entries: dict[str, Entry | None]) -> dict[str, Entry | None]:
 
 def table_row(setting: Setting, selection: str) -> dict[str, Entry | None]:
     """Every method at its best parameters in one setting, the best one(s) marked."""
-    metric = selection_metric(selection)
-    return mark_best({m: choose(setting, m, metric) for m in registry.names()})
+    return mark_best({m: choose(setting, m, selection) for m in registry.names()})
 
 
 def better_row(variant_settings: list[Setting], selection: str) -> dict[str, Entry | None]:
     """Like ``table_row`` for one noise rate, each method at the better of its variants'
     best parameters (the higher mean; ties: the first variant), the entry naming the variant."""
-    metric = selection_metric(selection)
     entries: dict[str, Entry | None] = {}
     for m in registry.names():
-        cands = [e for e in (choose(s, m, metric) for s in variant_settings) if e is not None]
+        cands = [e for e in (choose(s, m, selection) for s in variant_settings) if e is not None]
         usable = [e for e in cands if e.stat is not None]
         entries[m] = max(usable, key=lambda e: e.stat.mean) if usable else (cands[0] if cands else None)
     return mark_best(entries)

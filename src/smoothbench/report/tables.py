@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from .. import methods as registry
 from .collect import csv_text
 from ..core.selection import SELECTION_TITLES, SELECTIONS
-from .seedstats import Entry, Setting, better_row, by_pair, mark_best, table_row
+from .seedstats import REPORT_SELECTIONS, Entry, Setting, better_row, by_pair, mark_best, table_row
 
 FOLDER = "tables"  # under the report folder
 SUBJECT = ("gls", "flip", "bce")  # the method families of the paper-style tables (the study's subject)
@@ -377,7 +377,7 @@ def reproduction_csv(settings: Settings, refs: list[dict]) -> str:
 
 
 CLAIMS_COLUMNS = ["dataset", "noise_kind", "variant", "claim", "text"] + [
-    f"{sel}{suffix}" for sel in ("selected", "final", "best")
+    f"{sel}{suffix}" for sel in REPORT_SELECTIONS
     for suffix in ("", "_mean", "_low", "_high", "_n", "_evidence")]
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import claims
 from ... import methods as registry
 from ...core.files import atomic_path
-from ..seedstats import Setting
+from ..seedstats import REPORT_SELECTIONS, Setting
 
 FIGURE_FORMATS = ("png", "svg")
 # one folder per format, so that `dvc plots show` (which reads figures/) shows each figure once
@@ -21,7 +20,7 @@ FOLDERS = {"png": "figures", "svg": "figures-svg"}
 DPI = 200
 LEGEND_WIDTH = 1.7  # inches kept free on the right for a figure legend
 # panels of the accuracy figures: the honest selection and the last epoch, the reference's beside
-FIGURE_SELECTIONS = claims.CLAIM_SELECTIONS
+FIGURE_SELECTIONS = REPORT_SELECTIONS
 PANEL = (3.6, 3.1)   # inches of one panel of a three-panel figure (width, height)
 _LINES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1)))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -41,10 +40,12 @@ def method_style(method: str) -> tuple:
 
 
 def title(key: tuple[str, str, str]) -> str:
+    """'mnist5k / symmetric / warmup': a (dataset, noise kind, variant) in a title."""
     return " / ".join(key)
 
 
 def tag(key: tuple[str, str, str]) -> str:
+    """'mnist5k_symmetric_warmup': a (dataset, noise kind, variant) in a file name."""
     return "_".join(key)
 
 
@@ -85,9 +86,8 @@ def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, *, l
     return fig, [ax for row in axes for ax in row]
 
 
-
-
 def save(fig, out_dir: Path, stem: str) -> None:
+    """The figure as ``<stem>.png`` and ``<stem>.svg``, each in its format's folder, atomically."""
     for ext in FIGURE_FORMATS:
         with atomic_path(out_dir / FOLDERS[ext] / f"{stem}.{ext}") as tmp:
             if ext == "png":

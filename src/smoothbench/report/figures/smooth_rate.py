@@ -8,14 +8,16 @@ method whose range holds it. Non-linear axes say so; the NLS side of an axis is 
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 
 from ... import methods as registry
-from ...core.vocabulary import flip_to_smooth, fmt_rate
-from .style import FIGURE_SELECTIONS, LEGEND_WIDTH, PANEL, errorbars, new_figure, no_data, noise_legend, palette, save, tag
-from .style import title as key_title
 from ...core.selection import SELECTION_TITLES, SELECTIONS
+from ...core.vocabulary import flip_to_smooth, fmt_rate
+from ..results import Key, Results
 from ..seedstats import Setting
+from .registry import Figure, register
+from .style import FIGURE_SELECTIONS, LEGEND_WIDTH, PANEL, errorbars, new_figure, no_data, noise_legend, palette
+from .style import title as key_title
 
 
 def rate_families() -> dict[str, tuple[str, ...]]:
@@ -86,7 +88,7 @@ def _all_gls_rates(sets: list[Setting]) -> list[float]:
     return sorted({r for s in sets for m in rate_families().get("gls", ()) for r in s.rates(m)})
 
 
-def fig_acc_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
+def fig_acc_vs_rate(key: Key, sets: list[Setting], results: Results):
     from matplotlib.lines import Line2D
 
     fig, axes = new_figure(3 * PANEL[0] + LEGEND_WIDTH + 0.9, PANEL[1] + 1.7, 1, 3, right=LEGEND_WIDTH,
@@ -119,10 +121,10 @@ def fig_acc_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Path) -
                         ms=4, label=FAMILY_TITLES.get(name, name)) for name in families] + extra
     noise_legend(fig, sets, colors, extra)
     fig.suptitle(f"{key_title(key)}: test accuracy vs smooth rate (mean ± std over seeds)")
-    save(fig, out, f"fig_acc_vs_rate_{tag(key)}")
+    return fig
 
 
-def fig_heatmap(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
+def fig_heatmap(key: Key, sets: list[Setting], results: Results):
     import numpy as np
     import seaborn as sns
 
@@ -160,11 +162,13 @@ def fig_heatmap(key: tuple[str, str, str], sets: list[Setting], out: Path) -> No
         ax.set_ylabel("noise rate")
     axes[-1].set_xlabel("smooth rate r of CE (0), LS (> 0) and NLS (< 0); one column per rate, not to scale")
     fig.suptitle(f"{key_title(key)}: mean test accuracy (%), noise rate × r (div: all seeds diverged)")
-    save(fig, out, f"fig_heatmap_{tag(key)}")
+    return fig
 
 
-def fig_metric_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Path, stem: str,
-                        series: list[tuple[str, str]], ylabel: str, title: str) -> None:
+def fig_metric_vs_rate(key: Key, sets: list[Setting], results: Results, *, series: list[tuple[str, str]],
+                       ylabel: str, title: str):
+    """A cell metric other than test accuracy (``series``: its results.csv columns and legend
+    labels) against the smooth rate r, one line per noise rate and series."""
     from matplotlib.lines import Line2D
 
     fig, axes = new_figure(PANEL[0] + LEGEND_WIDTH + 1.2, PANEL[1] + 1.7, right=LEGEND_WIDTH + 0.3, top=0.7,
@@ -192,10 +196,10 @@ def fig_metric_vs_rate(key: tuple[str, str, str], sets: list[Setting], out: Path
     noise_legend(fig, sets, colors, extra)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{key_title(key)}: {title}")
-    save(fig, out, f"{stem}_{tag(key)}")
+    return fig
 
 
-def fig_flip_vs_ls(key: tuple[str, str, str], sets: list[Setting], out: Path) -> None:
+def fig_flip_vs_ls(key: Key, sets: list[Setting], results: Results):
     from matplotlib.lines import Line2D
 
     fig, axes = new_figure(3 * PANEL[0] + LEGEND_WIDTH + 0.9, PANEL[1] + 1.5, 1, 3, right=LEGEND_WIDTH, top=0.9)
@@ -236,6 +240,29 @@ def fig_flip_vs_ls(key: tuple[str, str, str], sets: list[Setting], out: Path) ->
              Line2D([], [], color="0.3", marker="s", mfc="none", ms=4, ls="none", label="flip at ε")]
     noise_legend(fig, sets, colors, extra)
     fig.suptitle(f"{key_title(key)}: label flipping at ε vs LS at r = εK/(K−1) (equal in expectation)")
-    save(fig, out, f"fig_flip_vs_ls_{tag(key)}")
+    return fig
 
 
+register(Figure("acc_vs_rate", "Accuracy vs smooth rate",
+                "Test accuracy against the smooth rate r (CE at r = 0, LS above, NLS below; the BCE family dashed "
+                "where the study has it), one line per noise rate, mean ± std over seeds, one panel per selection. "
+                "A cross marks a rate whose seeds all diverged.", fig_acc_vs_rate))
+register(Figure("heatmap", "Accuracy heatmaps",
+                "Mean test accuracy (%) over noise rate × smooth rate r, one panel per selection; \"div\" marks a "
+                "rate whose seeds all diverged.", fig_heatmap))
+register(Figure("memorisation", "Memorisation",
+                "Memorisation of the noisy labels: final training accuracy against the clean and against the noisy "
+                "training labels by smooth rate r, one line per noise rate. A model that fits the noisy labels loses "
+                "clean training accuracy.",
+                partial(fig_metric_vs_rate, series=[("clean_train_acc", "vs clean labels"),
+                                                    ("noisy_train_acc", "vs noisy labels")],
+                        ylabel="final training accuracy (%)", title="memorisation")))
+register(Figure("calibration", "Calibration",
+                "Calibration at the last epoch: the expected calibration error (15 bins) by smooth rate r, one line "
+                "per noise rate (LS pushes predictions towards uniform, NLS away from it).",
+                partial(fig_metric_vs_rate, series=[("ece", "ECE")],
+                        ylabel="ECE × 100 (15 bins, final epoch; BCE family: its own sigmoids)", title="calibration")))
+register(Figure("flip_vs_ls", "Flipping vs LS",
+                "Label flipping at rate ε (open squares, drawn at r = εK/(K−1)) against LS and CE at r (circles): "
+                "equal in expectation; the figure shows whether training agrees. One panel per selection.",
+                fig_flip_vs_ls, needs=frozenset({"flip", "ls"})))
