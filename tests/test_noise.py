@@ -1,4 +1,4 @@
-"""Tests of smoothbench.noise.labels: matrices, corruption, instance noise, CIFAR-N, stats, CLI entry."""
+"""Tests of smoothbench.noise: matrices, corruption, instance noise, CIFAR-N, stats, the noise step, CLI entry."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch
 
 from smoothbench.core import vocabulary as cells
 from smoothbench.data import datasets as data
-from smoothbench.noise import labels as noise
+from smoothbench import noise
+from smoothbench.noise import instance
 from smoothbench.cli.commands import main as cli_main
 
 
@@ -314,8 +315,8 @@ def test_instance_noise_deterministic_and_seeded():
 def test_instance_flip_probabilities_structure():
     x, y = _instance_fixture(300)
     rate = 0.4
-    probs = noise._instance_flip_probabilities(x, y, 10, rate, np.random.Generator(np.random.PCG64(3)))
-    q = noise._truncated_normal(np.random.Generator(np.random.PCG64(3)), rate, 0.1, y.size)  # first draws
+    probs = instance._instance_flip_probabilities(x, y, 10, rate, np.random.Generator(np.random.PCG64(3)))
+    q = instance._truncated_normal(np.random.Generator(np.random.PCG64(3)), rate, 0.1, y.size)  # first draws
     rows = np.arange(y.size)
     assert np.all((q >= 0) & (q <= 1))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
