@@ -219,6 +219,32 @@ def test_registry_names_and_specs():
     assert "embedded: " in lines[3] and "load_breast_cancer" in lines[3] and "169 test" in lines[3]
 
 
+def test_dataset_registry_refuses_a_taken_name_and_malformed_entries():
+    before = dict(registry.DATASETS)
+
+    def read(spec, folder):
+        raise AssertionError("never read")
+
+    good = dict(name="toy", class_names=("a", "b"), input_shape=(4,), family="tabular", sizes=(10, 5),
+                source="a test", read=read)
+    cases = [
+        (dict(name="digits"), "dataset 'digits' (registered in ", "the name is taken by the entry registered in "
+                              "smoothbench.data.embedded"),
+        (dict(name="Toy"), "must match ^[a-z][a-z0-9_]*$"),
+        (dict(family="cifar"), "family 'cifar' is unknown; allowed: mnist, cifar10, cifar100, tabular"),
+        (dict(class_names=("a", "a")), "at least 2 distinct names"),
+        (dict(input_shape=(2, 3)), "must be (D,) for vectors or (C, H, W) for images"),
+        (dict(sizes=(10, 0)), "sizes (10, 0) must be (train, test) sample counts > 0"),
+        (dict(raw_files=("f",)), "raw_files and download need a raw_folder"),
+        (dict(raw_folder="toy"), "names them in raw_files"),
+    ]
+    for change, *fragments in cases:
+        with pytest.raises(ValueError) as e:
+            registry.register(registry.DatasetSpec(**{**good, **change}))
+        _one_line_error(e, *fragments)
+    assert registry.DATASETS == before
+
+
 def test_unknown_name_lists_registered_names(tmp_path):
     with pytest.raises(ValueError) as e:
         data.build_dataset("nope", tmp_path / "x.npz")
