@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, nargs="+",
                    help="output .npz path per seed, in --seed order (statistics go beside each as .json)")
     s.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="kind-specific option: " + noise.registry.option_help())
+                   help="kind-specific option: " + noise.option_help())
     s.set_defaults(func=_cmd_noise)
 
     s = sub.add_parser("train", help="train every group of a setting together (one stack)",
