@@ -123,8 +123,8 @@ def test_cli_cost_errors_are_one_line(tmp_path, capsys):
                                       "methods": {"ce": [0.0]}, "seeds": [0]}))
     assert cli.main(["bench", "cost", "--device", "cpu", "--quick", "--presets", str(preset)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"smoothbench bench: error: bench cost: {preset}: dataset digits: its size is not known; "
-        f"allowed: cifar10, cifar100, mnist, fashion_mnist")
+        f"smoothbench bench: error: bench cost: {preset}: dataset digits holds vectors, and the cost is measured "
+        f"on synthetic images; allowed: mnist5k, mnist, fashion_mnist, cifar10, cifar100")
     assert cli.main(["bench", "cost", "--device", "cpu", "--quick", "--images", "0", "--presets", str(preset)]) == 2
     assert capsys.readouterr().err.strip() == "smoothbench bench: error: bench cost: --images 0; allowed >= 1"
     assert cli.main(["bench", "cost", "--device", "cpu", "--presets", "config/paper-cifar10.yaml"]) == 2

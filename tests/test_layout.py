@@ -5,15 +5,15 @@ the registries they name."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from smoothbench import methods
+from smoothbench import data, methods, noise
 from smoothbench.core import schema
 from smoothbench.core import vocabulary as cells
-from smoothbench.data import datasets as data
 from smoothbench.engine import models
 from smoothbench.study import grid
 
@@ -128,7 +128,7 @@ def test_schema_enums_equal_the_registries():
     defs = root["$defs"]
     assert defs["dataset"]["enum"] == list(data.DATASETS)
     assert defs["method"]["enum"] == list(methods.names())
-    assert defs["noise_kind"]["enum"] == list(cells.NOISE_KINDS)
+    assert defs["noise_kind"]["enum"] == list(noise.names())
     assert defs["protocol"]["properties"]["model"]["enum"] == list(models.MODELS)
     props = root["properties"]
     assert schema.resolve(props["methods"], root)["properties"].keys() == set(methods.names())
@@ -141,19 +141,27 @@ def test_schema_enums_equal_the_registries():
             assert node["default"] == p.default
             assert node.get("minimum", node.get("exclusiveMinimum")) == p.low
             assert node.get("maximum", node.get("exclusiveMaximum")) == p.high
-    # the file itself names no method: the registry is the one place
+    # the file itself names no method, dataset, noise kind or CIFAR-N label set: the registries are the one place
     text = schema.SCHEMA_PATH.read_text()
     assert not any(f" {m}:" in text or f"[{m}," in text for m in ("gce", "sce", "bls", "elr"))
+    assert not any(re.search(rf"\b{name}\b", text) for name in ("mnist1d", "fashion_mnist", "cifar100", "pairflip",
+                                                                   "symmetric", "instance", "noisy100", "random1"))
     grid_props = defs["noise_grid"]["properties"]
-    assert list(grid_props) == list(cells.NOISE_KINDS)
-    assert grid_props["human"]["items"]["enum"] == list(cells.HUMAN_LABEL_SETS)
+    assert list(grid_props) == list(noise.names())
+    assert list(defs["noise_options"]["properties"]) == list(noise.names())
+    for name in noise.names():
+        options = defs["noise_options"]["properties"][name]["properties"]
+        assert {k: v.get("default") for k, v in options.items()} == noise.option_defaults(name)
+    from smoothbench.noise import human
+    assert grid_props["human"]["items"]["enum"] == list(human.LABEL_SETS)
 
 
 def test_cifar_n_files_cover_the_human_label_sets():
-    from smoothbench.noise import cifarn
+    from smoothbench.noise import human
 
-    assert set(cifarn.CIFARN_KEYS) == set(cells.HUMAN_LABEL_SETS)
-    assert set(cells.HUMAN_LABEL_SETS.values()) <= set(cifarn.CIFARN_FILES) <= set(data.DATASETS)
+    assert {d for d, _ in human.LABEL_SETS.values()} == set(human.CIFARN_FILES) <= set(data.DATASETS)
+    for dataset, (_, k) in human.CIFARN_FILES.items():   # each file's K is its dataset's
+        assert data.get_spec(dataset).num_classes == k
 
 
 def test_what_the_workflow_imports_to_parse_leaves_torch_unimported():

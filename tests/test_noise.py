@@ -1,4 +1,4 @@
-"""Tests of smoothbench.noise.labels: matrices, corruption, instance noise, CIFAR-N, stats, CLI entry."""
+"""Tests of smoothbench.noise: matrices, corruption, instance noise, CIFAR-N, stats, the noise step, CLI entry."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch
 
 from smoothbench.core import vocabulary as cells
 from smoothbench.data import datasets as data
-from smoothbench.noise import labels as noise
+from smoothbench import noise
+from smoothbench.noise import instance
 from smoothbench.cli.commands import main as cli_main
 
 
@@ -226,6 +227,70 @@ def test_rate_range_table():
         noise.rate_range("human", 10)
 
 
+# --------------------------------------------------------------------------- the registry
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 10, 100])
+def test_rate_ranges_are_the_closed_forms(k):
+    """symmetric below (K-1)/K (where the labels would carry no information), the class-pair
+    kinds below 1/2 (the clean class stays the likeliest label), instance below 1."""
+    closed = {"symmetric": (0.0, (k - 1) / k), "pairflip": (0.0, 0.5), "asymmetric": (0.0, 0.5), "instance": (0.0, 1.0)}
+    assert {name: noise.rate_range(name, k) for name in noise.numeric_names()} == closed
+    for named in ("human", "annotations"):
+        with pytest.raises(ValueError) as exc:
+            noise.rate_range(named, k)
+        assert_one_line(exc, f"kind '{named}' has no numeric rate", "symmetric, pairflip, asymmetric, instance")
+    low, high = noise.rate_range("symmetric", k)
+    noise.check_rate("symmetric", low, k)
+    with pytest.raises(ValueError):
+        noise.check_rate("symmetric", high, k)
+
+
+def _matrix_cases():
+    rng = np.random.default_rng(5)
+    for k in (2, 3, 7, 10):
+        for frac in (0.0, 0.3, 0.99):
+            yield "symmetric", k, frac * (k - 1) / k, {}
+            yield "pairflip", k, frac * 0.5, {"pairs": "cyclic"}
+            if k == 10:
+                yield "pairflip", k, frac * 0.5, {}
+                yield "asymmetric", k, frac * 0.5, {"dataset": "cifar10"}
+            src = rng.choice(k, size=max(1, k // 2), replace=False)
+            yield "asymmetric", k, frac * 0.5, {"class_map": {int(s): int((s + 1 + rng.integers(k - 1)) % k) for s in src}}
+    yield "asymmetric", 100, 0.4, {"dataset": "cifar100"}
+
+
+@pytest.mark.parametrize("kind,k,rate,kw", list(_matrix_cases()))
+def test_every_transition_matrix_is_stochastic_and_keeps_1_minus_rate(kind, k, rate, kw):
+    t = noise.transition_matrix(kind, k, rate, **kw)
+    assert t.shape == (k, k) and t.dtype == np.float64
+    assert t.min() >= 0 and np.allclose(t.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    moved = t.diagonal() < 1.0
+    assert np.allclose(t.diagonal()[moved], 1.0 - rate, rtol=0, atol=1e-12)   # a class that moves keeps 1 - rate
+    assert rate > 0 or np.array_equal(t, np.eye(k))
+
+
+def test_noise_kind_registry_refuses_a_taken_name_and_malformed_entries():
+    before = dict(noise.REGISTRY)
+    cases = [
+        (noise.NoiseKind("symmetric", "again", "[0, 1)", rate_range=lambda k: (0.0, 1.0),
+                         matrix=lambda k, rate: np.eye(k)), "noise kind 'symmetric': the name is taken"),
+        (noise.NoiseKind("Bad-Name", "x", "[0, 1)", rate_range=lambda k: (0.0, 1.0), matrix=lambda k, rate: np.eye(k)),
+         "must match"),
+        (noise.NoiseKind("both", "x", "[0, 1)", rate_range=lambda k: (0.0, 1.0), matrix=lambda k, rate: np.eye(k),
+                         corrupt=lambda job: None), "exactly one of matrix"),
+        (noise.NoiseKind("neither", "x", "[0, 1)", rate_range=lambda k: (0.0, 1.0)), "exactly one of matrix"),
+        (noise.NoiseKind("named", "x", "a label set", corrupt=lambda job: None), "needs label_sets"),
+        (noise.NoiseKind("twice", "x", "[0, 1)", rate_range=lambda k: (0.0, 1.0), matrix=lambda k, rate: np.eye(k),
+                         options=(noise.Option("a", {}, "x"), noise.Option("a", {}, "y"))), "option names must be distinct"),
+    ]
+    for entry, fragment in cases:
+        with pytest.raises(ValueError) as exc:
+            noise.register(entry)
+        assert_one_line(exc, fragment)
+    assert noise.REGISTRY == before
+
+
 # --------------------------------------------------------------------------- corrupt_labels
 
 
@@ -314,8 +379,8 @@ def test_instance_noise_deterministic_and_seeded():
 def test_instance_flip_probabilities_structure():
     x, y = _instance_fixture(300)
     rate = 0.4
-    probs = noise._instance_flip_probabilities(x, y, 10, rate, np.random.Generator(np.random.PCG64(3)))
-    q = noise._truncated_normal(np.random.Generator(np.random.PCG64(3)), rate, 0.1, y.size)  # first draws
+    probs = instance._instance_flip_probabilities(x, y, 10, rate, np.random.Generator(np.random.PCG64(3)))
+    q = instance._truncated_normal(np.random.Generator(np.random.PCG64(3)), rate, 0.1, y.size)  # first draws
     rows = np.arange(y.size)
     assert np.all((q >= 0) & (q <= 1))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import yaml
 
-from smoothbench.core import vocabulary as cells, schema
+from smoothbench.core import schema
 from smoothbench.data import datasets as data, userfiles as userdata
 from smoothbench.study import grid
-from smoothbench.noise import labels as noise
+from smoothbench import noise
 from smoothbench.pipeline import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -558,7 +558,7 @@ def test_registries_and_the_schema_agree():
     root = schema.load_schema()
     files = root["properties"]["dataset_files"]["additionalProperties"]["properties"]
     assert files["format"]["enum"] == list(userdata.FORMATS)
-    assert "annotations" in cells.NOISE_KINDS and set(cells.NAMED_KINDS) <= set(cells.NOISE_KINDS)
+    assert "annotations" in noise.names() and not noise.get("annotations").numeric
     assert root["$defs"]["own_dataset"]["not"] == {"$ref": "#/$defs/dataset"}
     assert noise.option_defaults("annotations") == {"files": None}
 

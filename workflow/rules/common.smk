@@ -26,7 +26,7 @@ if not os.path.realpath(smoothbench.__file__).startswith(os.path.realpath(_SRC) 
           "run Snakemake from a Python where no other copy is imported first (e.g. this clone's .venv)",
           file=sys.stderr)
     sys.exit(1)
-from smoothbench.core import vocabulary as cells  # noqa: E402
+from smoothbench import noise as noise_kinds  # noqa: E402
 from smoothbench.data import datasets as data, userfiles as userdata  # noqa: E402
 from smoothbench.pipeline import integrity, provenance  # noqa: E402
 from smoothbench.study import grid  # noqa: E402
@@ -99,7 +99,7 @@ SOFTWARE_ENV = "../envs/smoothbench.yaml"
 
 wildcard_constraints:
     dataset="|".join([*data.DATASETS, *STUDY["dataset_files"]]),
-    kind="|".join(cells.NOISE_KINDS),
+    kind="|".join(noise_kinds.names()),
     rate=r"[A-Za-z0-9][A-Za-z0-9.]*",
     seed=r"[0-9][0-9]*",
 

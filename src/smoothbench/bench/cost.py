@@ -8,12 +8,13 @@ memory (``train.plan_passes``). So a study's cost is a sum over its jobs of
 ``epochs x seconds per epoch of each stack`` (all its passes), and that time is measured:
 the engine trains the job's stack (the protocol's model, width, precision, batch size,
 augmentation, held-out split and per-epoch evaluation; the job's seeds and cells; its own
-passes at this device's memory budget) on CIFAR-shaped synthetic data of ``images``
+passes at this device's memory budget) on synthetic images of the dataset's shape, ``images``
 training images (test images in the dataset's proportion) for 3 epochs; per pass the median
 of epochs 2 and 3 (read off the engine's per-epoch progress), summed over the passes, is one
 epoch without start-up. An epoch scales with the number of images (training and test alike),
-so it is scaled to the dataset's size. Not counted: checkpoint writes (every
-``checkpoint_every`` epochs), data preparation, the end-of-training evaluation.
+so it is scaled to the dataset's size (its registry entry's ``sizes``). Not counted:
+checkpoint writes (every ``checkpoint_every`` epochs), data preparation, the end-of-training
+evaluation.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ import numpy as np
 
 from ..study import grid
 
-# training / test images of the datasets a cost can be computed for (the published splits)
-SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "mnist": (60_000, 10_000),
-         "fashion_mnist": (60_000, 10_000)}
 # the measurement's optimizer: the same for every phase (its settings do not change the compute)
 MEASURE_OPTIMIZER = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 EPOCHS = 3               # epochs of a measurement: the first warms up, the others are timed
@@ -98,20 +96,21 @@ def study_cost(params: dict, seconds_per_epoch: Callable[[Phase], float]) -> flo
 # ----------------------------------------------------------------------------- measuring
 
 def _synthetic(path: Path, dataset: str, images: int, seeds: int) -> list[Path]:
-    """CIFAR-shaped random images of ``dataset``'s shape and classes, and one noisy-label file per seed."""
+    """Random images of ``dataset``'s shape and classes, and one noisy-label file per seed."""
     import contextlib
     import io
 
-    from ..data import datasets as data
+    from .. import data
+    from ..data import datasets
     from ..noise import labels as noise
 
     spec = data.get_spec(dataset)
-    n_train, n_test = SIZES[dataset]
+    n_train, n_test = spec.sizes
     rng = np.random.default_rng(0)
     n_t = max(1, round(images * n_test / n_train))
     k = spec.num_classes
     if not path.exists():
-        data.save_dataset(path, f"synthetic-{dataset}",
+        datasets.save_dataset(path, f"synthetic-{dataset}",
                           rng.integers(0, 256, (images, *spec.input_shape), dtype=np.uint8), rng.integers(0, k, images),
                           rng.integers(0, 256, (n_t, *spec.input_shape), dtype=np.uint8), rng.integers(0, k, n_t),
                           [f"c{i}" for i in range(k)])
@@ -143,7 +142,7 @@ class _EpochClock:
 def _seeds_per_pass(phase: Phase, proto: dict, device: str) -> tuple[int, int]:
     """(seeds per pass of the job's variant stack, bytes per model), as the engine plans them
     (``train.plan_passes`` at this device's memory budget)."""
-    from ..data import datasets as data
+    from .. import data
     from ..engine import models, training as train
     from ..engine.device import resolve_device
 
@@ -209,6 +208,7 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
     import torch
 
     from .speed import _print_table, device_name
+    from .. import data
     from ..engine.device import resolve_device
 
     images = (32 if tiny else 256) if images is None else images
@@ -222,10 +222,13 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
         raise ValueError("bench cost: the presets' full-size stacks on the CPU take hours and tens of GiB; "
                          "use --device cuda, or --quick for a smoke run")
     studies = {p: grid.validate_params(grid.read_study(p), source=p) for p in presets}
+    measurable = [name for name, spec in data.DATASETS.items() if spec.is_image]  # the synthetic data are images
     for p, study in studies.items():
         for ds in study["datasets"]:
-            if ds not in SIZES:
-                raise ValueError(f"bench cost: {p}: dataset {ds}: its size is not known; allowed: {', '.join(SIZES)}")
+            if ds not in measurable:
+                why = "holds vectors, and the cost is measured on synthetic images" if ds in data.DATASETS else \
+                    "is not registered, so its size is not known"
+                raise ValueError(f"bench cost: {p}: dataset {ds} {why}; allowed: {', '.join(measurable)}")
     per_epoch: dict[tuple, float] = {}
     smoke = "CPU smoke run, NOT the presets' cost" if dev.type != "cuda" else "tiny smoke run, NOT the presets' cost"
     label = f"{smoke + ': ' if tiny or dev.type != 'cuda' else ''}{device_name(dev)}, torch {torch.__version__}"
@@ -247,7 +250,7 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
                     gc.collect()
                     torch.cuda.empty_cache()
                 t, passes = measure_epoch(phase, images, str(dev), work, tiny, epochs)
-                scale = SIZES[phase.dataset][0] / images
+                scale = data.get_spec(phase.dataset).sizes[0] / images
                 per_epoch[phase.key] = t * scale
                 print(f"measured: {phase.dataset}, {phase.num_models} models in {passes} pass(es): {t:.3f} s per "
                       f"epoch of {images} images", file=sys.stderr, flush=True)

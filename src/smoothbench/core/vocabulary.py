@@ -1,4 +1,4 @@
-"""The study's vocabulary: methods, noise kinds, cells, rates, seeds, ids and shared columns.
+"""The study's vocabulary: cells, rates, seeds, ids and shared columns.
 
 Every other module (and the Snakemake rules, and the schema checks) takes these names
 from here; this module imports nothing of the package, so it sits at the bottom of
@@ -9,7 +9,8 @@ the import graph.
 - **flip rate eps**: a label is replaced by a uniformly drawn other class with
   probability eps, afresh at every step; in expectation GLS with r = eps K / (K - 1).
 - **cell**: one method at one rate inside a group; **group**: the cells that share
-  dataset, noise kind and rate, and seed (one job).
+  dataset, noise kind and rate, and seed (one folder of outputs; a job trains every seed
+  of a setting, dataset x noise kind x rate, as one stack).
 """
 
 from __future__ import annotations
@@ -20,26 +21,11 @@ from dataclasses import dataclass
 # --------------------------------------------------------------------------- methods
 #
 # The methods themselves (names, labels, parameters, losses) are the registry in
-# ``smoothbench.methods``; a cell names its method and its parameter values.
+# ``smoothbench.methods``; a cell names its method and its parameter values. Datasets and
+# noise kinds are the registries in ``smoothbench.data`` and ``smoothbench.noise``.
 
 # protocol variants are named by the study (params.yaml protocol.*.variants); names match this
 VARIANT_PATTERN = r"^[a-z][a-z0-9]*$"
-
-# --------------------------------------------------------------------------- noise
-
-NOISE_KINDS = ("symmetric", "pairflip", "asymmetric", "instance", "human", "annotations")
-# kinds whose "rate" is the name of a label set (CIFAR-N's, or one of a user's annotation files)
-NAMED_KINDS = ("human", "annotations")
-
-# CIFAR-N label sets (noise kind "human") and the dataset each belongs to
-HUMAN_LABEL_SETS = {
-    "aggre": "cifar10",
-    "random1": "cifar10",
-    "random2": "cifar10",
-    "random3": "cifar10",
-    "worst": "cifar10",
-    "noisy100": "cifar100",
-}
 
 # --------------------------------------------------------------------------- cell outcomes
 

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .sources import one_line
+from .registry import one_line
 
 FORMATS = ("npz", "image_folder")
 INPUT_DIR = "data-in"

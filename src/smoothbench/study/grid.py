@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from .. import methods as registry
 from ..core.vocabulary import Cell, group_id
-from .params import annotation_files, deep_merge, load_params, method_grid, noise_grid, protocol_for, read_study, study_from_command_line, study_schema, typed, validate_params
-from .params import _noise_rates
+from .params import annotation_files, deep_merge, load_params, method_grid, noise_grid, noise_rates, protocol_for, read_study, study_from_command_line, study_schema, typed, validate_params
 
 # --------------------------------------------------------------------------- groups
 
@@ -123,7 +122,7 @@ def expand_groups(params: dict) -> list[Group]:
     for dataset in params["datasets"]:
         cells = tuple(study_cells(params, dataset))
         variants = tuple(protocol_for(params, dataset)["variants"])
-        for kind, rate in _noise_rates(params, dataset):
+        for kind, rate in noise_rates(params, dataset):
             for seed in params["seeds"]:
                 groups.append(Group(dataset, kind, rate, int(seed), cells, results_dir, variants))
     return groups

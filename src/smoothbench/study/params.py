@@ -2,7 +2,8 @@
 
 Used by the Snakefile (workflow/rules/common.smk) and by the command line alike, so both
 see the same study. ``validate_params`` checks a study against the params schema (the file's,
-with its method part generated from the registry: ``study_schema``) and the rules a schema
+with its parts that name methods, datasets and noise kinds generated from their registries:
+``study_schema``) and the rules a schema
 cannot express (rate ranges per dataset, the methods' settings per dataset, CIFAR-N label
 sets, files of your own, duplicates, an empty grid, the protocol rules of
 ``protocol.check_rules``), and fills its defaults. Every error is ONE line:
@@ -18,13 +19,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import methods as registry
+from .. import data, methods as registry, noise
 from ..engine import protocol as protocol_mod
 from ..core import schema
 from ..data import userfiles as userdata
-from ..core.vocabulary import HUMAN_LABEL_SETS, NOISE_KINDS, Cell, fmt_rate
-from ..data.datasets import DATASETS, get_spec
-from ..noise.labels import option_defaults, rate_range
+from ..core.vocabulary import Cell, fmt_rate
+from ..noise.annotations import annotation_files
 
 def read_study(path: str | Path) -> Any:
     """A study file's YAML content, unvalidated; one-line errors with line and column."""
@@ -89,11 +89,14 @@ _STUDY_SCHEMAS: dict = {}
 
 
 def study_schema(schema_path: str | Path | None = None) -> dict:
-    """The whole params schema: the file's, with its method part generated from the registry."""
+    """The whole params schema: the file's, with its parts that name methods, datasets and noise
+    kinds (their enums, the method and noise grids, the noise options) generated from the registries."""
     key = str(schema_path)
     if key not in _STUDY_SCHEMAS:
         root = copy.deepcopy(schema.load_schema(schema_path))
         root["$defs"].update(registry.schema_defs())
+        root["$defs"].update(data.schema_defs())
+        root["$defs"].update(noise.schema_defs())
         _STUDY_SCHEMAS[key] = root
     return _STUDY_SCHEMAS[key]
 
@@ -171,8 +174,8 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
     grids = [("noise", p["noise"], shared)] + [(f"dataset_noise.{ds}", g, [ds]) for ds, g in p["dataset_noise"].items()]
     for where_, noise_grid, datasets in grids:
         _check_noise(p, where_, noise_grid, datasets, fail, num_classes)
-    if not any(_noise_rates(p, ds) for ds in p["datasets"]):
-        fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(NOISE_KINDS))
+    if not any(noise_rates(p, ds) for ds in p["datasets"]):
+        fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(noise.names()))
 
     # protocols: what the schema cannot say, checked on every dataset's merged protocol
     for ds in [d for d in [*root["$defs"]["dataset"]["enum"], *p["dataset_files"]]
@@ -223,43 +226,31 @@ def _check_methods(where: str, method_grid: dict, datasets: list[str], fail: Any
 
 def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fail: Any,
                  num_classes: dict[str, int]) -> None:
-    """Rate ranges of one noise grid for the datasets it applies to, CIFAR-N label sets, pairs,
-    label sets of your own (``num_classes``: K of each dataset of the study)."""
-    for kind, rates in noise_grid.items():
-        if kind == "human":
-            for i, name in enumerate(rates):
-                owner = HUMAN_LABEL_SETS[name]
-                if owner not in p["datasets"]:
-                    sets = ", ".join(f"{k} ({d})" for k, d in HUMAN_LABEL_SETS.items())
-                    fail(f"{where}.human[{i}]", name, f"the label set {name} belongs to {owner}, which is not in "
-                         f"datasets; human label sets: {sets}")
-        elif kind == "annotations":
-            files = annotation_files(p)
-            for i, name in enumerate(rates):
-                if name not in files:
-                    fail(f"{where}.annotations[{i}]", name, "unknown label set; give its file in "
-                         f"noise_options.annotations.files ({', '.join(files) or 'none given'})")
-                owner = files[name]["dataset"]
-                if owner not in datasets:
-                    why = "which is not in datasets" if owner not in p["datasets"] else \
-                        "which has its own grid in dataset_noise" if where == "noise" else f"not to {datasets[0]}"
-                    fail(f"{where}.annotations[{i}]", name, f"the label set {name} belongs to {owner} "
-                         f"(noise_options.annotations.files.{name}.dataset), {why}")
+    """One noise grid, for the datasets it applies to (``num_classes``: K of each dataset of the
+    study): each numeric kind's rates in its range and its options valid for each dataset's K;
+    each named kind's label sets known and belonging to a dataset of the grid; no rate twice."""
+    for name, rates in noise_grid.items():
+        kind = noise.get(name)
+        if not kind.numeric:
+            for i, label_set in enumerate(rates):
+                why = kind.check_label_set(p, label_set, datasets, where)
+                if why:
+                    fail(f"{where}.{name}[{i}]", label_set, why)
         else:
-            pairs = {**option_defaults("pairflip"), **(p["noise_options"].get("pairflip") or {})}["pairs"] \
-                if kind == "pairflip" and rates else None
-            for ds in datasets if pairs == "reference" else []:
-                if num_classes[ds] != 10:
-                    fail("noise_options.pairflip.pairs", pairs, f"the reference pairs are for K = 10 classes; "
-                         f"{ds} has K = {num_classes[ds]}: set noise_options.pairflip.pairs: cyclic")
+            options = noise.with_defaults(name, p["noise_options"].get(name))
+            for ds in datasets if kind.check_options and rates else []:
+                problem = kind.check_options(options, ds, num_classes[ds])
+                if problem:
+                    key, why = problem
+                    fail(f"noise_options.{name}.{key}", options[key], why)
             for i, rate in enumerate(rates):
                 for ds in datasets:
                     k = num_classes[ds]
-                    low, high = rate_range(kind, k)
+                    low, high = noise.rate_range(name, k)
                     if math.isnan(rate) or not low <= rate < high:
-                        fail(f"{where}.{kind}[{i}]", rate, f"{kind} noise rates must lie in "
+                        fail(f"{where}.{name}[{i}]", rate, f"{name} noise rates must lie in "
                              f"[{low:g}, {high:g}) for {ds} (K = {k} classes)")
-        _no_duplicates([fmt_rate(r) for r in rates], f"{where}.{kind}", fail, rates)
+        _no_duplicates([fmt_rate(r) for r in rates], f"{where}.{name}", fail, rates)
 
 
 def _check_own_files(p: dict, source: str, fail: Any) -> dict[str, int]:
@@ -267,15 +258,17 @@ def _check_own_files(p: dict, source: str, fail: Any) -> dict[str, int]:
     them, and the files of datasets and label sets of your own: inside data-in/, readable, in
     their format. Returns K of every dataset the study names."""
     own = p["dataset_files"]
-    allowed = f"allowed: {', '.join(DATASETS)}, or a dataset of your own files named in dataset_files" + \
+    allowed = f"allowed: {', '.join(data.DATASETS)}, or a dataset of your own files named in dataset_files" + \
         (f" ({', '.join(own)})" if own else "")
     for i, ds in enumerate(p["datasets"]):
-        if ds not in DATASETS and ds not in own:
+        if ds not in data.DATASETS and ds not in own:
             fail(f"datasets[{i}]", ds, allowed)
     named = [("protocol", k) for k in p["protocol"] if k != "default"]
-    named += [("noise_options.asymmetric.map", k) for k in (p["noise_options"].get("asymmetric") or {}).get("map") or {}]
+    named += [(f"noise_options.{kind.name}.{option.name}", k) for kind in noise.REGISTRY.values()
+              for option in kind.options if option.per_dataset
+              for k in (p["noise_options"].get(kind.name) or {}).get(option.name) or {}]
     for where, key in named:
-        if key not in DATASETS and key not in own:
+        if key not in data.DATASETS and key not in own:
             raise ValueError(f"{source}: {where}.{key}: unknown key; "
                              f"{'allowed: default, ' if where == 'protocol' else ''}{allowed.removeprefix('allowed: ')}")
     summaries = {}
@@ -290,13 +283,13 @@ def _check_own_files(p: dict, source: str, fail: Any) -> dict[str, int]:
             fail(where, entry["path"], exc.problem)
 
     def k_of(ds: str) -> int:
-        return summaries[ds].num_classes if ds in summaries else int(get_spec(ds).num_classes)
+        return summaries[ds].num_classes if ds in summaries else int(data.get_spec(ds).num_classes)
 
     for name, entry in annotation_files(p).items():
         where, ds, path = f"noise_options.annotations.files.{name}", entry["dataset"], entry["path"]
         if _reads_as_number(name):
             raise ValueError(f"{source}: {where}: key {name!r} reads as a number; give the label set another name")
-        if ds not in DATASETS and ds not in own:
+        if ds not in data.DATASETS and ds not in own:
             fail(f"{where}.dataset", ds, allowed)
         problem = userdata.input_dir_problem(path)
         if problem:
@@ -320,11 +313,6 @@ def _reads_as_number(name: str) -> bool:
     return True
 
 
-def annotation_files(params: dict) -> dict:
-    """Label set -> {dataset, path}: the annotation files of a study (noise kind annotations)."""
-    return ((params.get("noise_options") or {}).get("annotations") or {}).get("files") or {}
-
-
 def _no_duplicates(items: list, where: str, fail: Any, shown: list | None = None) -> None:
     seen: dict = {}
     for i, item in enumerate(items):
@@ -338,16 +326,16 @@ def noise_grid(params: dict, dataset: str) -> dict:
     return (params.get("dataset_noise") or {}).get(dataset, params["noise"])
 
 
-def _noise_rates(params: dict, dataset: str) -> list[tuple[str, str]]:
+def noise_rates(params: dict, dataset: str) -> list[tuple[str, str]]:
     """(kind, canonical rate) pairs that apply to ``dataset``, in params order."""
     out = []
-    for kind, rates in noise_grid(params, dataset).items():
+    for name, rates in noise_grid(params, dataset).items():
+        kind = noise.get(name)
+        owners = kind.label_sets(params) if not kind.numeric else {}
         for rate in rates:
-            if kind == "human" and HUMAN_LABEL_SETS.get(rate) != dataset:
+            if not kind.numeric and owners.get(rate) != dataset:  # a label set goes with its own dataset only
                 continue
-            if kind == "annotations" and (annotation_files(params).get(rate) or {}).get("dataset") != dataset:
-                continue
-            out.append((kind, fmt_rate(rate)))
+            out.append((name, fmt_rate(rate)))
     return out
 
 
