@@ -465,6 +465,13 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     run(repo, "dvc", "checkout")
     assert _stages_run(run(repo, "dvc", "repro")) == []
     assert nothing_to_do(run(repo, "snakemake", "-n"))
+    # ... and with `smoothbench pull --checkout` (DVC's cache, no remote), Snakemake's records renewed
+    for top in ("data", "noisy", "results"):
+        shutil.rmtree(repo / top)
+    proc = run(repo, str(BIN / "smoothbench"), "pull", "--checkout")
+    assert proc.stdout.splitlines()[-1] == ("smoothbench pull: the workspace is what dvc.lock pins, and Snakemake's "
+                                            "records now say so (snakemake --touch): nothing reruns")
+    assert nothing_to_do(run(repo, "snakemake", "-n"))
 
     # 5. push, fresh clone, `make pull` (dvc pull, then Snakemake's own records of the pulled
     #    files): nothing to redo for DVC nor for Snakemake
