@@ -8,7 +8,9 @@
 #   make test      the whole test suite, end-to-end Snakemake/DVC tests included, on
 #                  TEST_WORKERS processes (pytest-xdist; a test file stays on one worker)
 #   make expected  (maintainers) make reports/ the committed copy expected/ of the default study
-#   make pull      dvc pull, or one line saying that no DVC remote is configured
+#   make pull      dvc pull, then Snakemake's records of the pulled products (smoothbench pull:
+#                  snakemake --touch when dvc status says they are what dvc.lock pins), so
+#                  that nothing reruns; one line where no DVC remote is configured
 #   make wheels    the wheels tools/gpu-check installs offline on a GPU machine, into .whl/
 PYTHON ?= python3
 VENV   ?= .venv
@@ -39,7 +41,7 @@ bench:
 	$(BIN)/smoothbench bench train --study
 
 clean-results:
-	rm -rf data noisy results checkpoints logs .snakemake
+	rm -rf data noisy results checkpoints logs set-aside .snakemake
 
 expected:
 	@test "$$(git status --porcelain params.yaml)" = "" || { echo "params.yaml has uncommitted changes: expected/ must describe the committed default study"; exit 1; }
@@ -48,8 +50,7 @@ expected:
 	@echo "expected/ now holds reports/ and params.yaml; commit it"
 
 pull:
-	@if $(BIN)/dvc remote default >/dev/null 2>&1; then $(BIN)/dvc pull; \
-	else echo "no DVC remote is configured: add yours once (dvc remote add --local -d store PATH) or train with make study"; exit 1; fi
+	@$(BIN)/smoothbench pull
 
 # Wheels for a GPU machine without network (CPython 3.12, manylinux x86-64) that has torch,
 # numpy, pandas, seaborn, scikit-learn, pytest, pyyaml and tqdm but not snakemake or

@@ -17,7 +17,11 @@
 # one line naming the file and the key.
 # Rules call the `smoothbench` command line, never the library. Jobs log to logs/: logs/data,
 # logs/noise, and per output folder logs/<results_dir>/train, logs/<reports_dir>/{collect,report}.log.
-# After `git clone && dvc pull`, nothing reruns: see "provenance" in workflow/rules/common.smk.
+# Snakemake decides what reruns (its records in .snakemake/, read by Snakemake alone): a changed
+# param, input or library module (each rule takes the code of its step as inputs) reruns what it
+# affects. After `git clone`, `make pull` (smoothbench pull: dvc pull, then snakemake --touch
+# when dvc status says the workspace is what dvc.lock pins) leaves nothing to rerun.
+# `smoothbench check` reads every product and sets aside the ones that cannot be used.
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
@@ -25,14 +29,18 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 
-# Every product is a target, so that one that is missing (deleted, or set aside as unusable:
-# see "product health" in common.smk) is made again even where what follows it is present.
+# Every product is a target, so that one that is missing (deleted, or set aside as unusable by
+# `smoothbench check`) is made again even where what follows it is present.
 rule all:
     default_target: True
     input:
         rules.data_all.input,
         rules.train_all.input,
         rules.report_all.input,
+
+
+onstart:
+    _before_the_first_job()  # a folder a missing product cannot be written into: one line (common.smk)
 
 
 onsuccess:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from helpers import train_command, write_dataset, write_labels
 
 from smoothbench.pipeline import runner
@@ -92,6 +93,17 @@ def test_run_becomes_snakemake_when_the_arguments_are_fine(tmp_path):
                                text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == snakemake.stdout and re.fullmatch(r"\d+\.\d+\.\d+\n", proc.stdout)
+
+
+def test_run_uses_the_local_profile_unless_another_is_named():
+    """`smoothbench run` (make study) is Snakemake with the local profile: an interrupted run's
+    incomplete outputs are made again (Snakemake's --rerun-incomplete) and inputs are compared
+    by checksum up to 1 GB; a profile named on the command line replaces it."""
+    profile = yaml.safe_load((Path(__file__).resolve().parents[1] / runner.PROFILE / "config.yaml").read_text())
+    assert profile["rerun-incomplete"] is True and profile["max-checksum-file-size"] == "1GB"
+    assert runner.with_profile(["--cores", "2", "-n"]) == ["--workflow-profile", runner.PROFILE, "--cores", "2", "-n"]
+    for named in (["--workflow-profile", "workflow/profiles/slurm"], ["--profile=site"]):
+        assert runner.with_profile(["-n", *named]) == ["-n", *named]
 
 
 # --------------------------------------------------------------------------- interrupts

@@ -2,11 +2,13 @@
 
 Each test asserts what a user sees (one line naming the file or key and what to do, no
 traceback), that nothing half-written looks complete, that nothing already computed is
-lost, and that the plain rerun (or the one command the message names) recovers to results
-byte-identical to an undisturbed run. The faults:
+lost, and that the plain rerun (`make study`, i.e. `smoothbench run`: Snakemake with the local
+profile; or the one command the message names) recovers to results byte-identical to an
+undisturbed run. The faults:
 
 - corrupted, truncated or deleted products of every stage (dataset, labels, label
-  statistics, group.json, per-cell files, results/curves tables, report files);
+  statistics, group.json, per-cell files, results/curves tables, report files), found and set
+  aside by `smoothbench check`;
 - kills (SIGINT, SIGTERM, SIGKILL) at seeded random points of training and of report
   writing, and a truncated checkpoint left by one;
 - a read-only output folder and a full disk (a small tmpfs; root only) for every CLI step;
@@ -51,9 +53,9 @@ STUDY = copy.deepcopy(TINY_PARAMS)
 STUDY["protocol"]["default"]["variants"]["direct"]["epochs"] = 40
 STUDY["protocol"]["default"]["checkpoint_every"] = 2
 GROUP = "results/digits/symmetric-0.4/seed0"
-CHECKPOINTS = "checkpoints/digits/symmetric-0.4"  # one checkpoint folder per setting: its job's
+CHECKPOINTS = "checkpoints/results/digits/symmetric-0.4"  # its job's: one per setting and study
 PRODUCT_DIRS = ("data", "noisy", "results", "reports")
-SET_ASIDE = Path(".snakemake") / "set-aside"
+SET_ASIDE = Path("set-aside")
 
 
 def snapshot(repo: Path) -> dict[str, str]:
@@ -69,11 +71,20 @@ def smk(repo: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProce
     return run(repo, "snakemake", *args, check=False, timeout=timeout)
 
 
+def make_study(repo: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The plain rerun a user makes: `make study` is `smoothbench run`, Snakemake with the local profile."""
+    return run(repo, str(BIN / "smoothbench"), "run", "--cores", "2", check=False, timeout=timeout)
+
+
+def check(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(repo, str(BIN / "smoothbench"), "check", *args, check=False)
+
+
 def recover(repo: Path, proc: subprocess.CompletedProcess, base: dict) -> list[str]:
     """Rerun until done, following only what Snakemake's or smoothbench's message names
-    (--unlock, --rerun-incomplete); return the extra commands needed (whether training
-    resumed or retrained, the products must come out byte-identical). Asserts byte-identical
-    products, nothing left to do, and no tracked file deleted."""
+    (--unlock); return the extra commands needed (whether training resumed or retrained, the
+    products must come out byte-identical). Asserts byte-identical products, nothing left to do,
+    and no tracked file deleted."""
     needed = []
     for _ in range(3):
         if proc.returncode == 0:
@@ -82,10 +93,7 @@ def recover(repo: Path, proc: subprocess.CompletedProcess, base: dict) -> list[s
         if "--unlock" in text and "cannot be locked" in text:
             needed.append("--unlock")
             assert smk(repo, "--unlock").returncode == 0
-            proc = smk(repo, "--cores", "2")
-        elif "--rerun-incomplete" in text:
-            needed.append("--rerun-incomplete")
-            proc = smk(repo, "--cores", "2", "--rerun-incomplete")
+            proc = make_study(repo)
         else:
             raise AssertionError(f"the rerun failed without naming what to do:\n{text[-3000:]}")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
@@ -116,7 +124,8 @@ def study(finished, request):
     failed, _FAILED_BEFORE[0] = _FAILED_BEFORE[0] != request.session.testsfailed, request.session.testsfailed
     if snapshot(repo) != base or (failed and not nothing_to_do(smk(repo, "-n"))):
         smk(repo, "--unlock")
-        smk(repo, "--cores", "2", "--rerun-incomplete")
+        check(repo)
+        make_study(repo)
     return repo, base
 
 
@@ -164,23 +173,27 @@ def test_a_damaged_product_is_set_aside_and_made_again(study, case):
     rel, damage = CORRUPTIONS[case]
     damage(repo / rel)
     damaged = (repo / rel).read_bytes() if (repo / rel).exists() else None
-    # a dry run says what it found and moves nothing
-    dry = smk(repo, "-n")
-    assert dry.returncode == 0
+    # `smoothbench check --dry-run` says what it found and moves nothing
+    dry = check(repo, "--dry-run")
+    assert dry.returncode == 1 and "Traceback" not in dry.stderr
     group_file = rel.startswith(GROUP + "/cells")
     named = f"{GROUP}/group.json" if group_file else rel
-    [line] = [x for x in dry.stderr.splitlines() if x.startswith(f"smoothbench: {named}:")]
-    assert "dry run" in line
+    [line] = [x for x in dry.stdout.splitlines() if x.startswith(f"smoothbench check: {named}:")]
+    assert line.endswith("without --dry-run it is moved to set-aside/")
     assert ((repo / rel).read_bytes() if (repo / rel).exists() else None) == damaged
-    # the plain run sets it aside (kept, never deleted) and makes it again, and what follows it
-    proc = smk(repo, "--cores", "2")
-    [line] = [x for x in proc.stderr.splitlines() if x.startswith(f"smoothbench: {named}:")]
-    assert f"moved to {SET_ASIDE / named}" in line and "Traceback" not in proc.stderr
+    # `smoothbench check` sets it aside (kept, never deleted), one line; make study makes it again,
+    # and what follows it
+    proc = check(repo)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    [line] = [x for x in proc.stdout.splitlines() if x.startswith(f"smoothbench check: {named}:")]
+    assert line.endswith(f"; moved to {SET_ASIDE / named}")
     aside = repo / SET_ASIDE / named
     assert aside.is_file()
     if not group_file:
         assert aside.read_bytes() == damaged
-    recover(repo, proc, base)
+    recover(repo, make_study(repo), base)
+    proc = check(repo)
+    assert proc.returncode == 0 and proc.stdout.startswith("smoothbench check: the ")    # all usable again
     shutil.rmtree(repo / SET_ASIDE)
 
 
@@ -190,7 +203,7 @@ def test_a_deleted_group_is_made_again_though_the_tables_are_present(study):
     shutil.rmtree(repo / GROUP)
     counts = smk(repo, "-n").stdout
     assert re.search(r"^train\s+1$", counts, re.MULTILINE), counts
-    recover(repo, smk(repo, "--cores", "2"), base)
+    recover(repo, make_study(repo), base)
 
 
 # --------------------------------------------------------------------------- kills
@@ -240,9 +253,25 @@ def test_a_killed_run_resumes_to_identical_results(study, sig, point):
     os.killpg(proc.pid, getattr(signal, sig))
     proc.communicate(timeout=120)
     _complete_or_absent(repo, base)
-    needed = recover(repo, smk(repo, "--cores", "2"), base)
+    needed = recover_after_a_kill(repo, base)
     if sig != "SIGKILL":
         assert needed == []                                   # Snakemake unlocked on its way out
+
+
+def recover_after_a_kill(repo: Path, base: dict) -> list[str]:
+    """What docs/pipeline.md says to do after a kill: `smoothbench check` (it sets aside the
+    temporary files a killed job could not clean up, and finds nothing else: every product is
+    written whole or not at all), then rerun (`--unlock` first where Snakemake says so)."""
+    lines = check(repo).stdout.splitlines()
+    temp = [x for x in lines if re.fullmatch(r"smoothbench check: (\S+): left by an interrupted job; moved to "
+                                             r"set-aside/\1", x)]
+    assert lines[len(temp):] == [lines[-1]] and lines[-1].startswith(
+        "smoothbench check: what is said above is in set-aside/ now" if temp else "smoothbench check: the "), lines
+    needed = ["smoothbench check"] if temp else []
+    needed += recover(repo, make_study(repo), base)
+    if temp:
+        shutil.rmtree(repo / SET_ASIDE)
+    return needed
 
 
 @pytest.mark.timeout(900)
@@ -258,7 +287,7 @@ def test_a_truncated_checkpoint_is_moved_aside_and_training_goes_on(study, gener
     names = ["direct.pt", "direct.prev.pt"][:generations]
     for name in names:
         _truncate(ckdir / name)
-    recover(repo, smk(repo, "--cores", "2"), base)
+    recover(repo, make_study(repo), base)
     log = (repo / "logs" / "results" / "train" / "digits" / "symmetric-0.4.log").read_text()
     for name in names:
         assert re.search(rf"{re.escape(name)} is unreadable \(\w+\); moved to {re.escape(name)}\.corrupt", log), log
@@ -357,7 +386,7 @@ def test_a_read_only_results_folder_fails_the_job_and_a_rerun_recovers(study):
         assert re.fullmatch(rf"smoothbench train: error: {GROUP}/cells/\S*: read-only file system; choose a "
                             "writable folder", last), last
         _complete_or_absent(repo, base)
-    recover(repo, smk(repo, "--cores", "2"), base)
+    recover(repo, make_study(repo), base)
     assert "resumed from epoch 40" in log.read_text()                           # nothing trained was lost
 
 
@@ -460,12 +489,13 @@ def test_config_values_are_read_as_yaml(study):
 def test_a_second_run_is_refused_while_one_runs(study):
     repo, base = study
     shutil.rmtree(repo / GROUP)
+    log = repo / "logs" / "results" / "train" / "digits" / "symmetric-0.4.log"
+    before = log.stat().st_mtime_ns
     first = _start(repo)
-    locks = repo / ".snakemake" / "locks"
-    assert _wait_for(lambda: locks.is_dir() and any(locks.iterdir()), 300, first)
+    assert _wait_for(lambda: log.stat().st_mtime_ns != before, 300, first)    # its train job runs: it holds the lock
     second = smk(repo, "--cores", "2")
     assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
-    assert "smoothbench: " not in second.stderr                       # the check stood back: nothing set aside
+    assert "rule " not in second.stdout + second.stderr                # no job of its own ran
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out[-3000:]
     recover(repo, subprocess.CompletedProcess(first.args, first.returncode, out, ""), base)

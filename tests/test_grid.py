@@ -77,7 +77,7 @@ def test_jobs_are_the_settings_with_all_their_seeds():
     jobs = grid.expand_jobs(p)
     assert len(jobs) == 2 * (4 + 2)                             # one per (dataset, noise kind, rate)
     assert [g.seed for g in jobs[2].groups] == [0, 1] and jobs[2].id == "digits-symmetric-0.4"
-    assert jobs[2].checkpoint_dir == "checkpoints/digits/symmetric-0.4"
+    assert jobs[2].checkpoint_dir == "checkpoints/results/digits/symmetric-0.4"      # per study: its results folder
     assert [g for j in jobs for g in j.groups] == grid.expand_groups(p)
 
 

@@ -1,102 +1,46 @@
-"""smoothbench.pipeline.integrity: which products cannot be used, and setting them aside.
+"""smoothbench.pipeline.integrity (`smoothbench check`): which products cannot be used, and
+setting them aside.
 
-The end-to-end behaviour (a real Snakemake run that sets a product aside and makes it
-again, byte-identical) is in test_faults.py; here the pieces, on hand-made files.
+The end-to-end behaviour (a damaged product of a real Snakemake run set aside by
+`smoothbench check` and made again, byte-identical) is in test_faults.py; here the pieces, on
+hand-made files.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import types
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from toy_results import write_toy
 
-from smoothbench.pipeline import integrity
 from smoothbench.core import files as io
+from smoothbench.pipeline import integrity
 from smoothbench.pipeline.integrity import DATA, GROUP, LABELS, REPORT, STATS, TABLE
+from smoothbench.report import build, collect
+from smoothbench.study import grid
 
 
-@pytest.mark.parametrize("argv, looks", [
-    (["--cores", "2"], False), (["-c2", "report_all"], False), (["-p", "--cores", "1"], False),
-    (["-n"], True), (["-np"], True), (["--dry-run"], True), (["--dryrun"], True), (["--unlock"], True),
-    (["--touch"], True), (["-t"], True), (["--summary"], True), (["-S"], True), (["--list-changes", "params"], True),
-    (["--dag"], True), (["--report", "r.zip"], True), (["--lint"], True), (["--cores", "2", "-n"], True),
-    (["--rerun-incomplete", "--cores", "2"], False), (["--keep-going"], False),
-])
-def test_look_only_commands_move_nothing(argv, looks):
-    assert integrity.looks_only(argv) is looks
-
-
-def _record(metadata: Path, path: str, endtime: float) -> None:
-    """A metadata record where Snakemake's file backend puts it (its own path function)."""
-    from snakemake.persistence.file import FilePersistence
-
-    fake = types.SimpleNamespace(_fetch_max_len=lambda subject: 255)
-    record = Path(FilePersistence._record_path(fake, str(metadata), path))
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"endtime": endtime, "record_format_version": 6}))
-
-
-@pytest.mark.parametrize("name", ["results/results.csv", "results/" + "very-long-folder-name/" * 12 + "group.json"])
-def test_snakemake_records_are_found_where_snakemake_writes_them(tmp_path, monkeypatch, name):
-    monkeypatch.chdir(tmp_path)
-    Path(name).parent.mkdir(parents=True)
-    Path(name).write_text("x")
-    meta = tmp_path / ".snakemake" / "metadata"
-    assert integrity.written_here(name, meta) is None            # no record
-    _record(meta, name, os.stat(name).st_mtime)
-    assert integrity.written_here(name, meta) is True
-    os.utime(name, (1, 1))
-    assert integrity.written_here(name, meta) is False           # changed since
-
-
-def test_a_product_snakemake_marked_incomplete_is_set_aside_and_made_again(tmp_path, monkeypatch):
-    # Ctrl-C after a job wrote its (whole, atomically written) output, before Snakemake saw the
-    # job finish: Snakemake keeps the output's "incomplete" marker and would stop the next run
-    monkeypatch.chdir(tmp_path)
-    name = "results/digits/symmetric-0.4/seed0/group.json"
-    Path(name).parent.mkdir(parents=True)
-    Path(name).write_text("{}")
-    assert integrity.findings({name: GROUP}, lambda p: True) == []  # vouched for, no marker
-    from snakemake.persistence.file import FilePersistence
-    fake = types.SimpleNamespace(_fetch_max_len=lambda subject: 255)
-    marker = Path(FilePersistence._record_path(fake, ".snakemake/incomplete", name))
-    marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"external_jobid": None}))
-    assert integrity.marked_incomplete(name)
-    [line] = integrity.check({name: GROUP}, lambda p: True, act=False)
-    assert line.startswith(f"smoothbench: {name}: its job was stopped before Snakemake saw it finish; a run")
-    assert Path(name).exists()
-    [line] = integrity.check({name: GROUP}, lambda p: True, act=True)
-    assert not Path(name).exists() and (Path(".snakemake/set-aside") / name).read_text() == "{}"
-
-
-def _group(tmp_path: Path) -> str:
-    """A toy group as the trainer leaves it: per-cell files first, group.json last."""
-    group = write_toy(tmp_path)[0]
-    for curves in group.parent.glob("cells/*/*/curves.csv"):
-        (curves.parent / "metrics.json").write_text("{}")
-    t = max(p.stat().st_mtime for p in group.parent.rglob("*") if p.is_file())
-    os.utime(group, (t + 1, t + 1))
-    return str(group)
-
-
-def test_a_group_with_a_missing_or_newer_cell_file_cannot_be_used(tmp_path):
-    group = _group(tmp_path)
-    assert integrity.findings({group: GROUP}, lambda p: False, tmp_path / "m") == []
-    cells = sorted(Path(group).parent.glob("cells/*/*/curves.csv"))
-    t = os.stat(group).st_mtime
-    os.utime(cells[0], (t + 5, t + 5))
-    [f] = integrity.findings({group: GROUP}, lambda p: False, tmp_path / "m")
-    assert "changed after it was written" in f.why and str(cells[0]) in f.why
-    assert integrity.findings({group: GROUP}, lambda p: True, tmp_path / "m") == []   # DVC vouches for it
-    cells[1].unlink()
-    [f] = integrity.findings({group: GROUP}, lambda p: False, tmp_path / "m")
-    assert f.why.startswith("1 of its per-cell files are missing")
+def test_a_study_s_products_are_every_file_its_jobs_write():
+    study = grid.validate_params({"datasets": ["digits"], "noise": {"symmetric": [0.2, 0.4]},
+                                  "methods": {"ce": [0.0], "ls": [0.4]}, "seeds": [0, 3],
+                                  "output": {"results_dir": "res", "reports_dir": "rep/"}})
+    products = integrity.study_products(study)
+    want = {"data/digits.npz": DATA, "rep/results.csv": TABLE, "rep/curves.csv": TABLE}
+    for rate in ("0.2", "0.4"):
+        for seed in (0, 3):
+            want[f"noisy/digits/symmetric-{rate}-s{seed}.npz"] = LABELS
+            want[f"noisy/digits/symmetric-{rate}-s{seed}.json"] = STATS
+            want[f"res/digits/symmetric-{rate}/seed{seed}/group.json"] = GROUP
+    reports = {p: k for p, k in products.items() if k == REPORT}
+    assert {p: k for p, k in products.items() if k != REPORT} == want
+    assert "rep/findings.md" in reports and "rep/tables/table_best.csv" in reports
+    assert any(p.startswith("rep/figures/") and p.endswith(".png") for p in reports)
+    assert integrity.product_folders(study) == ["data", "noisy", "res", "rep/", "checkpoints"]
 
 
 def _labels(path: Path) -> None:
@@ -111,7 +55,7 @@ def _labels(path: Path) -> None:
     (STATS, lambda p: p.write_text('{"realised": 0.2}'), lambda p: p.write_text('[1, 2]')),
     (DATA, None, lambda p: p.write_bytes(p.read_bytes()[:1000])),
     (TABLE, None, lambda p: p.write_text("dataset,noise_kind\ndigits\n")),
-])
+], ids=["labels-cut", "labels-zeroed", "stats-cut", "stats-list", "dataset-cut", "table-columns"])
 def test_an_unreadable_product_is_found_and_set_aside(tmp_path, monkeypatch, kind, make, damage):
     monkeypatch.chdir(tmp_path)
     if kind == DATA:
@@ -121,8 +65,6 @@ def test_an_unreadable_product_is_found_and_set_aside(tmp_path, monkeypatch, kin
         path.parent.mkdir()
         write_dataset(path)
     elif kind == TABLE:
-        from smoothbench.report import collect
-
         collect.collect(write_toy(tmp_path), "results.csv", "curves.csv")
         path = Path("results.csv")
     else:
@@ -130,39 +72,100 @@ def test_an_unreadable_product_is_found_and_set_aside(tmp_path, monkeypatch, kin
         path.parent.mkdir()
         make(path)
     assert integrity.unreadable(str(path), kind) is None
+    assert integrity.check({str(path): kind}) == []
     damage(path)
     damaged = path.read_bytes()
     assert integrity.unreadable(str(path), kind)
-    [line] = integrity.check({str(path): kind}, lambda p: False, act=False)
-    assert str(path) in line and "dry run" in line and path.read_bytes() == damaged   # a dry run moves nothing
-    [line] = integrity.check({str(path): kind}, lambda p: False, act=True)
-    aside = Path(".snakemake/set-aside") / path
-    assert not path.exists() and aside.read_bytes() == damaged and str(aside) in line
-    assert integrity.check({str(path): kind}, lambda p: False, act=True) == []      # gone: Snakemake makes it
+    [line] = integrity.check({str(path): kind}, act=False)
+    assert line.startswith(f"{path}: unreadable: ") and line.endswith("without --dry-run it is moved to set-aside/")
+    assert path.read_bytes() == damaged                                           # a dry run moves nothing
+    [line] = integrity.check({str(path): kind})
+    aside = Path("set-aside") / path
+    assert not path.exists() and aside.read_bytes() == damaged and line.endswith(f"; moved to {aside}")
+    assert integrity.check({str(path): kind}) == []                               # gone: the next run makes it
 
 
-def test_vouched_and_freshly_written_products_are_not_read(tmp_path, monkeypatch):
+def _study_products(root: Path) -> dict[str, str]:
+    """A finished toy study below ``root`` as the pipeline leaves it: groups (with every cell's
+    metrics.json), the tables, the reports; returns its products (path -> kind)."""
+    groups = write_toy(root / "results")
+    for group in groups:
+        for cell in io.read_json(group)["cells"]:
+            io.write_json(group.parent / "cells" / cell["variant"] / cell["cell_id"] / "metrics.json", cell)
+    reports = root / "reports"
+    collect.collect(groups, reports / "results.csv", reports / "curves.csv")
+    written = build.build_reports(reports / "results.csv", reports / "curves.csv", reports)
+    return {**{str(g): GROUP for g in groups}, str(reports / "results.csv"): TABLE,
+            str(reports / "curves.csv"): TABLE, **{p: REPORT for p in written}}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finished")
+    return root, _study_products(root)
+
+
+@pytest.fixture
+def study(finished, tmp_path, monkeypatch):
+    """A fresh copy of the finished toy study in s/ (each test damages its own), in the current
+    folder, with its products' paths relative to it."""
+    root, products = finished
+    shutil.copytree(root, tmp_path / "s")
     monkeypatch.chdir(tmp_path)
-    Path("x.json").write_text("not json")
-    assert integrity.findings({"x.json": STATS}, lambda p: True) == []
-    _record(Path(".snakemake/metadata"), "x.json", os.stat("x.json").st_mtime)
-    assert integrity.findings({"x.json": STATS}, lambda p: False) == []
+    return {str(Path("s") / Path(p).relative_to(root)): k for p, k in products.items()}
 
 
-def test_tables_and_reports_changed_after_snakemake_wrote_them_are_set_aside(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in ("reports/findings.md", "reports/figures/a.png"):
-        Path(name).parent.mkdir(parents=True, exist_ok=True)
-        Path(name).write_text("made")
-        _record(Path(".snakemake/metadata"), name, os.stat(name).st_mtime)
-    assert integrity.findings({"reports/findings.md": REPORT, "reports/figures/a.png": REPORT}, lambda p: False) == []
-    Path("reports/findings.md").write_text("edited")
-    os.utime("reports/findings.md", (10, 10))
-    [f] = integrity.findings({"reports/findings.md": REPORT, "reports/figures/a.png": REPORT}, lambda p: False)
-    assert f.path == "reports/findings.md" and f.why == "changed after Snakemake wrote it"
-    # a report file with no record at all (not written by this Snakemake) has no reader: left alone
-    Path("reports/other.md").write_text("?")
-    assert integrity.findings({"reports/other.md": REPORT}, lambda p: False) == []
+def _cell_file(products: dict, name: str) -> Path:
+    group = Path(next(p for p, k in products.items() if k == GROUP))
+    return sorted(group.parent.glob(f"cells/*/*/{name}"))[1]
+
+
+@pytest.mark.parametrize("name, damage, why", [
+    ("curves.csv", Path.unlink, "curves file is missing"),
+    ("metrics.json", Path.unlink, "per-cell file is missing"),
+    ("metrics.json", lambda p: p.write_text(p.read_text()[:40]), "not valid JSON"),
+    ("curves.csv", lambda p: p.write_text("epoch\n"), "columns missing"),
+])
+def test_a_group_whose_cell_files_do_not_read_back_cannot_be_used(study, name, damage, why):
+    assert integrity.findings(study) == []
+    cell = _cell_file(study, name)
+    damage(cell)
+    [found] = integrity.findings(study)
+    group = str(cell.parents[3] / "group.json")
+    assert found.path == group and found.kind == GROUP and why in found.why, found
+
+
+def test_tables_and_reports_that_are_not_what_their_jobs_make_are_set_aside(study):
+    """A table or report file is deterministic: edited, cut, or made by other code, it is not
+    what collect/report make from the groups now. Many report files make one line."""
+    results = next(p for p in study if p.endswith("results.csv"))
+    findings_md = next(p for p in study if p.endswith("findings.md"))
+    rows = Path(results).read_text().splitlines(keepends=True)
+    Path(results).write_text("".join(rows[:-1]))                               # its last row lost: still readable
+    Path(findings_md).write_text(Path(findings_md).read_text() + "\nedited by hand\n")
+    assert integrity.unreadable(results, TABLE) is None
+    found = {f.path: f.why for f in integrity.findings(study)}
+    assert found == {results: "not what collect makes from the study's groups",
+                     findings_md: "not what report makes from the study's groups"}
+    lines = integrity.check(study)
+    assert sorted(lines) == sorted(f"{p}: {why}; moved to set-aside/{p}" for p, why in found.items())
+    assert not Path(results).exists() and Path(f"set-aside/{results}").read_text() == "".join(rows[:-1])
+    figures = [p for p, k in study.items() if k == REPORT and p.endswith(".png")][:5]
+    for p in figures:
+        Path(p).write_bytes(Path(p).read_bytes() + b"\0")
+    [line] = integrity.check(study, act=False)
+    assert line.startswith("5 report files are not what report makes from the study's groups (")
+    assert all(Path(p).exists() for p in figures)
+
+
+def test_a_group_to_be_made_again_leaves_the_tables_to_the_next_run(study):
+    """With a group unusable, the tables and reports are not compared (the run that makes the
+    group again makes them again); each is still read."""
+    group = next(p for p, k in study.items() if k == GROUP)
+    Path(group).write_text("{")
+    findings_md = next(p for p in study if p.endswith("findings.md"))
+    Path(findings_md).write_text("edited")
+    assert [f.path for f in integrity.findings(study)] == [group]
 
 
 def test_set_aside_never_overwrites_an_earlier_one(tmp_path, monkeypatch):
@@ -170,7 +173,7 @@ def test_set_aside_never_overwrites_an_earlier_one(tmp_path, monkeypatch):
     for text in ("first", "second", "third"):
         Path("f.csv").write_text(text)
         integrity.set_aside("f.csv")
-    aside = Path(".snakemake/set-aside")
+    aside = Path("set-aside")
     assert [(aside / n).read_text() for n in ("f.csv", "f.csv.1", "f.csv.2")] == ["first", "second", "third"]
 
 
@@ -187,29 +190,44 @@ def test_temporary_files_of_killed_jobs_are_set_aside(tmp_path, monkeypatch):
     tmp = tmp.relative_to(tmp_path)
     Path("results/g/.lock").write_text("")               # not one of ours
     assert integrity.stale_temp_files(["results", "absent"]) == [str(tmp)]
-    [line] = integrity.check({}, lambda p: False, act=True, folders=["results"])
-    assert "interrupted" in line and not tmp.exists() and (Path(".snakemake/set-aside") / tmp).read_bytes() == stale
+    [line] = integrity.check({}, folders=["results"])
+    assert line == f"{tmp}: left by an interrupted job; moved to {Path('set-aside') / tmp}"
+    assert not tmp.exists() and (Path("set-aside") / tmp).read_bytes() == stale
 
 
-def test_many_changed_report_files_make_one_line(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    names = [f"reports/figures/f{i}.png" for i in range(6)] + ["reports/findings.md"]
-    for name in names:
-        Path(name).parent.mkdir(parents=True, exist_ok=True)
-        Path(name).write_text("made")
-        _record(Path(".snakemake/metadata"), name, 1.0)        # Snakemake wrote it at t = 1; it changed since
-    [line] = integrity.check({n: REPORT for n in names}, lambda p: False, act=False)
-    assert line.startswith("smoothbench: 7 report files changed") and all(Path(n).exists() for n in names)
-    [line] = integrity.check({n: REPORT for n in names}, lambda p: False, act=True)
-    assert "moved to .snakemake/set-aside/reports/" in line
-    assert not any(Path(n).exists() for n in names) and all((Path(".snakemake/set-aside") / n).exists() for n in names)
+def test_the_check_command_reads_the_study_as_snakemake_does(tmp_path):
+    """`smoothbench check`: the study from params.yaml, or --configfile with --config on top; one
+    line per product set aside, exit 1 on a dry run that found one."""
+    study = {"datasets": ["digits"], "noise": {"symmetric": [0.4]}, "methods": {"ce": [0.0]}, "seeds": [0]}
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(study))
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(dict(study, noise={"symmetric": [0.2]}, seeds=[5])))
+    (tmp_path / "noisy/digits").mkdir(parents=True)
+    for name in ("0.4-s0", "0.2-s7"):
+        (tmp_path / f"noisy/digits/symmetric-{name}.json").write_text("[")
+
+    def check(*args):
+        return subprocess.run([sys.executable, "-m", "smoothbench.cli", "check", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    proc = check("-n")
+    assert proc.returncode == 1 and proc.stdout.splitlines() == [
+        "smoothbench check: noisy/digits/symmetric-0.4-s0.json: unreadable: not valid JSON (Expecting value: line 1 "
+        "column 2 (char 1)); without --dry-run it is moved to set-aside/"], proc.stdout + proc.stderr
+    proc = check("--configfile", "other.yaml", "--config", "seeds=[7]")
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0].startswith(
+        "smoothbench check: noisy/digits/symmetric-0.2-s7.json: unreadable: ")
+    assert proc.stdout.splitlines()[1] == ("smoothbench check: what is said above is in set-aside/ now; the next run "
+                                           "(make study) makes it again, and what depends on it")
+    assert (tmp_path / "set-aside/noisy/digits/symmetric-0.2-s7.json").is_file()
+    proc = check("--config", "seeds=[x]")
+    assert proc.returncode == 2 and proc.stderr.startswith("smoothbench check: error: params.yaml (with --config): seeds")
 
 
 def test_a_read_only_folder_a_missing_product_goes_into_is_one_line(tmp_path, monkeypatch):
     """Only missing products count (Snakemake must write them); the nearest existing folder above
     each is checked; a read-only file system (a bind mount, root only) or no permission is named."""
-    import subprocess
-
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a read-only folder")
     monkeypatch.chdir(tmp_path)
@@ -218,17 +236,37 @@ def test_a_read_only_folder_a_missing_product_goes_into_is_one_line(tmp_path, mo
     Path("results/d/symmetric-0.4/seed1").mkdir()
     (Path("results/d/symmetric-0.4/seed1") / "group.json").write_text("{}")
     products = [f"{seed}/group.json", "results/d/symmetric-0.4/seed1/group.json", "results/d/pairflip-0.2/seed0/group.json"]
-    assert integrity.unwritable(products, act=True) == []
+    assert integrity.unwritable(products) is None
     if subprocess.run(["mount", "--bind", str(tmp_path / "results"), str(tmp_path / "results")]).returncode:
         pytest.skip("cannot mount here")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(tmp_path / "results")], check=True)
-        assert integrity.unwritable(products, act=True) == [
+        assert integrity.unwritable(products) == (
             f"smoothbench: {seed}: read-only file system, and this run has to write group.json into it (and 1 other "
-            "folder); make it writable and rerun"]
-        assert integrity.unwritable(products[1:], act=False) == [     # a present product needs no writing
-            "smoothbench: results/d: read-only file system, and a run has to write pairflip-0.2/seed0/group.json into "
-            "it; make it writable first"]
-        assert integrity.unwritable(products[1:2], act=True) == []
+            "folder); make it writable and rerun")
+        assert integrity.unwritable(products[1:]) == (     # a present product needs no writing
+            "smoothbench: results/d: read-only file system, and this run has to write pairflip-0.2/seed0/group.json "
+            "into it; make it writable and rerun")
+        assert integrity.unwritable(products[1:2]) is None
     finally:
         subprocess.run(["umount", "-l", str(tmp_path / "results")])
+
+
+def test_the_study_products_are_the_workflow_s_outputs(tmp_path):
+    """What `smoothbench check` reads is what the workflow makes: the output files of Snakemake's
+    own summary of the study's DAG (`snakemake --summary`)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    study = {"datasets": ["digits", "mnist1d"], "noise": {"symmetric": [0.4], "pairflip": [0.2]},
+             "methods": {"ce": [0.0], "ls": [0.4]}, "seeds": [1, 2], "output": {"reports_dir": "rep"}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    (tmp_path / "src").symlink_to(root / "src")            # the rules' code inputs, relative to the workflow
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(root / "Snakefile"), "-d",
+                           str(tmp_path), "--configfile", str(tmp_path / "study.yaml"), "--summary"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(root / "src")))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    made = [line.split("\t")[0] for line in lines[lines.index(next(x for x in lines if x.startswith("output_file"))) + 1:]]
+    products = integrity.study_products(grid.validate_params(study))
+    assert sorted(made) == sorted(products)

@@ -30,7 +30,7 @@ import yaml
 
 from smoothbench.study import grid
 from smoothbench.report import build as report
-from test_layout import PKG, imported_modules
+from test_layout import LAYERS, PKG, imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv's snakemake, dvc and smoothbench
@@ -68,8 +68,10 @@ def _exe(name: str) -> str:
 
 def _env(repo: Path) -> dict:
     # a newcomer's shell: not the environment of the `make test` that may have started pytest
-    # (a nested make prints "Entering directory" lines that a user typing `make pull` never sees)
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    # (a nested make prints "Entering directory" lines that a user typing `make pull` never sees),
+    # and one that writes Python's bytecode caches (__pycache__ in the clone's src/) as Python does
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "PYTHONDONTWRITEBYTECODE")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(repo / "src")  # the clone's library, not the installed checkout's
     env["DVC_NO_ANALYTICS"] = "1"
@@ -154,33 +156,36 @@ def result_cells(path: Path) -> list[tuple]:
 
 
 def dvc_stages(root: Path = ROOT) -> dict:
-    """dvc.yaml's stages with `${folders.X}` filled in from workflow/dvc-folders.yaml (its `vars:`)."""
-    folders = yaml.safe_load((root / "workflow" / "dvc-folders.yaml").read_text())["folders"]
+    """dvc.yaml's stages with `${output.X}` filled in from params.yaml, as DVC's templating does
+    (params.yaml is its default variables file)."""
+    output = yaml.safe_load((root / "params.yaml").read_text())["output"]
     text = (root / "dvc.yaml").read_text()
-    for name, folder in folders.items():
-        text = text.replace("${folders." + name + "}", folder)
-    assert "${" not in text, "dvc.yaml uses a variable that workflow/dvc-folders.yaml does not define"
+    for name, folder in output.items():
+        text = text.replace("${output." + name + "}", folder)
+    assert "${" not in text, "dvc.yaml uses a variable that params.yaml does not define"
     return yaml.safe_load(text)["stages"]
 
 
 STAGE_RULES = {"data": ["data"], "train": ["data", "train"], "report": ["data", "train", "report"]}
 
 
-def _stage_modules(stage: str) -> set[str]:
-    """The library subpackages a stage's command lines run, its upstream stages' included: the
-    `smoothbench` subcommands named in its rule files, each one's imports in cli/commands.py, and
-    everything those import (read from the source here, independently of provenance.py)."""
-    commands: set[str] = set()
-    for rule in STAGE_RULES[stage]:
-        commands |= set(re.findall(r"smoothbench (\w+)", (ROOT / "workflow" / "rules" / f"{rule}.smk").read_text()))
-    assert commands, f"{stage} runs no smoothbench command"
+def _rule_steps(rule: str) -> set[str]:
+    """The `smoothbench` subcommands a rule file runs."""
+    return set(re.findall(r"smoothbench (\w+)", (ROOT / "workflow" / "rules" / f"{rule}.smk").read_text()))
+
+
+def _imported_subpackages(step: str) -> set[str]:
+    """The library subpackages a `smoothbench` subcommand runs: its function's imports in
+    cli/commands.py and everything those import, read from the source here (independently of
+    smoothbench.pipeline.steps)."""
     cli_tree = ast.parse((PKG / "cli" / "commands.py").read_text())
     todo = []
     for fn in cli_tree.body:
-        if isinstance(fn, ast.FunctionDef) and fn.name.removeprefix("_cmd_") in commands:
+        if isinstance(fn, ast.FunctionDef) and fn.name == f"_cmd_{step}":
             for node in ast.walk(fn):
                 if isinstance(node, ast.ImportFrom) and node.level == 2:
                     todo += [node.module] if node.module else [a.name for a in node.names]
+    assert todo, f"smoothbench {step} imports nothing of the library"
     seen: set[str] = set()
     while todo:
         sub = todo.pop().split(".")[0]
@@ -191,23 +196,58 @@ def _stage_modules(stage: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("stage", ["data", "train", "report"])
-def test_dvc_deps_are_the_modules_each_stage_runs(stage):
-    """Each stage depends on exactly the library modules its commands and its upstream stages'
-    commands import, and on their rule files (derived from the code, so a new import cannot be
-    silently missing from dvc.yaml); the Snakemake rules take the same modules as inputs."""
-    deps = dvc_stages()[stage]["deps"]
-    pkg = ROOT / "src" / "smoothbench"
-    listed = {Path(d).name for d in deps if d.startswith("src/smoothbench/") and (ROOT / d / "__init__.py").is_file()}
-    assert listed == _stage_modules(stage), f"dvc.yaml stage {stage}: deps should list " + ", ".join(
-        f"src/smoothbench/{m}" for m in sorted(_stage_modules(stage)))
-    assert {d for d in deps if d.startswith("workflow/rules/")} == {f"workflow/rules/{r}.smk" for r in STAGE_RULES[stage]}
-    from smoothbench.pipeline import provenance
+def test_each_step_takes_the_code_of_every_subpackage_it_runs():
+    """The subpackages a step declares cover what its command imports; each is a folder of the
+    library below the step's command line (no pipeline, study, bench or cli code)."""
+    from smoothbench.pipeline import steps
 
-    steps = {"data": ["data", "noise"], "train": ["train"], "report": ["collect", "report"]}
-    rules_code = {Path(f).relative_to(pkg).parts[0].removesuffix(".py") for r in STAGE_RULES[stage]
-                  for f in provenance.code_files(steps[r])}
-    assert rules_code == listed
+    rules = set().union(*(_rule_steps(r) for r in STAGE_RULES["report"]))
+    assert rules == set(steps.STEP_CODE)
+    for step, subs in steps.STEP_CODE.items():
+        missing = _imported_subpackages(step) - set(subs)
+        assert not missing, f"step {step} runs {', '.join(sorted(missing))} too: add it to STEP_CODE"
+        assert set(subs) <= set(LAYERS) - {"study", "pipeline", "bench", "cli"}, step
+
+
+def test_the_direction_of_that_check_is_caught(monkeypatch):
+    """A step that declares less than it imports is caught (a planted omission)."""
+    from smoothbench.pipeline import steps
+
+    monkeypatch.setitem(steps.STEP_CODE, "train", ("core", "data", "noise", "engine"))
+    with pytest.raises(AssertionError, match="step train runs methods too"):
+        test_each_step_takes_the_code_of_every_subpackage_it_runs()
+
+
+@pytest.mark.parametrize("stage", ["data", "train", "report"])
+def test_dvc_deps_are_the_subpackages_of_each_stage_s_steps(stage):
+    """Each stage depends on the subpackages of its steps and of its upstream stages' steps (the
+    rules' own code inputs, smoothbench.pipeline.steps), and on their rule files."""
+    from smoothbench.pipeline import steps
+
+    deps = dvc_stages()[stage]["deps"]
+    listed = {Path(d).name for d in deps if d.startswith("src/smoothbench/")}
+    derived = {sub for rule in STAGE_RULES[stage] for step in _rule_steps(rule) for sub in steps.STEP_CODE[step]}
+    assert listed == derived, f"dvc.yaml stage {stage}: deps should list " + ", ".join(
+        f"src/smoothbench/{m}" for m in sorted(derived))
+    assert {d for d in deps if d.startswith("workflow/rules/")} == {f"workflow/rules/{r}.smk" for r in STAGE_RULES[stage]}
+
+
+def test_a_step_s_code_files_are_the_checkout_s_files_of_its_subpackages(tmp_path):
+    """What the rules take as code inputs is what git tracks below the step's subpackages:
+    no cache, editor or hidden file (whose every change would rerun jobs); and DVC leaves the
+    same names out of what it hashes (.dvcignore), so dvc.lock matches a clean checkout."""
+    from smoothbench.pipeline import steps
+
+    tracked = set(_git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "src/smoothbench").splitlines())
+    for step, subs in steps.STEP_CODE.items():
+        expected = {f for f in tracked if f.split("/")[2] in subs}
+        assert set(steps.code_files(step, ROOT)) == expected, step
+    junk = ["methods/__pycache__/gls.cpython-311.pyc", "methods/gls.pyc", "methods/.gls.py.swp", "methods/gls.py~",
+            "methods/.DS_Store"]
+    assert not [j for j in junk if steps.is_code(Path(j))]
+    assert steps.is_code(Path("report/references/wei2022.csv"))
+    ignored = run(ROOT, "dvc", "check-ignore", *(f"src/smoothbench/{j}" for j in junk), check=False).stdout.split()
+    assert ignored == [f"src/smoothbench/{j}" for j in junk]
 
 
 def test_no_stage_depends_on_another_stages_outputs():
@@ -246,15 +286,12 @@ def test_dvc_deps_and_params_exist():
             assert dep in outs or (ROOT / dep).exists(), f"stage {name}: dep {dep} does not exist"
         # the whole params.yaml, no key list: a key left out for its default cannot be "missing"
         assert stage["params"] == [{"params.yaml": None}], f"stage {name}: params"
-    # the stages whose outputs are the study's output folders check those folders first
+    # the stages whose outputs are the study's output folders name them from params.yaml (DVC's templating)
     raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    assert raw["vars"] == ["workflow/dvc-folders.yaml"]
+    assert "vars" not in raw                                       # params.yaml is DVC's default variables file
     for name, stage in raw["stages"].items():
         named = [next(iter(o)) for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
-        templated = any("${folders." in o for o in named)
-        assert templated == (name != "data"), name
-        # (this checkout's code, whatever else is installed: as the workflow's own jobs do)
-        assert stage["cmd"].startswith("PYTHONPATH=src smoothbench dvc-folders --check && ") == templated, name
+        assert all(o.startswith(("${output.results_dir}", "${output.reports_dir}")) for o in named) == (name != "data")
 
 
 def test_no_dvc_remote_is_committed():
@@ -348,10 +385,17 @@ def test_full_run_then_a_changed_study_then_a_changed_module(smk_repo):
     assert summary["cells"] == len(expected_cells(smaller))
     with open(smk_repo / "reports" / "tables" / "table_best.csv", newline="") as fh:
         assert {row["noise_rate"] for row in csv.DictReader(fh)} == {"0.4"}                 # noise 0 is gone
-    # a changed library module reruns exactly the jobs that run it
+    # a changed library module reruns exactly the jobs that run it: a figure module is report/'s,
+    # whose code both the collect and the report step run (smoothbench.pipeline.steps)
     (smk_repo / "src" / "smoothbench" / "report" / "figures" / "per_method.py").write_text(
         (smk_repo / "src" / "smoothbench" / "report" / "figures" / "per_method.py").read_text() + "\n# a change\n")
-    assert job_counts(run(smk_repo, "snakemake", "-n").stdout) == {"report": 1, "all": 1}
+    assert job_counts(run(smk_repo, "snakemake", "-n").stdout) == {"collect": 1, "report": 1, "all": 1}
+    run(smk_repo, "snakemake", "--cores", "2")
+    # ... and a new file in a subpackage (a method module, say) reruns every job whose step runs it
+    (smk_repo / "src" / "smoothbench" / "methods" / "newloss.py").write_text('"""A new module."""\n')
+    counts = job_counts(run(smk_repo, "snakemake", "-n").stdout)
+    assert counts == {"train": 1, "collect": 1, "report": 1, "all": 1}, counts
+    (smk_repo / "src" / "smoothbench" / "methods" / "newloss.py").unlink()
     assert deleted_tracked_files(smk_repo) == []
     _git(smk_repo, "checkout", "-q", "--", "src", "params.yaml")
 
@@ -381,8 +425,10 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     proc = run(repo, "dvc", "repro", "--dry")
     assert _stages_run(proc) == ["data", "train", "report"], proc.stdout + proc.stderr
     proc = run(repo, "make", "pull", f"BIN={BIN}", check=False)
-    assert proc.returncode != 0 and proc.stdout.strip().count("\n") == 0
-    assert "no DVC remote is configured" in proc.stdout
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.splitlines()[:1] == [
+        "smoothbench pull: error: no DVC remote is configured: add yours once (dvc remote add --local -d store PATH), "
+        "or train with make study"]
     assert run(repo, "dvc", "pull", check=False).stderr.splitlines()[0] == "No remote provided and no default remote set."
 
     # 1. dvc repro runs the study through Snakemake
@@ -396,9 +442,10 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     proc = run(repo, "dvc", "repro")
     assert _stages_run(proc) == [] and "Data and pipelines are up to date" in proc.stdout
     assert nothing_to_do(run(repo, "snakemake", "-n"))
-    # ... also where Snakemake cannot compare checksums (files over its size limit, like the
-    # default study's curves.csv): dvc repro rewrote some outputs with fresh mtimes
-    assert nothing_to_do(run(repo, "snakemake", "-n", "--max-checksum-file-size", "1"))
+    # ... also for the files larger than Snakemake's default checksum limit (1 MB; the default
+    # study's curves.csv): dvc repro rewrote some outputs with fresh mtimes, and the local profile
+    # (DVC's stages, make study) has Snakemake compare checksums up to 1 GB
+    assert nothing_to_do(run(repo, "snakemake", "-n", "--workflow-profile", "workflow/profiles/default"))
 
     # 3. reports deleted: rebuilt byte-identical from results/, without retraining
     group_jsons = sorted((repo / "results").rglob("group.json"))
@@ -411,26 +458,37 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     assert tree_md5s(repo / "reports") == before
     assert run(repo, "git", "status", "--porcelain", "dvc.lock").stdout == ""
 
-    # 4. artifacts replaced by DVC in this checkout (new mtimes; Snakemake's records of
-    #    them are now stale): still nothing to redo
+    # 4. artifacts replaced by DVC in this checkout (new mtimes, the same content: Snakemake's
+    #    records of their checksums still hold): still nothing to redo
     for top in ("data", "noisy", "results"):
         shutil.rmtree(repo / top)
     run(repo, "dvc", "checkout")
     assert _stages_run(run(repo, "dvc", "repro")) == []
     assert nothing_to_do(run(repo, "snakemake", "-n"))
+    # ... and with `smoothbench pull --checkout` (DVC's cache, no remote), Snakemake's records renewed
+    for top in ("data", "noisy", "results"):
+        shutil.rmtree(repo / top)
+    proc = run(repo, str(BIN / "smoothbench"), "pull", "--checkout")
+    assert proc.stdout.splitlines()[-1] == ("smoothbench pull: the workspace is what dvc.lock pins, and Snakemake's "
+                                            "records now say so (snakemake --touch): nothing reruns")
+    assert nothing_to_do(run(repo, "snakemake", "-n"))
 
-    # 5. push, fresh clone, pull: nothing to redo for DVC nor for Snakemake
+    # 5. push, fresh clone, `make pull` (dvc pull, then Snakemake's own records of the pulled
+    #    files): nothing to redo for DVC nor for Snakemake
     remote = tmp_path / "remote"
     run(repo, "dvc", "remote", "add", "--local", "-d", "store", str(remote))
     run(repo, "dvc", "push")
     clone = tmp_path / "clone"
     run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     run(clone, "dvc", "remote", "add", "--local", "-d", "store", str(remote))
-    run(clone, "dvc", "pull")
+    proc = run(clone, "make", "pull", f"BIN={BIN}")
+    assert proc.stdout.splitlines()[-1] == ("smoothbench pull: the workspace is what dvc.lock pins, and Snakemake's "
+                                            "records now say so (snakemake --touch): nothing reruns")
     assert result_cells(clone / "reports" / "results.csv") == expected_cells(TINY_PARAMS)
     proc = run(clone, "dvc", "repro")
     assert _stages_run(proc) == [] and "Data and pipelines are up to date" in proc.stdout
-    # mtimes after a pull are arbitrary; make them as wrong as they can be (inputs newest)
+    assert run(clone, "git", "status", "--porcelain").stdout == ""
+    # mtimes are arbitrary (a copy, a checkout); make them as wrong as they can be (inputs newest)
     now = time.time()
     for i, top in enumerate(["reports", "results", "noisy", "data", "src", "workflow"]):
         for path in (clone / top).rglob("*"):
@@ -439,14 +497,25 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     assert nothing_to_do(proc), proc.stdout
     proc = run(clone, "snakemake", "-n", "--workflow-profile", "workflow/profiles/default")
     assert nothing_to_do(proc), proc.stdout
-    # ... a pulled file DVC does not vouch for (altered) is made again, with what depends on it
+    # ... Snakemake's records are those of this study: a changed protocol reruns the train jobs
+    counts = job_counts(run(clone, "snakemake", "-n", "--config",
+                            "protocol={default: {variants: {direct: {epochs: 3}}}}").stdout)
+    assert counts == {"train": len(TINY_PARAMS["noise"]["symmetric"]), "collect": 1, "report": 1, "all": 1}
+    # ... a pulled file edited into another readable one is the user's: what depends on it reruns
     victim = sorted((clone / "results").rglob("group.json"))[0]
-    victim.write_text(victim.read_text().replace('"seed": 0', '"seed": 0 '))
+    pulled = victim.read_text()
+    victim.write_text(pulled.replace('"seed": 0', '"seed": 0 '))
     counts = job_counts(run(clone, "snakemake", "-n").stdout)
-    assert counts == {"train": 1, "collect": 1, "report": 1, "all": 1}
+    assert counts == {"collect": 1, "report": 1, "all": 1}
+    victim.write_text(pulled)
     # ... and another study is not the locked one: what it needs runs
     counts = job_counts(run(clone, "snakemake", "-n", "--config", "seeds=[0, 1]").stdout)
     assert counts["train"] == len(TINY_PARAMS["noise"]["symmetric"])
+    # ... which `make pull` says, and marks nothing
+    (clone / "params.yaml").write_text(yaml.safe_dump(dict(TINY_PARAMS, seeds=[0, 1]), sort_keys=False))
+    proc = run(clone, "make", "pull", f"BIN={BIN}")
+    assert proc.stdout.splitlines()[-1].startswith("smoothbench pull: the workspace is not what dvc.lock pins (")
+    assert "changed deps params.yaml" in proc.stdout.splitlines()[-1]
 
     # 6. an experiment with another dataset list through DVC
     proc = run(repo, "dvc", "exp", "run", "-S", "datasets=[breast_cancer]", "-S", "noise.symmetric=[0.2]")

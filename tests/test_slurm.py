@@ -84,9 +84,10 @@ def _squeue(cluster: dict) -> list[list[str]]:
 
 def _group_checkpoints(repo: Path, comment: str) -> Path:
     """The checkpoint folder of the train job whose sbatch comment is
-    rule_train_wildcards_<dataset>_<kind>_<rate> (one job per setting, all its seeds)."""
+    rule_train_wildcards_<dataset>_<kind>_<rate> (one job per setting, all its seeds; one folder
+    per study, keyed by its results folder)."""
     dataset, kind, rate = comment.split("rule_train_wildcards_", 1)[1].rsplit("_", 2)
-    return repo / "checkpoints" / dataset / f"{kind}-{rate}"
+    return repo / "checkpoints" / "results" / dataset / f"{kind}-{rate}"
 
 
 @pytest.mark.timeout(1500)

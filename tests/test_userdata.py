@@ -1,5 +1,5 @@
-"""Your own data and your own labels (smoothbench.data.userfiles, and where grid, data, noise and
-provenance use it): a dataset given by an npz of arrays or by a folder of images per class,
+"""Your own data and your own labels (smoothbench.data.userfiles, and where grid, data and noise
+use it): a dataset given by an npz of arrays or by a folder of images per class,
 and noisy labels given by a file of real annotations.
 
 Every fixture is written here, in tmp_path (the current folder of each test, so that the
@@ -23,7 +23,6 @@ from smoothbench.core import schema
 from smoothbench.data import datasets as data, userfiles as userdata
 from smoothbench.study import grid
 from smoothbench import noise
-from smoothbench.pipeline import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -569,28 +568,3 @@ def test_dvc_stages_depend_on_data_in():
         # every stage tracks the whole params.yaml (dataset_files included) and the folder of your files
         assert userdata.INPUT_DIR in stage["deps"] and stage["params"] == [{"params.yaml": None}]
     assert (ROOT / userdata.INPUT_DIR / "README.md").is_file()
-
-
-def test_folder_hash_is_dvcs(tmp_path):
-    """provenance.dir_md5 gives the hash DVC itself records for a folder dependency (hidden
-    folders and a .gitignore counted, a file .dvcignore names left out), and a changed file in
-    a folder dependency stops DVC vouching for the stage's outputs."""
-    dvc = Path(sys.executable).parent / "dvc"
-    if not dvc.exists():
-        pytest.skip("dvc is not installed")
-    (tmp_path / ".dvcignore").write_text((ROOT / ".dvcignore").read_text())
-    folder = tmp_path / "data-in"
-    for rel, content in [("README.md", "hi\n"), ("pics/train/a/0.png", "png"), (".hidden/f", "z"),
-                         (".gitignore", "/big.npz\n"), (".mine.npz.x1.tmp.npz", "killed writer")]:
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text(content)
-    (tmp_path / "dvc.yaml").write_text("stages:\n  data:\n    cmd: echo ok\n    deps: [data-in]\n")
-    env = {"PATH": f"{dvc.parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(tmp_path)}
-    for args in (["init", "--no-scm", "-q"], ["repro", "-q"]):
-        proc = subprocess.run([str(dvc), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-    (dep,) = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]["data"]["deps"]
-    assert provenance.dir_md5(folder, tmp_path) == dep["md5"]
-    assert provenance.Pins(tmp_path).code_matches("data")
-    (folder / "pics/train/a/0.png").write_text("changed")
-    assert not provenance.Pins(tmp_path).code_matches("data")

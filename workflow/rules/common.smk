@@ -1,7 +1,6 @@
 # The study (params.yaml or a --configfile) -> validated params -> groups, cells, protocols.
 # Everything here runs when the workflow is parsed; jobs only call the `smoothbench` CLI.
 
-import functools
 import json
 import os
 import shlex
@@ -28,7 +27,7 @@ if not os.path.realpath(smoothbench.__file__).startswith(os.path.realpath(_SRC) 
     sys.exit(1)
 from smoothbench import noise as noise_kinds  # noqa: E402
 from smoothbench.data import datasets as data, userfiles as userdata  # noqa: E402
-from smoothbench.pipeline import integrity, provenance  # noqa: E402
+from smoothbench.pipeline import integrity, steps  # noqa: E402
 from smoothbench.study import grid  # noqa: E402
 
 
@@ -41,13 +40,13 @@ def _validated_study():
             os.path.relpath(os.path.join(workflow.basedir, "params.yaml")) if not settings.configfiles else None,
             [os.path.relpath(str(f)) for f in settings.configfiles], dict(settings.config or {}))
         source = source.replace(os.path.join(workflow.basedir, ""), "")
-        return raw, grid.validate_params(raw, source=source), source
+        return grid.validate_params(raw, source=source), source
     except (ValueError, FileNotFoundError) as exc:
         print(f"{exc}", file=sys.stderr)
         sys.exit(1)
 
 
-STUDY_RAW, STUDY, STUDY_SOURCE = _validated_study()
+STUDY, STUDY_SOURCE = _validated_study()
 config.clear()
 config.update(STUDY)  # what the rules see is the validated study, defaults filled in
 
@@ -62,16 +61,16 @@ REPORTS = STUDY["output"]["reports_dir"].rstrip("/")
 CACHE_DIR = STUDY["data"]["cache_dir"]
 PROTOCOLS = {ds: grid.protocol_for(STUDY, ds) for ds in DATASETS}
 
-# The library code each rule's command runs (inputs, so that a changed module reruns the
-# jobs that run it; the params schema, whose defaults the noise and train steps read, is core's).
-CODE = {step: provenance.code_files([step], workflow.basedir) for step in ("data", "noise", "train", "collect", "report")}
+# The library code each rule's command runs: every file of the subpackages of its step
+# (smoothbench.pipeline.steps), as inputs, so that a changed module reruns the jobs that run it
+# (the params schema, whose defaults the noise and train steps read, is core's).
+CODE = {step: steps.code_files(step, workflow.basedir) for step in steps.STEP_CODE}
 
 # file patterns (the wildcards are the group coordinates; rate is the canonical text)
 DATA = "data/{dataset}.npz"
 LABELS = "noisy/{dataset}/{kind}-{rate}-s{seed}.npz"
 LABEL_STATS = "noisy/{dataset}/{kind}-{rate}-s{seed}.json"
 GROUP_JSON = f"{RESULTS}/{{dataset}}/{{kind}}-{{rate}}/seed{{seed}}/group.json"
-CHECKPOINTS = "checkpoints/{dataset}/{kind}-{rate}"
 # a setting's files, one per seed (patterns with the other wildcards left in)
 SEED_LABELS = expand(LABELS, seed=SEEDS, allow_missing=True)
 SEED_LABEL_STATS = expand(LABEL_STATS, seed=SEEDS, allow_missing=True)
@@ -84,8 +83,7 @@ def _log_folder(folder):
     """logs/<a product folder>: the logs of the train, collect and report jobs of two studies in
     one clone (output.results_dir: results-b) stay apart. The data and noise jobs' products
     (data/, noisy/) are shared by every study of a clone, and so are their logs (logs/data, logs/noise)."""
-    parts = [p if p != ".." else "__" for p in os.path.normpath(folder).split(os.sep) if p]
-    return os.path.join("logs", *parts)
+    return os.path.join("logs", grid.folder_key(folder))
 
 
 TRAIN_LOG = os.path.join(_log_folder(RESULTS), "train", "{dataset}", "{kind}-{rate}.log")
@@ -113,11 +111,6 @@ def job_of(wildcards):
             f"setting {'-'.join(key)} is not in the study ({STUDY_SOURCE}); "
             f"its groups: `smoothbench grid {STUDY_SOURCE.split(',')[0].split(' ')[0]}`"
         ) from None
-
-
-def setting_files(patterns, wc):
-    """The files of a setting's seeds: ``patterns`` (one per seed) with its wildcards filled."""
-    return [p.format(dataset=wc["dataset"], kind=wc["kind"], rate=wc["rate"]) for p in patterns]
 
 
 def protocol_json(dataset):
@@ -180,90 +173,6 @@ TRAIN_RESOURCES = {
     "mem_mb": lambda wc: 32000 if train_gpus(wc.dataset) else 4000,
     "runtime": lambda wc: 1440 * len(SEEDS) if train_gpus(wc.dataset) else 120,
 }
-
-
-# --------------------------------------------------------------------------- provenance
-#
-# Snakemake 9 reruns a job when an input is newer than its outputs, unless the input's
-# checksum equals the one it recorded (.snakemake/metadata) when it made those outputs -
-# whatever --rerun-triggers says. Files materialised by `dvc pull` / `dvc checkout` get
-# fresh, arbitrary mtimes and have no Snakemake record, so after a pull Snakemake would redo
-# (and retrain) everything. So a job is TRUSTED - its inputs are taken as ancient(), not
-# rerun for mtimes - when its outputs and all its upstream products exist, none of them was
-# written by this Snakemake (no record, or a record whose end time is not the file's mtime),
-# and DVC vouches for each of them (smoothbench.pins): its md5 is the one dvc.lock pins for
-# it and its stage ran, per dvc.lock, with this study's params. Anything else keeps
-# Snakemake's full logic (mtime + checksum + params/input/code triggers): a fresh clone
-# without `dvc pull` has no products and trains the study; a changed params.yaml or a
-# preset is not the locked study and runs what it needs; a missing or altered product is
-# made again together with everything downstream of it.
-
-PINS = provenance.Pins(workflow.basedir)
-_STUDY_KEY = json.dumps(STUDY_RAW, sort_keys=True, default=str)
-
-
-def _made_here(path):
-    """Whether Snakemake's own record describes the file now at ``path`` (the same reading
-    of .snakemake/metadata as the product-health check below)."""
-    return integrity.written_here(path) is True
-
-
-def _foreign(paths):
-    """All ``paths`` exist, none was written by this Snakemake, and DVC vouches for each."""
-    return all(os.path.exists(p) and not _made_here(p) and PINS.vouches(p, _STUDY_KEY) for p in paths)
-
-
-def _trusted_noise(wc):
-    return _foreign([DATA.format(**wc)] + setting_files(SEED_LABELS + SEED_LABEL_STATS, wc))
-
-
-def _trusted_train(wc):
-    return _foreign(setting_files(SEED_GROUP_JSONS, wc)) and _trusted_noise(wc)
-
-
-def _group_wildcards(g):
-    return {"dataset": g.dataset, "kind": g.noise_kind, "rate": g.noise_rate, "seed": g.seed}
-
-
-def _job_wildcards(j):
-    return {"dataset": j.dataset, "kind": j.noise_kind, "rate": j.noise_rate}
-
-
-def _trusted_collect():
-    return _foreign([RESULTS_CSV, CURVES_CSV]) and all(_trusted_train(_job_wildcards(j)) for j in JOBS)
-
-
-def _trusted_report():
-    return _foreign(REPORT_FILES) and _trusted_collect()
-
-
-def _known(paths):
-    """Each of ``paths`` exists and is either written by this Snakemake as it is now or
-    vouched for by DVC (no product of unknown provenance)."""
-    return all(os.path.exists(p) and (_made_here(p) or PINS.vouches(p, _STUDY_KEY)) for p in paths)
-
-
-@functools.lru_cache(maxsize=None)
-def _all_known():
-    """Every product up to the tables is known (computed once per run)."""
-    return _known([p for p, kind in _products().items() if kind != integrity.REPORT])
-
-
-def trusted_inputs(trusted, inputs, outputs=()):
-    """``inputs`` (name -> path or list of paths): all as ancient() when the job is trusted.
-    Else, when the job's ``outputs`` and every product up to the tables are known (see
-    _known), each input that DVC put in place and vouches for: after `dvc repro`, DVC
-    rewrites some outputs from its cache with fresh mtimes (reports/curves.csv, say) while
-    the reports made from them keep theirs, and Snakemake, which cannot compare checksums of
-    files over 1 MB, would make those reports again. With a product of unknown provenance
-    anywhere, Snakemake's own logic decides (it is made again, with what follows it)."""
-    per_input = bool(outputs) and _known(outputs) and _all_known()
-
-    def one(path):
-        return ancient(path) if trusted or (per_input and _foreign([path])) else path
-
-    return {name: one(value) if isinstance(value, str) else [one(v) for v in value]
-            for name, value in inputs.items()}
 
 
 # --------------------------------------------------------------------------- reports
@@ -336,45 +245,15 @@ def _reproduction_check():
     shell(f"smoothbench compare {shlex.quote(REPORTS)} {EXPECTED} || true")
 
 
-# --------------------------------------------------------------------------- product health
+# --------------------------------------------------------------------------- before the first job
 #
-# Before the DAG: a product that cannot be used (unreadable, per-cell files missing, a table
-# or report changed after Snakemake wrote it; see smoothbench.pipeline.integrity) is moved aside to
-# .snakemake/set-aside/ with one line, and this run makes it again and what depends on it.
-# Only the main Snakemake process acts (not a cluster job), not while another run holds the
-# lock, and not on a dry run or another look-only command (there it only says so).
+# A folder that a missing product has to be written into and cannot be (read-only, no
+# permission): one line and stop, instead of Snakemake's traceback once the job is scheduled.
+# (Snakemake calls onstart only in a run that has jobs to do, not in a dry run.) Products that
+# are there but cannot be used are `smoothbench check`'s (smoothbench.pipeline.integrity).
 
-def _products():
-    out = {DATA.format(dataset=ds): integrity.DATA for ds in DATASETS}
-    for g in GROUPS:
-        wc = _group_wildcards(g)
-        out[LABELS.format(**wc)] = integrity.LABELS
-        out[LABEL_STATS.format(**wc)] = integrity.STATS
-        out[GROUP_JSON.format(**wc)] = integrity.GROUP
-    out.update({RESULTS_CSV: integrity.TABLE, CURVES_CSV: integrity.TABLE})
-    out.update({f: integrity.REPORT for f in REPORT_FILES})
-    return out
-
-
-def _check_products():
-    locks = os.path.join(".snakemake", "locks")
-    if not workflow.is_main_process or (os.path.isdir(locks) and os.listdir(locks)):
-        return
-    act = not integrity.looks_only(sys.argv[1:])
-    # a folder that a missing product has to be written into and cannot be (read-only): one line
-    # and stop, instead of Snakemake's traceback once the job is scheduled (a dry run only says so)
-    for line in integrity.unwritable(_products(), act):
+def _before_the_first_job():
+    line = integrity.unwritable(integrity.study_products(STUDY))
+    if line:
         print(line, file=sys.stderr)
-        if act:
-            sys.exit(1)
-    try:
-        lines = integrity.check(_products(), lambda p: PINS.vouches(p, _STUDY_KEY), act=act,
-                                 folders=["data", "noisy", RESULTS, REPORTS])
-    except OSError as exc:  # an unusable product that cannot be moved aside (its folder is read-only)
-        print(f"smoothbench: {exc.filename}: {exc.strerror}; make its folder writable and rerun", file=sys.stderr)
         sys.exit(1)
-    for line in lines:
-        print(line, file=sys.stderr)
-
-
-_check_products()

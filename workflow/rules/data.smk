@@ -4,9 +4,8 @@
 
 rule data:
     input:
-        unpack(lambda wc: trusted_inputs(_foreign([DATA.format(**wc)]), {"code": CODE["data"],
-                                                                         "files": dataset_file_inputs(wc.dataset)},
-                                         [DATA.format(**wc)])),
+        code=CODE["data"],
+        files=lambda wc: dataset_file_inputs(wc.dataset),
     output:
         DATA,
     conda:
@@ -26,10 +25,9 @@ rule data:
 
 rule noise:
     input:
-        unpack(lambda wc: trusted_inputs(_trusted_noise(wc), {"data": DATA.format(**wc),
-                                                              "code": CODE["noise"],
-                                                              "annotations": annotation_inputs(wc)},
-                                         setting_files(SEED_LABELS + SEED_LABEL_STATS, wc))),
+        data=DATA,
+        code=CODE["noise"],
+        annotations=annotation_inputs,
     output:
         labels=SEED_LABELS,
         stats=SEED_LABEL_STATS,

@@ -3,9 +3,8 @@
 
 rule collect:
     input:
-        unpack(lambda wc: trusted_inputs(_trusted_collect(), {"groups": [g.group_json for g in GROUPS],
-                                                              "code": CODE["collect"]},
-                                         [RESULTS_CSV, CURVES_CSV])),
+        groups=[g.group_json for g in GROUPS],
+        code=CODE["collect"],
     output:
         results=RESULTS_CSV,
         curves=CURVES_CSV,
@@ -19,8 +18,9 @@ rule collect:
 
 rule report:
     input:
-        unpack(lambda wc: trusted_inputs(_trusted_report(), {"results": RESULTS_CSV, "curves": CURVES_CSV,
-                                                             "code": CODE["report"]}, REPORT_FILES)),
+        results=RESULTS_CSV,
+        curves=CURVES_CSV,
+        code=CODE["report"],
     output:
         [report_output(f) for f in REPORT_FILES],
     conda:

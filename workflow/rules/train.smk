@@ -4,14 +4,9 @@
 
 rule train:
     input:
-        unpack(
-            lambda wc: trusted_inputs(
-                _trusted_train(wc),
-                {"data": DATA.format(**wc), "labels": setting_files(SEED_LABELS, wc),
-                 "code": CODE["train"]},
-                setting_files(SEED_GROUP_JSONS, wc),
-            )
-        ),
+        data=DATA,
+        labels=SEED_LABELS,
+        code=CODE["train"],
     output:
         SEED_GROUP_JSONS,
     conda:
@@ -22,7 +17,7 @@ rule train:
         cells=lambda wc: job_of(wc).groups[0].cells_spec,
         protocol=lambda wc: protocol_json(wc.dataset),
         out_dirs=lambda wc, output: " ".join(shlex.quote(os.path.dirname(f)) for f in output),
-        checkpoint_dir=CHECKPOINTS,
+        checkpoint_dir=lambda wc: job_of(wc).checkpoint_dir,
     # CPU results are bit-reproducible for a fixed thread count: 1 by default (parallel
     # jobs use the cores); `--set-threads train=N` changes it
     threads: 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -160,13 +161,30 @@ def _cmd_validate(a: argparse.Namespace) -> None:
           f"{grid.model_epochs(params)} model-epochs")
 
 
-def _cmd_dvc_folders(a: argparse.Namespace) -> None:
+def _cmd_check(args: argparse.Namespace) -> int:
+    from ..pipeline import integrity, runner
     from ..study import grid
-    from ..pipeline import provenance
 
-    line = provenance.write_dvc_folders(".", grid.load_params(a.params), source=a.params, check=a.check)
-    if line and not a.check:
-        print(line)
+    raw, source = grid.study_from_command_line("params.yaml", args.configfile or [],
+                                               runner.config_overrides(args.config or []))
+    study = grid.validate_params(raw, source=source)
+    products = integrity.study_products(study)
+    lines = integrity.check(products, integrity.product_folders(study), act=not args.dry_run)
+    for line in lines:
+        print(f"smoothbench check: {line}")
+    present = sum(os.path.isfile(p) for p in products)
+    if not lines:
+        print(f"smoothbench check: the {present} products of {source} that are there are usable")
+    elif not args.dry_run:
+        print(f"smoothbench check: what is said above is in {integrity.SET_ASIDE}/ now; the next run (make study) "
+              "makes it again, and what depends on it")
+    return 1 if lines and args.dry_run else 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from ..pipeline import runner
+
+    return runner.pull(checkout=args.checkout)
 
 
 def _cmd_grid(a: argparse.Namespace) -> None:
@@ -330,14 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("params", nargs="?", default="params.yaml")
     s.set_defaults(func=_cmd_validate)
 
-    s = sub.add_parser("dvc-folders", help="write the output folders dvc.yaml pins (workflow/dvc-folders.yaml)",
-                       description="Write workflow/dvc-folders.yaml from the study: its output.results_dir and "
-                       "output.reports_dir (defaults filled), which dvc.yaml names as the outputs of its train and "
-                       "report stages. With --check (the first command of those stages): nothing when it agrees; "
-                       "else it is rewritten and the command fails with one line (run dvc repro again).")
-    s.add_argument("params", nargs="?", default="params.yaml")
-    s.add_argument("--check", action="store_true", help="fail with one line when the file did not agree")
-    s.set_defaults(func=_cmd_dvc_folders)
+    s = sub.add_parser("check", help="read every product of the study; set aside the unusable ones",
+                       description="Product health: read every product of the study (params.yaml, or the "
+                       "--configfile study with --config on top, as Snakemake takes them) with its jobs' readers; "
+                       "move each one that cannot be used, and the temporary files of killed jobs, to set-aside/ "
+                       "(one line each). The next run makes them again. Run it when no run is going on.")
+    s.add_argument("--configfile", nargs="+", help="the study's file(s), as given to Snakemake")
+    s.add_argument("--config", nargs="+", metavar="KEY=VALUE", help="study keys over it, as given to Snakemake")
+    s.add_argument("-n", "--dry-run", action="store_true", help="say what is unusable, move nothing (exit 1 if any)")
+    s.set_defaults(func=_cmd_check)
+
+    s = sub.add_parser("pull", help="dvc pull, then Snakemake's records of the pulled products (make pull)",
+                       description="dvc pull; then, when dvc status says the workspace is what dvc.lock pins, "
+                       "snakemake --touch --forceall, so that Snakemake has its own records of the pulled products "
+                       "and nothing reruns. With --checkout: dvc checkout (DVC's cache only) instead of dvc pull.")
+    s.add_argument("--checkout", action="store_true", help="dvc checkout instead of dvc pull (no remote needed)")
+    s.set_defaults(func=_cmd_pull)
 
     s = sub.add_parser("grid", help="list the groups and cells of a params file")
     s.add_argument("params", nargs="?", default="params.yaml")

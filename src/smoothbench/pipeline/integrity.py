@@ -1,62 +1,45 @@
-"""The health of the pipeline's products, checked before Snakemake plans a run.
+"""Product health: ``smoothbench check`` reads every product of a study and sets aside the
+ones that cannot be used.
 
-Snakemake trusts a file that exists: a truncated labels file, a group whose per-cell
-files were deleted, a results table cut short by a full disk all look "up to date", and
-every later run fails on them (or, worse, reports from them). ``workflow/rules/common.smk``
-calls ``check`` once per run, before the DAG is built; each product that cannot be used
-is moved aside (never deleted) to ``.snakemake/set-aside/<its path>``, with one line
-saying so, and the run makes it again together with everything that depends on it (the
-default target names every product, so a missing intermediate is made again too).
+Snakemake trusts a file that exists: a truncated labels file, a group whose per-cell files
+were deleted, a results table cut short by a full disk all look "up to date", and every later
+run fails on them (or, worse, reports from them). ``check`` reads each product of the study
+with the reader its jobs use and moves each one that cannot be used aside (never deletes it)
+to ``set-aside/<its path>``, with one line saying why; the next run (``make study``) makes it
+again, and Snakemake reruns what depends on it. It is a command of its own, run when a file
+is suspect (after a crash, a full disk, a hand edit), never a sweep at every run.
 
 A product cannot be used when
 
-- it is a dataset, noisy-label, label-statistics, group or results/curves file, was not
-  written by this Snakemake as it is now (no record, or a record whose end time is not the
-  file's mtime), DVC does not vouch for it, and it does not read back (the same readers
-  the jobs use: a dataset's content hash, a group's cells and per-cell files, ...);
-- it is a group file whose per-cell files (``cells/<variant>/<cell>/metrics.json`` and
-  ``curves.csv``) are not all there or changed after it was written, however it was written;
-- Snakemake marked it incomplete (``.snakemake/incomplete``): a Ctrl-C or kill landed after its
-  job wrote it but before Snakemake saw the job finish, and Snakemake would stop the next run
-  asking for ``--rerun-incomplete``; set aside, the job runs again (training resumes from its
-  checkpoint);
-- it is a results/curves table or a report file that Snakemake wrote and that has
-  changed since, unless DVC vouches for it (cheap to make again; a report file has no
-  reader to check it with).
+- it is a dataset, noisy-label, label-statistics or group file that does not read back (a
+  dataset's content hash, a labels file's arrays, a group's cells and each cell's
+  ``metrics.json`` and ``curves.csv``);
+- it is the results or curves table and is not what ``collect`` makes from the study's
+  groups (when every group is usable), or does not read back;
+- it is a report file and is not what ``report`` makes from the tables (when both are
+  usable): the reports are deterministic, so any other byte is a damaged or edited file.
 
-``unwritable`` finds the folders a run has to write a missing product into but cannot (a
-read-only file system, no permission): Snakemake would fail there with a traceback of its own
-(``OSError: [Errno 30] Read-only file system``) once the job is scheduled.
+The temporary files a killed job left beside its outputs (``core.files.atomic_path``'s
+``.NAME.XXXXXXXX.tmpSUFFIX``; DVC ignores them, .dvcignore) are set aside too.
 
-Snakemake's records are read from ``.snakemake/metadata`` and ``.snakemake/incomplete``
-directly (the layout of its file backend: one file per output, named by the URL-safe base64 of
-its path); where that layout differs, a file just counts as "not written by this Snakemake" and
-is read, and an incomplete one is left to Snakemake's own ``--rerun-incomplete`` message.
+``unwritable`` names the folders a run has to write a missing product into and cannot (a
+read-only file system, no permission); the workflow says so in one line before any job.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 # what each product is, for choosing its reader
 DATA, LABELS, STATS, GROUP, TABLE, REPORT = "dataset", "noisy-label", "label-statistics", "group", "table", "report"
-KINDS = (DATA, LABELS, STATS, GROUP, TABLE, REPORT)
-ASIDE = Path(".snakemake") / "set-aside"
-
-# Snakemake options after which nothing may be moved: they only look (or unlock, or touch)
-_LOOK_ONLY = ("--dry-run", "--dryrun", "--touch", "--unlock", "--summary", "--detailed-summary", "--dag",
-              "--rulegraph", "--filegraph", "--lint", "--list-rules", "--list", "--list-target-rules",
-              "--list-changes", "--list-code-changes", "--list-input-changes", "--list-params-changes",
-              "--list-untracked", "--report", "--cleanup-metadata", "--cleanup-shadow", "--delete-all-output",
-              "--delete-temp-output", "--archive", "--export-cwl", "--containerize", "--print-compilation",
-              "--generate-unit-tests", "--d3dag", "--conda-create-envs-only", "--version", "--help")
+SET_ASIDE = Path("set-aside")
+CHECKPOINTS = "checkpoints"
 
 
 class Finding(NamedTuple):
@@ -65,51 +48,57 @@ class Finding(NamedTuple):
     why: str
 
 
-def looks_only(argv: Iterable[str]) -> bool:
-    """Whether a Snakemake command line only looks (a dry run, a summary, --unlock, ...)."""
-    for arg in argv:
-        name = arg.split("=", 1)[0]
-        if name in _LOOK_ONLY or (name.startswith("--list") and not name.startswith("--list-conda")):
-            return True
-        if re.fullmatch(r"-[A-Za-z]*[nthSD][A-Za-z]*", arg):
-            # -n (dry run), -t (touch), -h (help), -S/-D (summaries), alone or in a cluster (-np)
-            return True
-    return False
+def study_products(study: dict) -> dict[str, str]:
+    """Every product of a validated study (path -> kind), in the order the pipeline makes them."""
+    from ..report.build import report_files
+    from ..study import grid
+
+    groups = grid.expand_groups(study)
+    out = {g.data_path: DATA for g in groups}
+    for g in groups:
+        out[g.labels_path] = LABELS
+        out[str(Path(g.labels_path).with_suffix(".json"))] = STATS
+    out.update({g.group_json: GROUP for g in groups})
+    reports = str(study["output"]["reports_dir"]).rstrip("/")
+    out.update({f"{reports}/results.csv": TABLE, f"{reports}/curves.csv": TABLE})
+    out.update({f"{reports}/{name}": REPORT for name in report_files(grid.report_keys(study))})
+    return out
 
 
-def _record(path: str, folder: str | os.PathLike) -> Path:
-    """Where Snakemake's file backend keeps its record of output ``path`` in ``folder``."""
-    b64 = base64.urlsafe_b64encode(str(path).encode()).decode()
-    parts = [b64[i:i + 254] for i in range(0, len(b64), 254)]
-    return Path(folder, *(["@" + p for p in parts[:-1]] + parts[-1:]))
+def product_folders(study: dict) -> list[str]:
+    """The folders a study's jobs write into (where a killed job can leave a temporary file)."""
+    return ["data", "noisy", str(study["output"]["results_dir"]), str(study["output"]["reports_dir"]), CHECKPOINTS]
 
 
-def marked_incomplete(path: str, metadata_dir: str | os.PathLike = ".snakemake/metadata") -> bool:
-    """Whether Snakemake marked ``path`` incomplete: its job started and Snakemake never saw it
-    finish (Ctrl-C or a kill landed after the job wrote it, before Snakemake recorded that)."""
-    return _record(path, Path(metadata_dir).parent / "incomplete").is_file()
+# --------------------------------------------------------------------------- readers
 
 
-def snakemake_endtime(path: str, metadata_dir: str | os.PathLike = ".snakemake/metadata") -> float | None:
-    """The end time Snakemake recorded for the job that wrote ``path``, or None."""
-    record = _record(path, metadata_dir)
-    try:
-        endtime = json.loads(record.read_text()).get("endtime")
-        return None if endtime is None else float(endtime)
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None
+def _first_line(exc: BaseException, path: str) -> str:
+    """An error's first line, shortened, without the product's path (nor its folder, for the
+    per-cell files of a group)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace(f"{path}: ", "").replace(f"{Path(path).parent}/", "")[:160]
 
 
-def written_here(path: str, metadata_dir: str | os.PathLike = ".snakemake/metadata") -> bool | None:
-    """True: Snakemake's record describes the file now there; False: it wrote the file and
-    the file changed since; None: no record (not written by this Snakemake)."""
-    endtime = snakemake_endtime(path, metadata_dir)
-    if endtime is None:
-        return None
-    try:
-        return abs(os.stat(path).st_mtime - endtime) < 1e-3
-    except OSError:
-        return None
+def _group_problem(path: str) -> None:
+    """Read a group as the collect job does (group.json and every cell's curves.csv), and each
+    cell's metrics.json; raise with the reason when something does not read back."""
+    from ..core.files import read_json
+    from ..report import collect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        collect.collect([path], Path(tmp) / "results.csv", Path(tmp) / "curves.csv")
+    folder = Path(path).parent / "cells"
+    for cell in read_json(path)["cells"]:
+        metrics = folder / str(cell["variant"]) / str(cell["cell_id"]) / "metrics.json"
+        if not metrics.is_file():
+            raise ValueError(f"{metrics}: per-cell file is missing")
+        try:
+            content = read_json(metrics)
+        except ValueError as exc:
+            raise ValueError(f"{metrics}: not valid JSON ({exc})") from None
+        if not isinstance(content, dict):
+            raise ValueError(f"{metrics}: not a JSON object")
 
 
 def unreadable(path: str, kind: str) -> str | None:
@@ -130,94 +119,86 @@ def unreadable(path: str, kind: str) -> str | None:
         elif kind == STATS:
             from ..core.files import read_json
 
-            if not isinstance(read_json(path), dict):
+            try:
+                content = read_json(path)
+            except ValueError as exc:
+                return f"not valid JSON ({exc})"
+            if not isinstance(content, dict):
                 return "not a JSON object"
         elif kind == GROUP:
-            from ..report.collect import read_group
-
-            read_group(Path(path))
+            _group_problem(path)
         elif kind == TABLE:
             from ..report.collect import read_curves, read_results
 
             (read_curves if Path(path).name.startswith("curves") else read_results)(path)
     except Exception as exc:  # every way a file can be bad: the reason, shortened
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return text.replace(f"{path}: ", "")[:160]
+        return _first_line(exc, path)
     return None
 
 
-def cell_file_problem(group_json: str, vouched: Callable[[str], bool]) -> str | None:
-    """What is wrong with the per-cell files a readable group.json lists: one missing, or
-    one changed after the group was written (the trainer writes them before group.json)
-    that DVC does not vouch for."""
-    from ..core.files import read_json
-
-    try:
-        cells = read_json(group_json)["cells"]
-        folder = Path(group_json).parent / "cells"
-        wanted = [folder / str(c["variant"]) / str(c["cell_id"]) / name
-                  for c in cells for name in ("metrics.json", "curves.csv")]
-        written = os.stat(group_json).st_mtime
-    except Exception:
-        return None  # not readable: unreadable() says why
-    gone = [p for p in wanted if not p.is_file()]
-    if gone:
-        return f"{len(gone)} of its per-cell files are missing ({gone[0]})"
-    changed = [p for p in wanted if p.stat().st_mtime > written and not vouched(str(p))]
-    if changed:
-        return f"{len(changed)} of its per-cell files changed after it was written ({changed[0]})"
-    return None
-
-
-def findings(products: dict[str, str], vouched: Callable[[str], bool],
-             metadata_dir: str | os.PathLike = ".snakemake/metadata") -> list[Finding]:
-    """The products (path -> kind) that cannot be used, with why."""
+def _differing(made: Path, paths: Iterable[str], base: Path) -> list[str]:
+    """The ``paths`` (present) whose bytes differ from the file of the same name below ``made``
+    (``base``/NAME -> ``made``/NAME)."""
     out = []
-    for path, kind in products.items():
-        if not os.path.isfile(path):
-            continue
-        if marked_incomplete(path, metadata_dir):
-            # what --rerun-incomplete would do, without asking for it: the file itself is whole
-            # (every product is written atomically) but Snakemake would refuse the run over it
-            out.append(Finding(path, kind, "its job was stopped before Snakemake saw it finish"))
-            continue
-        if kind == GROUP:
-            why = cell_file_problem(path, vouched)
-            if why:
-                out.append(Finding(path, kind, why))
-                continue
-        here = written_here(path, metadata_dir)
-        if here is True or vouched(path):
-            continue
-        if kind in (TABLE, REPORT) and here is False:
-            out.append(Finding(path, kind, "changed after Snakemake wrote it"))
-            continue
+    for p in paths:
+        twin = made / Path(p).relative_to(base)
+        if not twin.is_file() or twin.read_bytes() != Path(p).read_bytes():
+            out.append(p)
+    return out
+
+
+def findings(products: dict[str, str]) -> list[Finding]:
+    """The products (path -> kind) that are there and cannot be used, with why."""
+    out = []
+    present = {p: k for p, k in products.items() if os.path.isfile(p)}
+    for path, kind in present.items():
         if kind != REPORT:
             why = unreadable(path, kind)
             if why:
                 out.append(Finding(path, kind, f"unreadable: {why}"))
+    bad = {f.path for f in out}
+    groups = [p for p, k in products.items() if k == GROUP]
+    tables = sorted((p for p, k in products.items() if k == TABLE), key=lambda p: Path(p).name != "results.csv")
+    if not groups or len(tables) != 2 or not all(p in present and p not in bad for p in groups):
+        return out  # a group to be made again first: the next run remakes what follows it
+    from ..report import build, collect
+
+    base = Path(tables[0]).parent
+    reports = [p for p, k in present.items() if k == REPORT]
+    with tempfile.TemporaryDirectory() as tmp:
+        made = Path(tmp)
+        collect.collect(groups, made / "results.csv", made / "curves.csv")
+        out += [Finding(p, TABLE, "not what collect makes from the study's groups")
+                for p in _differing(made, [t for t in tables if t in present and t not in bad], base)]
+        if reports:
+            build.build_reports(made / "results.csv", made / "curves.csv", made / "reports")
+            out += [Finding(p, REPORT, "not what report makes from the study's groups")
+                    for p in _differing(made / "reports", reports, base)]
     return out
 
 
-def set_aside(path: str, aside_root: str | os.PathLike = ASIDE) -> Path:
+# --------------------------------------------------------------------------- setting aside
+
+
+def set_aside(path: str, aside_root: str | os.PathLike = SET_ASIDE) -> Path:
     """Move ``path`` to ``aside_root/<path>`` (numbered if one is there already); return it."""
-    target = Path(aside_root) / Path(path)
+    rel = Path(*[p if p != ".." else "__" for p in Path(path).parts if p not in ("/", "")])
+    target = Path(aside_root) / rel
     n = 1
     while target.exists():
-        target = Path(aside_root) / Path(f"{path}.{n}")
+        target = Path(aside_root) / f"{rel}.{n}"
         n += 1
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(path, target)
     return target
 
 
-# io.atomic_path's temporary files: ".<name>.<8 random characters>.tmp<suffix>"
+# core.files.atomic_path's temporary files: ".<name>.<8 random characters>.tmp<suffix>"
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def stale_temp_files(folders: Iterable[str | os.PathLike]) -> list[str]:
-    """Temporary files that a killed job left in the product folders (only ever half a
-    file; each would also change a DVC folder's hash)."""
+    """Temporary files that a killed job left in ``folders`` (only ever half a file)."""
     out = []
     for folder in folders:
         if os.path.isdir(folder):
@@ -225,39 +206,32 @@ def stale_temp_files(folders: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
-def check(products: dict[str, str], vouched: Callable[[str], bool], act: bool,
-          metadata_dir: str | os.PathLike = ".snakemake/metadata",
-          aside_root: str | os.PathLike = ASIDE, folders: Iterable[str | os.PathLike] = ()) -> list[str]:
-    """Find the products that cannot be used (and the temporary files of killed jobs in
-    ``folders``); when ``act``, move each aside. Returns one line per file for the user."""
-    lines = []
-    for path in stale_temp_files(folders):
+def check(products: dict[str, str], folders: Iterable[str | os.PathLike] = (), act: bool = True,
+          aside_root: str | os.PathLike = SET_ASIDE) -> list[str]:
+    """Find the products that cannot be used and the temporary files of killed jobs in
+    ``folders``; when ``act``, move each aside. Returns one line per file (one for many
+    report files)."""
+    def said(path: str, why: str) -> str:
         if act:
-            lines.append(f"smoothbench: {path}: left by an interrupted job; moved to {set_aside(path, aside_root)}")
-        else:
-            lines.append(f"smoothbench: {path}: left by an interrupted job; a run (not a dry run) moves it aside")
-    found = findings(products, vouched, metadata_dir)
+            return f"{path}: {why}; moved to {set_aside(path, aside_root)}"
+        return f"{path}: {why}; without --dry-run it is moved to {aside_root}/"
+
+    lines = [said(p, "left by an interrupted job") for p in stale_temp_files(folders)]
+    found = findings(products)
     reports = [f for f in found if f.kind == REPORT]
     if len(reports) > 3:  # a whole report folder: one line, not one per figure
         found = [f for f in found if f.kind != REPORT]
         names = ", ".join(f.path for f in reports[:2])
         where = os.path.commonpath([f.path for f in reports])
-        if act:
-            for f in reports:
-                set_aside(f.path, aside_root)
-            lines.append(f"smoothbench: {len(reports)} report files changed after Snakemake wrote them ({names}, ...); "
-                         f"moved to {Path(aside_root) / where}/; this run makes them again")
-        else:
-            lines.append(f"smoothbench: {len(reports)} report files changed after Snakemake wrote them ({names}, ...); "
-                         "a run (not a dry run) moves them aside and makes them again")
-    for f in found:
-        if act:
-            where = set_aside(f.path, aside_root)
-            lines.append(f"smoothbench: {f.path}: {f.why}; moved to {where}; this run makes it again, "
-                         "and what depends on it")
-        else:
-            lines.append(f"smoothbench: {f.path}: {f.why}; a run (not a dry run) moves it aside and makes it again")
-    return lines
+        for f in reports if act else ():
+            set_aside(f.path, aside_root)
+        lines.append(f"{len(reports)} report files are {reports[0].why} ({names}, ...); "
+                     + (f"moved to {Path(aside_root) / where}/" if act else f"without --dry-run they are moved to "
+                                                                             f"{aside_root}/"))
+    return lines + [said(f.path, f.why) for f in found]
+
+
+# --------------------------------------------------------------------------- unwritable folders
 
 
 def _not_writable(folder: str) -> str | None:
@@ -270,10 +244,10 @@ def _not_writable(folder: str) -> str | None:
     return None if os.access(folder, os.W_OK | os.X_OK) else "not writable (permission denied)"
 
 
-def unwritable(paths: Iterable[str], act: bool) -> list[str]:
-    """One line (or none) for the folders that missing products among ``paths`` have to be
-    written into and that cannot be written: for each missing path, the nearest folder above it
-    that exists (Snakemake makes the ones below)."""
+def unwritable(paths: Iterable[str]) -> str | None:
+    """One line for the folders that missing products among ``paths`` have to be written into
+    and that cannot be written (for each missing path, the nearest folder above it that
+    exists: Snakemake makes the ones below), or None."""
     found: dict[str, tuple[str, list[str]]] = {}
     for path in paths:
         if os.path.lexists(path):
@@ -285,9 +259,8 @@ def unwritable(paths: Iterable[str], act: bool) -> list[str]:
         if why:
             found.setdefault(folder, (why, []))[1].append(os.path.relpath(path, folder))
     if not found:
-        return []
+        return None
     folder, (why, names) = next(iter(found.items()))
     shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
     more = f" (and {len(found) - 1} other folder{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
-    who, todo = ("this run has", "make it writable and rerun") if act else ("a run has", "make it writable first")
-    return [f"smoothbench: {folder}: {why}, and {who} to write {shown} into it{more}; {todo}"]
+    return f"smoothbench: {folder}: {why}, and this run has to write {shown} into it{more}; make it writable and rerun"

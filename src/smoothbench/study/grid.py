@@ -9,6 +9,7 @@ public functions are grid's too, where callers have always found them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 from .. import methods as registry
@@ -51,10 +52,6 @@ class Group:
         return f"{self.out_dir}/group.json"
 
     @property
-    def checkpoint_dir(self) -> str:
-        return f"checkpoints/{self.rel_dir}"
-
-    @property
     def data_path(self) -> str:
         return f"data/{self.dataset}.npz"
 
@@ -95,7 +92,16 @@ class Job:
 
     @property
     def checkpoint_dir(self) -> str:
-        return f"checkpoints/{self.dataset}/{self.noise_kind}-{self.noise_rate}"
+        """The job's resume points, per study (keyed by its results folder): two studies of one
+        setting in one clone (other methods, other output folders) keep their own."""
+        return f"checkpoints/{folder_key(self.groups[0].results_dir)}/{self.dataset}/{self.noise_kind}-{self.noise_rate}"
+
+
+def folder_key(folder: str) -> str:
+    """An output folder as a relative path below another folder (``logs/``, ``checkpoints/``):
+    its parts, ``..`` as ``__``, without a leading ``/``."""
+    parts = [p if p != ".." else "__" for p in os.path.normpath(folder).split(os.sep) if p and p != "."]
+    return "/".join(parts) or "_"
 
 
 def expand_jobs(params: dict) -> list[Job]:
