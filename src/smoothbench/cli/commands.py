@@ -109,15 +109,16 @@ def _claim_device(requested: str, protocol: dict):
     The engine gets ``cuda`` (the current device), not ``cuda:N``: its checkpoints are keyed
     by the device it names, and a resumed job may well claim another GPU than the killed one.
     """
-    from ..engine import device as device_mod
+    from ..engine import gpus
+    from ..engine.device import resolve_device
     from ..engine.protocol import Protocol
 
     if requested == "auto":
         requested = Protocol.from_dict(protocol).device
-    dev = device_mod.resolve_device(requested)
+    dev = resolve_device(requested)
     if dev.type != "cuda":
         return requested, None
-    _, claim = device_mod.claim_cuda_device(dev)
+    _, claim = gpus.claim_cuda_device(dev)
     return "cuda", claim
 
 
