@@ -208,7 +208,7 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
     preset's GPU-hours. ``tiny``: a smoke run (models at width 1/16, 32 images, 2 epochs)."""
     import torch
 
-    from .speed import _print_table, device_name
+    from .table import device_name, print_table
     from ..engine.device import resolve_device
 
     images = (32 if tiny else 256) if images is None else images
@@ -256,8 +256,8 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
                              f"{phase.seeds} x {phase.num_models // phase.seeds}", str(passes),
                              f"{proto['val_fraction']:g}", f"{t:.3f}", f"{t * scale:.1f}",
                              f"{t * scale / phase.num_models:.2f}"])
-    _print_table(["dataset", "model", "precision", "stack", "seeds x cells", "passes", "val_fraction",
-                  f"s/epoch ({images} images)", "s/epoch (full size)", "s per model-epoch"], rows)
+    print_table(["dataset", "model", "precision", "stack", "seeds x cells", "passes", "val_fraction",
+                 f"s/epoch ({images} images)", "s/epoch (full size)", "s per model-epoch"], rows)
     out = []
     for path, study in studies.items():
         hours = study_cost(study, lambda p: per_epoch[p.key])
@@ -267,9 +267,9 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
                     "gpu_hours": hours})
     print()
     print(f"GPU-hours per preset ({label}): the sum over its jobs of epochs x measured s/epoch of each stack")
-    _print_table(["preset", "jobs", "groups", "cells", "model-epochs", "GPU-hours", "days on one GPU",
-                  "s per model-epoch"],
-                 [[Path(r["preset"]).stem, str(r["jobs"]), str(r["groups"]), str(r["cells"]), f"{r['model_epochs']:,}",
-                   f"{r['gpu_hours']:.1f}", f"{r['gpu_hours'] / 24:.1f}",
-                   f"{r['gpu_hours'] * 3600 / r['model_epochs']:.2f}"] for r in out])
+    print_table(["preset", "jobs", "groups", "cells", "model-epochs", "GPU-hours", "days on one GPU",
+                 "s per model-epoch"],
+                [[Path(r["preset"]).stem, str(r["jobs"]), str(r["groups"]), str(r["cells"]), f"{r['model_epochs']:,}",
+                  f"{r['gpu_hours']:.1f}", f"{r['gpu_hours'] / 24:.1f}",
+                  f"{r['gpu_hours'] * 3600 / r['model_epochs']:.2f}"] for r in out])
     return out

@@ -176,31 +176,35 @@ def _cmd_grid(a: argparse.Namespace) -> None:
         print(f"{g.id}\t{','.join(g.variants)}\t{g.cells_spec}")
 
 
-def _cmd_bench(a: argparse.Namespace) -> None:
-    from ..bench import speed as bench
+def _cmd_bench(args: argparse.Namespace) -> None:
+    _set_threads(args.threads)
+    if args.what == "loss":
+        from ..bench import loss
 
-    _set_threads(a.threads)
-    if a.what == "loss":
-        bench.bench_loss(device=a.device, repeats=a.repeats)
-    elif a.what == "cost":
+        loss.bench_loss(device=args.device, repeats=args.repeats)
+    elif args.what == "cost":
         import glob
 
         from ..bench import cost
 
-        cost.cost_tables(a.presets or sorted(glob.glob("config/paper-*.yaml")), device=a.device, images=a.images,
-                         tiny=a.quick)
-    elif a.what == "train" and a.study is not None:
-        from ..bench import study as benchstudy
+        cost.cost_tables(args.presets or sorted(glob.glob("config/paper-*.yaml")), device=args.device,
+                         images=args.images, tiny=args.quick)
+    elif args.what == "train" and args.study is not None:
+        from ..bench import study
 
-        benchstudy.bench_study(a.study or None, setting=a.setting, seeds=a.seeds)
-    elif a.what == "train":
-        bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick, model_names=_names(a.models),
-                          num_cells=a.cells, train_size=a.train_size)
+        study.bench_study(args.study or None, setting=args.setting, seeds=args.seeds)
+    elif args.what == "train":
+        from ..bench import train
+
+        train.bench_train(device=args.device, epochs=args.epochs, quick=args.quick, model_names=_names(args.models),
+                          num_cells=args.cells, train_size=args.train_size)
     else:
-        bench.bench_step(device=a.device, model_names=_names(a.models), num_models=_ints(a.num_models, "--num-models"),
-                         batch=a.batch, steps=a.steps, warmup=a.warmup, variants=_names(a.variants),
-                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels, precision=a.precision,
-                         repeatable=a.repeatable)
+        from ..bench import step
+
+        step.bench_step(device=args.device, model_names=_names(args.models),
+                        num_models=_ints(args.num_models, "--num-models"), batch=args.batch, steps=args.steps,
+                        warmup=args.warmup, variants=_names(args.variants), quick=args.quick, compile_=args.compile,
+                        fast_kernels=args.fast_kernels, precision=args.precision, repeatable=args.repeatable)
 
 
 def _names(text: str | None) -> list[str] | None:
