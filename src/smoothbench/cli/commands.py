@@ -15,15 +15,15 @@ from pathlib import Path
 from . import stops
 
 
-def _cmd_data(a: argparse.Namespace) -> None:
+def _cmd_data(args: argparse.Namespace) -> None:
     from ..data import datasets as data
 
-    if a.list:
+    if args.list:
         print(data.describe_datasets())
         return
-    if not a.name or not a.out:
+    if not args.name or not args.out:
         raise ValueError("give a dataset NAME and --out FILE (or --list to see the registered datasets)")
-    data.build_dataset(a.name, a.out, cache_dir=a.cache_dir, fmt=a.format, path=a.path)
+    data.build_dataset(args.name, args.out, cache_dir=args.cache_dir, fmt=args.format, path=args.path)
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -39,14 +39,14 @@ def _parse_options(items: list[str]) -> dict:
     return out
 
 
-def _cmd_noise(a: argparse.Namespace) -> None:
+def _cmd_noise(args: argparse.Namespace) -> None:
     from ..noise import labels as noise
 
-    if len(a.seed) != len(a.out):
-        raise ValueError(f"give one --out file per --seed ({len(a.seed)} seeds, {len(a.out)} --out)")
-    for seed, out in zip(a.seed, a.out):
-        noise.make_noisy_labels(a.data, a.kind, a.rate, seed, out, options=_parse_options(a.option),
-                                noise_seed=a.noise_seed)
+    if len(args.seed) != len(args.out):
+        raise ValueError(f"give one --out file per --seed ({len(args.seed)} seeds, {len(args.out)} --out)")
+    for seed, out in zip(args.seed, args.out):
+        noise.make_noisy_labels(args.data, args.kind, args.rate, seed, out, options=_parse_options(args.option),
+                                noise_seed=args.noise_seed)
 
 
 def _load_protocol(text: str) -> dict:
@@ -74,27 +74,27 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _cmd_train(a: argparse.Namespace) -> None:
+def _cmd_train(args: argparse.Namespace) -> None:
     from ..engine import training as train
     from ..methods import parse_cells
 
     stops.die_with_parent()
-    _set_threads(a.threads)
-    if len(a.out) != len(a.labels):
-        raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
-    protocol = _load_protocol(a.protocol)
-    device, claim = _claim_device(a.device, protocol)
+    _set_threads(args.threads)
+    if len(args.out) != len(args.labels):
+        raise ValueError(f"give one --out folder per --labels file ({len(args.labels)} labels, {len(args.out)} --out)")
+    protocol = _load_protocol(args.protocol)
+    device, claim = _claim_device(args.device, protocol)
     try:
         train.train_setting(
-            data_path=a.data,
-            labels_paths=a.labels,
-            cells=parse_cells(a.cells),
+            data_path=args.data,
+            labels_paths=args.labels,
+            cells=parse_cells(args.cells),
             protocol=protocol,
-            out_dirs=a.out,
-            checkpoint_dir=a.checkpoint_dir,
+            out_dirs=args.out,
+            checkpoint_dir=args.checkpoint_dir,
             device=device,
-            progress=not a.no_progress,
-            memory_budget_mib=a.memory_budget,
+            progress=not args.no_progress,
+            memory_budget_mib=args.memory_budget,
         )
     finally:
         if claim is not None:
@@ -122,56 +122,56 @@ def _claim_device(requested: str, protocol: dict):
     return "cuda", claim
 
 
-def _cmd_methods(a: argparse.Namespace) -> None:
+def _cmd_methods(args: argparse.Namespace) -> None:
     from .. import methods
 
     print(methods.describe())
 
 
-def _cmd_collect(a: argparse.Namespace) -> None:
+def _cmd_collect(args: argparse.Namespace) -> None:
     from ..report import collect
 
-    collect.collect(a.groups, results_out=a.out, curves_out=a.curves_out)
+    collect.collect(args.groups, results_out=args.out, curves_out=args.curves_out)
 
 
-def _cmd_report(a: argparse.Namespace) -> None:
+def _cmd_report(args: argparse.Namespace) -> None:
     from ..report import build as report
 
-    report.build_reports(a.results, a.curves, a.out_dir, reference_dir=a.reference_dir)
+    report.build_reports(args.results, args.curves, args.out_dir, reference_dir=args.reference_dir)
 
 
-def _cmd_compare(a: argparse.Namespace) -> int:
+def _cmd_compare(args: argparse.Namespace) -> int:
     from ..report import build as report
 
-    result = report.compare_reports(a.built, a.expected)
-    print(report.comparison_line(result, a.built.rstrip("/"), a.expected.rstrip("/")))
+    result = report.compare_reports(args.built, args.expected)
+    print(report.comparison_line(result, args.built.rstrip("/"), args.expected.rstrip("/")))
     return 0 if not (result["differ"] or result["missing"] or result["extra"]) else 1
 
 
-def _cmd_validate(a: argparse.Namespace) -> None:
+def _cmd_validate(args: argparse.Namespace) -> None:
     from ..study import grid
 
-    params = grid.load_params(a.params)
+    params = grid.load_params(args.params)
     groups = grid.expand_groups(params)
     ncells = sum(g.n_cells for g in groups)
     variants = sorted({v for g in groups for v in g.variants})
-    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)}), "
+    print(f"{args.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)}), "
           f"{grid.model_epochs(params)} model-epochs")
 
 
-def _cmd_dvc_folders(a: argparse.Namespace) -> None:
+def _cmd_dvc_folders(args: argparse.Namespace) -> None:
     from ..study import grid
     from ..pipeline import provenance
 
-    line = provenance.write_dvc_folders(".", grid.load_params(a.params), source=a.params, check=a.check)
-    if line and not a.check:
+    line = provenance.write_dvc_folders(".", grid.load_params(args.params), source=args.params, check=args.check)
+    if line and not args.check:
         print(line)
 
 
-def _cmd_grid(a: argparse.Namespace) -> None:
+def _cmd_grid(args: argparse.Namespace) -> None:
     from ..study import grid
 
-    params = grid.load_params(a.params)
+    params = grid.load_params(args.params)
     for g in grid.expand_groups(params):
         print(f"{g.id}\t{','.join(g.variants)}\t{g.cells_spec}")
 
