@@ -9,6 +9,7 @@ import torch
 from smoothbench.bench import step as stepbench, stepvariants, table, train as trainbench
 from smoothbench.cli import commands as cli
 from smoothbench.engine import models
+from smoothbench.engine.models import measure
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +53,7 @@ def test_flop_count_of_small_cnn_equals_hand_count():
             + 32 * 10)
     assert hand == 124_736
     net = models.build_model("cnn", 3, (3, 8, 8), 10, seed=0, width=0.25)
-    assert models.count_flops_per_sample(net, (3, 8, 8)) == hand
+    assert measure.count_flops_per_sample(net, (3, 8, 8)) == hand
 
 
 def test_flop_count_of_fastnet_equals_hand_count():
@@ -65,7 +66,7 @@ def test_flop_count_of_fastnet_equals_hand_count():
             + 32 * 10)
     assert hand == 2_470_208
     net = models.build_model("fastnet", 1, (3, 32, 32), 10, seed=0, width=0.125)
-    assert models.count_flops_per_sample(net, (3, 32, 32)) == hand
+    assert measure.count_flops_per_sample(net, (3, 32, 32)) == hand
 
 
 @pytest.mark.parametrize("name, blocks", [("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3))])
@@ -82,7 +83,7 @@ def test_flop_count_of_thin_resnet_equals_hand_count(name, blocks):
             cin = cout
     hand += 64 * 10
     net = models.build_model(name, 2, (3, 32, 32), 10, seed=0, width=0.125)
-    assert models.count_flops_per_sample(net, (3, 32, 32)) == hand
+    assert measure.count_flops_per_sample(net, (3, 32, 32)) == hand
 
 
 # ----------------------------------------------------------------------------- the peak table
@@ -117,7 +118,7 @@ def test_quick_step_bench_table_and_flop_fraction_from_the_peak_table(monkeypatc
     for values in rows:
         row = dict(zip(header, values))
         r = by[(row["model"], int(row["M"]), row["variant"])]
-        macs = models.count_flops_per_sample(
+        macs = measure.count_flops_per_sample(
             models.build_model(r["model"], 1, (3, 32, 32), 10, seed=0, width=0.125), (3, 32, 32))
         assert r["macs_per_sample"] == macs
         assert r["flops_per_step"] == 2 * 3 * macs * r["M"] * 16

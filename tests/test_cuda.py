@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from helpers import kill_and_resume, train_command, write_cifar_shaped, write_labels
 
 from smoothbench.engine import models, layers as stacked, training as train
+from smoothbench.engine.models.base import StackedModel
 from smoothbench.methods import parse_cells
 from smoothbench.methods.gls import gls_loss
 
@@ -133,7 +134,7 @@ OUT_TOL = 1e-4        # outputs and running statistics: rtol, and atol as a frac
 GRAD_TOL = 1e-3       # gradients: atol as a fraction of max|ref grad| (rtol stays OUT_TOL)
 
 
-def _perturbed_stack(name: str, m: int, seed: int) -> models.StackedModel:
+def _perturbed_stack(name: str, m: int, seed: int) -> StackedModel:
     """A stack of ``m`` models whose slices differ in every parameter and BN buffer."""
     stack = models.build_model(name, m, SHAPE, K, seed=0, **STACKED[name])
     g = torch.Generator().manual_seed(seed)

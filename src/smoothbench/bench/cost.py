@@ -144,14 +144,15 @@ def _seeds_per_pass(phase: Phase, proto: dict, device: str) -> tuple[int, int]:
     """(seeds per pass of the job's variant stack, bytes per model), as the engine plans them
     (``train.plan_passes`` at this device's memory budget)."""
     from ..data import datasets as data
-    from ..engine import models, training as train
+    from ..engine import training as train
     from ..engine.device import resolve_device
+    from ..engine.models import measure
 
     dev = resolve_device(device)
     spec = data.get_spec(phase.dataset)
     bf16 = proto["precision"] == "bf16" or (proto["precision"] == "auto" and dev.type == "cuda")
-    per_model = models.memory_per_model(proto["model"], spec.input_shape, spec.num_classes, proto["batch_size"],
-                                        2 if bf16 else 4, **proto["model_args"])
+    per_model = measure.memory_per_model(proto["model"], spec.input_shape, spec.num_classes, proto["batch_size"],
+                                         2 if bf16 else 4, **proto["model_args"])
     seeds, _ = train.plan_passes(phase.seeds, len(phase.cells.split(",")), per_model, train.memory_budget(dev, None))
     return seeds, per_model
 

@@ -61,6 +61,7 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
     graphs), or "error: ..." (an alternative variant that fails), and the table goes on.
     """
     from ..engine import models, training as train
+    from ..engine.models import measure
     from . import stepvariants
 
     model_names = list(model_names or STEP_MODELS)
@@ -71,8 +72,9 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
     warmup = (1 if quick else 3) if warmup is None else warmup
     model_args = {"width": 0.125} if quick else {}
     for name in model_names:
-        if name not in models.MODELS or name == "mlp":
-            raise ValueError(f"bench step: model {name!r}; allowed: {', '.join(STEP_MODELS)} (or cnn)")
+        image_models = [n for n in models.names() if "image" in models.get(n).inputs]
+        if name not in image_models:
+            raise ValueError(f"bench step: model {name!r}; allowed: {', '.join(image_models)}")
     for v in variants:
         if v not in stepvariants.VARIANTS:
             raise ValueError(f"bench step: variant {v!r}; allowed: {', '.join(stepvariants.VARIANTS)}")
@@ -98,7 +100,7 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
         x = torch.randn(batch, *CIFAR_SHAPE, generator=g).to(dev)   # each variant takes its layout
         y = torch.randint(0, CIFAR_CLASSES, (batch,), generator=g).to(dev)
         for name in model_names:
-            macs = models.count_flops_per_sample(
+            macs = measure.count_flops_per_sample(
                 models.build_model(name, 1, CIFAR_SHAPE, CIFAR_CLASSES, seed=0, **model_args), CIFAR_SHAPE)
             for m in num_models:
                 rates = torch.linspace(-2.0, 0.8, m).to(dev)

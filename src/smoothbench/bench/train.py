@@ -61,6 +61,7 @@ def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False, mode
     """
     from ..data import datasets as data
     from ..engine import models
+    from ..engine.models import measure
     from ..noise import labels as noise
     from ..methods import format_cells, parse_cells
 
@@ -101,7 +102,7 @@ def bench_train(device: str = "auto", epochs: int = 3, quick: bool = False, mode
                                          [tmp / f"s-{model}-{dev.type}-{c.id}"], str(dev)) for c in cells)
                 ds = data.load_dataset(dpath)
                 samples = _samples_per_epoch(len(ds.y_train), val_fraction, batch) * epochs * len(cells)
-                macs = models.count_flops_per_sample(
+                macs = measure.count_flops_per_sample(
                     models.build_model(model, 1, ds.input_shape, ds.num_classes, seed=0, **margs), ds.input_shape)
                 peak = table.peak_bf16(table.device_name(dev))
                 flops = samples * macs * 2 * 3
