@@ -72,9 +72,13 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
     warmup = (1 if quick else 3) if warmup is None else warmup
     model_args = {"width": 0.125} if quick else {}
     for name in model_names:
-        image_models = [n for n in models.names() if "image" in models.get(n).inputs]
+        # image models whose channels scale with a width (the quick configuration's)
+        image_models = [n for n in models.names() if "image" in models.get(n).inputs
+                        and "width" in {a.name for a in models.get(n).args}]
         if name not in image_models:
-            raise ValueError(f"bench step: model {name!r}; allowed: {', '.join(image_models)}")
+            others = [n for n in image_models if n not in STEP_MODELS]
+            raise ValueError(f"bench step: model {name!r}; allowed: {', '.join(STEP_MODELS)}"
+                             + (f" (or {', '.join(others)})" if others else ""))
     for v in variants:
         if v not in stepvariants.VARIANTS:
             raise ValueError(f"bench step: variant {v!r}; allowed: {', '.join(stepvariants.VARIANTS)}")
