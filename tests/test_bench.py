@@ -16,10 +16,11 @@ from smoothbench.engine.models import measure
 def _restore_torch_settings():
     """bench step applies the engine's determinism settings process-wide; put them back."""
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.get_num_threads())
+             torch.get_num_threads(), torch.backends.mkldnn.enabled)
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.set_num_threads(saved[2])
+    torch.backends.mkldnn.enabled = saved[3]
 
 
 def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:

@@ -49,14 +49,15 @@ def ieee_fp32():
 
 @pytest.fixture
 def restore_determinism():
-    """The engine switches deterministic algorithms on for the whole process; undo it after the test."""
+    """The engine switches deterministic algorithms on (and oneDNN off on the CPU) for the whole
+    process; undo it after the test."""
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.mkldnn.enabled)
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved[2:]
+     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.mkldnn.enabled) = saved[2:]
 
 
 def _assert_within(actual: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor, what: str) -> None:

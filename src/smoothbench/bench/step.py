@@ -56,7 +56,7 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
     stacked, loop; ``precision`` auto (the engine's: bf16 on CUDA, fp32 on the CPU), bf16, fp32
     or both; device ``auto`` = CUDA when available, else the CPU. ``quick`` (a CPU smoke run):
     width 0.125, M = 1, 2, batch 16, 3 steps after 1. The engine's deterministic kernels unless
-    ``fast_kernels`` (cuDNN autotuning, TF32, non-deterministic algorithms). ``repeatable``: is
+    ``fast_kernels`` (cuDNN autotuning, TF32, non-deterministic algorithms; oneDNN on the CPU). ``repeatable``: is
     the state after two steps of two more builds bit-identical? Rows say OOM, "n/a on CPU" (CUDA
     graphs), or "error: ..." (an alternative variant that fails), and the table goes on.
     """
@@ -93,6 +93,7 @@ def bench_step(device: str = "auto", model_names: list[str] | None = None, num_m
     for dev in devices:
         if fast_kernels:
             torch.use_deterministic_algorithms(False)
+            torch.backends.mkldnn.enabled = True
             if dev.type == "cuda":
                 torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
                 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

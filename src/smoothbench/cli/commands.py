@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     s.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); results are bit-reproducible for a "
-                   "fixed thread count")
+                   "fixed thread count, on any x86-64 CPU")
     s.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
                    help="device memory the stacks may use (default: 90%% of the GPU's free memory; no limit on the "
                    "CPU; or the env SMOOTHBENCH_MEMORY_BUDGET_MIB); a larger stack trains in passes")
@@ -402,9 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Bit-reproducible CPU training across x86-64 machines: MKL and ATen otherwise pick their
-# kernels by the CPU's instruction set (AVX-512 here, AVX2 there), and the last bits of every
-# sum differ. Pinned to the AVX2 code paths, which every x86-64 CPU of the last decade has.
-REPRODUCIBLE_CPU = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# kernels by the CPU (AVX-512 here, AVX2 there), and the last bits of every sum differ. MKL's
+# one code path that every x86-64 CPU runs alike is COMPATIBLE (SSE2): it honours its AVX2 path
+# on Intel CPUs only and silently takes its CPU-dependent AUTO path elsewhere (AMD's). ATen's
+# own kernels are pinned to AVX2, which every x86-64 CPU of the last decade has. The engine
+# switches oneDNN off on the CPU (engine.device.set_determinism).
+REPRODUCIBLE_CPU = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def _reproducible_cpu() -> None:

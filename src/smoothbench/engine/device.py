@@ -34,7 +34,19 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def set_determinism(device: torch.device) -> None:
-    """Deterministic kernels where they exist (CUDA: cuBLAS workspace, no cuDNN autotuning)."""
+    """Deterministic kernels where they exist (CUDA: cuBLAS workspace, no cuDNN autotuning).
+
+    On the CPU, the same bits for a model whatever else shares its stack, and on every x86-64
+    CPU: oneDNN (mkldnn) is switched off, so convolutions run as ATen's im2col and MKL's GEMM.
+    oneDNN picks its convolution kernels by the shape and the CPU: the first convolution of a
+    stack of S seeds is one convolution of S groups (1 for a seed alone), and its weight gradient
+    sums over the batch in another order for each; its kernels also differ by instruction set.
+    MKL gives the same bits on every CPU under ``MKL_CBWR=COMPATIBLE`` (what the ``smoothbench``
+    command sets; ``cli.commands.REPRODUCIBLE_CPU``) for a fixed number of threads; with one
+    thread (the workflow's) a model's products do not depend on the stack's shape either.
+    """
+    if device.type == "cpu":
+        torch.backends.mkldnn.enabled = False
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
