@@ -141,7 +141,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, keys: torch.Tensor, counter: in
             black: torch.Tensor | None = None) -> torch.Tensor:
     """Batched random crop and horizontal flip of ``x`` (S, B, C, H, W), on its device.
 
-    Each of the S batches draws from its own key (``keys`` (S,), ``smoothbench.draws`` at
+    Each of the S batches draws from its own key (``keys`` (S,), ``core.draws`` at
     ``counter``): the same draws whatever else is in the stack, no generator state. The crop
     pads with zeros of the normalised input (``pad_fill: mean``, the mean colour) or with
     ``black`` per channel (``pad_fill: black``: zero pixels before normalisation).

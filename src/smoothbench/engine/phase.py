@@ -5,7 +5,7 @@ noisy labels, held-out split, initialisation and batch order; the cells of a see
 all of them (common random numbers), so within a seed they differ only by their method.
 One ``StackLoss`` call per step computes every model's loss, whatever methods it mixes.
 Every random draw comes from a key derived from the group, the run and the cell
-(``cells.derive_seed``) through ``smoothbench.draws``, at a counter that is the step: a
+(``core.vocabulary.derive_seed``) through ``core.draws``, at a counter that is the step: a
 model's results do not depend on what else shares its stack, and a resumed run draws
 exactly what an uninterrupted one would. A step has no host-device synchronisation
 (``tests/test_cuda.py`` checks it with ``torch.cuda.set_sync_debug_mode("error")``).
