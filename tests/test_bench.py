@@ -6,19 +6,21 @@ import re
 import pytest
 import torch
 
-from smoothbench.bench import speed as bench, stepvariants
+from smoothbench.bench import step as stepbench, stepvariants, table, train as trainbench
 from smoothbench.cli import commands as cli
 from smoothbench.engine import models
+from smoothbench.engine.models import measure
 
 
 @pytest.fixture(autouse=True)
 def _restore_torch_settings():
     """bench step applies the engine's determinism settings process-wide; put them back."""
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.get_num_threads())
+             torch.get_num_threads(), torch.backends.mkldnn.enabled)
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.set_num_threads(saved[2])
+    torch.backends.mkldnn.enabled = saved[3]
 
 
 def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
@@ -52,7 +54,7 @@ def test_flop_count_of_small_cnn_equals_hand_count():
             + 32 * 10)
     assert hand == 124_736
     net = models.build_model("cnn", 3, (3, 8, 8), 10, seed=0, width=0.25)
-    assert models.count_flops_per_sample(net, (3, 8, 8)) == hand
+    assert measure.count_flops_per_sample(net, (3, 8, 8)) == hand
 
 
 def test_flop_count_of_fastnet_equals_hand_count():
@@ -65,7 +67,7 @@ def test_flop_count_of_fastnet_equals_hand_count():
             + 32 * 10)
     assert hand == 2_470_208
     net = models.build_model("fastnet", 1, (3, 32, 32), 10, seed=0, width=0.125)
-    assert models.count_flops_per_sample(net, (3, 32, 32)) == hand
+    assert measure.count_flops_per_sample(net, (3, 32, 32)) == hand
 
 
 @pytest.mark.parametrize("name, blocks", [("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3))])
@@ -82,7 +84,7 @@ def test_flop_count_of_thin_resnet_equals_hand_count(name, blocks):
             cin = cout
     hand += 64 * 10
     net = models.build_model(name, 2, (3, 32, 32), 10, seed=0, width=0.125)
-    assert models.count_flops_per_sample(net, (3, 32, 32)) == hand
+    assert measure.count_flops_per_sample(net, (3, 32, 32)) == hand
 
 
 # ----------------------------------------------------------------------------- the peak table
@@ -93,8 +95,8 @@ def test_flop_count_of_thin_resnet_equals_hand_count(name, blocks):
     ("NVIDIA GeForce RTX 4090", "4090"), ("x86_64", None),
 ])
 def test_peak_lookup_takes_the_longest_matching_name(name, key):
-    hit = bench.peak_bf16(name)
-    assert (hit is None) if key is None else (hit == (key, bench.PEAK_BF16[key]))
+    hit = table.peak_bf16(name)
+    assert (hit is None) if key is None else (hit == (key, table.PEAK_BF16[key]))
 
 
 # ----------------------------------------------------------------------------- bench step
@@ -103,21 +105,21 @@ FAKE_GPU = "NVIDIA H100 80GB HBM3"
 
 
 def test_quick_step_bench_table_and_flop_fraction_from_the_peak_table(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "device_name", lambda dev: FAKE_GPU)
-    monkeypatch.setitem(bench.PEAK_BF16, "H100", 123e12)          # an odd peak: the figure must follow it
-    results = bench.bench_step(device="cpu", quick=True)
+    monkeypatch.setattr(table, "device_name", lambda dev: FAKE_GPU)
+    monkeypatch.setitem(table.PEAK_BF16, "H100", 123e12)          # an odd peak: the figure must follow it
+    results = stepbench.bench_step(device="cpu", quick=True)
     out = capsys.readouterr().out
     [(header, rows)] = _tables(out)
-    assert header == bench.STEP_HEADER
+    assert header == stepbench.STEP_HEADER
     # every model x M x variant, in that order
-    combos = [(m, n, v) for m in bench.STEP_MODELS for n in (1, 2) for v in bench.STEP_VARIANTS]
+    combos = [(m, n, v) for m in stepbench.STEP_MODELS for n in (1, 2) for v in stepbench.STEP_VARIANTS]
     assert [(r[1], int(r[4]), r[2]) for r in rows] == combos
     assert "H100: 123 TFLOP/s" in out
     by = {(r["model"], r["M"], r["variant"]): r for r in results}
     for values in rows:
         row = dict(zip(header, values))
         r = by[(row["model"], int(row["M"]), row["variant"])]
-        macs = models.count_flops_per_sample(
+        macs = measure.count_flops_per_sample(
             models.build_model(r["model"], 1, (3, 32, 32), 10, seed=0, width=0.125), (3, 32, 32))
         assert r["macs_per_sample"] == macs
         assert r["flops_per_step"] == 2 * 3 * macs * r["M"] * 16
@@ -136,22 +138,22 @@ def test_quick_step_bench_table_and_flop_fraction_from_the_peak_table(monkeypatc
 
 
 def test_step_bench_without_a_known_peak_prints_na(capsys):
-    bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1], variants=["stacked"])
+    stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1], variants=["stacked"])
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0][header.index("of bf16 peak")] == "n/a"
     assert rows[0][header.index("vs loop")] == "n/a"                # no loop row to compare with
 
 
 def test_out_of_memory_prints_oom_and_the_table_goes_on(monkeypatch, capsys):
-    real = bench._step_fn
+    real = stepbench._step_fn
 
     def fake(variant, name, m, *args):
         if variant == "stacked" and m == 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(variant, name, m, *args)
 
-    monkeypatch.setattr(bench, "_step_fn", fake)
-    results = bench.bench_step(device="cpu", quick=True, model_names=["fastnet"])
+    monkeypatch.setattr(stepbench, "_step_fn", fake)
+    results = stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"])
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert [r["status"] for r in results] == ["ok", "ok", "OOM", "ok"]
     oom = rows[2]
@@ -164,22 +166,22 @@ def test_other_runtime_errors_are_not_taken_for_oom(monkeypatch):
     def broken(*args):
         raise RuntimeError("cuDNN error: CUDNN_STATUS_BAD_PARAM")
 
-    monkeypatch.setattr(bench, "_step_fn", broken)
+    monkeypatch.setattr(stepbench, "_step_fn", broken)
     with pytest.raises(RuntimeError, match="BAD_PARAM"):
-        bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1])
+        stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1])
 
 
 def test_an_alternative_variant_that_fails_says_so_in_its_row(monkeypatch, capsys):
-    real = bench._step_fn
+    real = stepbench._step_fn
 
     def vmap_breaks(variant, *args):
         if variant == "vmap":
             raise RuntimeError("vmap: batching rule not implemented for aten::something\nmore detail")
         return real(variant, *args)
 
-    monkeypatch.setattr(bench, "_step_fn", vmap_breaks)
-    results = bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1],
-                               variants=["vmap", "stacked"], steps=1, warmup=0)
+    monkeypatch.setattr(stepbench, "_step_fn", vmap_breaks)
+    results = stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1],
+                                   variants=["vmap", "stacked"], steps=1, warmup=0)
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert [r["status"] for r in results] == [
         "error: RuntimeError: vmap: batching rule not implemented for aten::something", "ok"]
@@ -219,8 +221,8 @@ def _per_model(variant: str, tensors: list[torch.Tensor], m: int) -> list[torch.
 def _trained(variant: str, amp_dtype=None, steps: int = 2, m: int = 2) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
-    step = bench._step_fn(variant, "fastnet", m, {"width": 0.125}, x, y, torch.tensor([0.0, -2.0])[:m],
-                          torch.device("cpu"), False, amp_dtype)
+    step = stepbench._step_fn(variant, "fastnet", m, {"width": 0.125}, x, y, torch.tensor([0.0, -2.0])[:m],
+                              torch.device("cpu"), False, amp_dtype)
     for _ in range(steps):
         step()
     return _per_model(variant, [t.detach().clone() for t in step.tensors()], m)
@@ -249,8 +251,8 @@ def test_bf16_precision_is_autocast_and_fp32_is_not():
 
 
 def test_precision_both_gives_a_row_per_precision_compared_within_it(capsys):
-    results = bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1],
-                               precision="both", steps=1, warmup=0)
+    results = stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1],
+                                   precision="both", steps=1, warmup=0)
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert [(r[2], r[3]) for r in rows] == [("stacked", "bf16"), ("loop", "bf16"), ("stacked", "fp32"),
                                             ("loop", "fp32")]
@@ -258,23 +260,23 @@ def test_precision_both_gives_a_row_per_precision_compared_within_it(capsys):
     for prec in ("bf16", "fp32"):
         assert by[("stacked", prec)]["speedup_vs_loop"] == by[("loop", prec)]["step_s"] / by[("stacked", prec)]["step_s"]
     with pytest.raises(ValueError, match="--precision 'fp16'; allowed: auto, bf16, fp32, both"):
-        bench.bench_step(device="cpu", quick=True, precision="fp16")
+        stepbench.bench_step(device="cpu", quick=True, precision="fp16")
 
 
 def test_cuda_graphs_row_says_na_on_the_cpu_and_the_table_goes_on(capsys):
-    bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1],
-                     variants=["graphs", "vmap"], steps=1, warmup=0)
+    stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[1],
+                         variants=["graphs", "vmap"], steps=1, warmup=0)
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert rows[0][2] == "graphs" and rows[0][6] == "n/a on CPU" and set(rows[0][7:]) == {"-"}
     assert rows[1][2] == "vmap" and float(rows[1][6]) > 0
 
 
 def test_repeatable_says_yes_for_the_engine_step_and_no_for_a_step_that_is_not(monkeypatch, capsys):
-    bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[2], variants=["stacked"],
-                     steps=1, warmup=0, repeatable=True)
+    stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[2], variants=["stacked"],
+                         steps=1, warmup=0, repeatable=True)
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert dict(zip(header, rows[0]))["repeatable"] == "yes"
-    real = bench._step_fn
+    real = stepbench._step_fn
 
     def jittery(*args):
         step = real(*args)
@@ -285,9 +287,9 @@ def test_repeatable_says_yes_for_the_engine_step_and_no_for_a_step_that_is_not(m
                 next(iter(step.tensors())).add_(torch.rand(()) * 1e-3)
         return stepvariants.Step(run, step.tensors)
 
-    monkeypatch.setattr(bench, "_step_fn", jittery)
-    bench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[2], variants=["stacked"],
-                     steps=1, warmup=0, repeatable=True)
+    monkeypatch.setattr(stepbench, "_step_fn", jittery)
+    stepbench.bench_step(device="cpu", quick=True, model_names=["fastnet"], num_models=[2], variants=["stacked"],
+                         steps=1, warmup=0, repeatable=True)
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert dict(zip(header, rows[0]))["repeatable"] == "no"
 
@@ -296,9 +298,9 @@ def test_repeatable_says_yes_for_the_engine_step_and_no_for_a_step_that_is_not(m
 
 def test_quick_train_bench_row_on_cifar_shaped_data(monkeypatch, capsys):
     """Group vs one process per cell for an image model, run through the real CLI processes."""
-    monkeypatch.setattr(bench, "device_name", lambda dev: FAKE_GPU)
-    [r] = bench.bench_train(device="cpu", epochs=1, quick=True, model_names=["fastnet"], num_cells=2,
-                            train_size=256)
+    monkeypatch.setattr(table, "device_name", lambda dev: FAKE_GPU)
+    [r] = trainbench.bench_train(device="cpu", epochs=1, quick=True, model_names=["fastnet"], num_cells=2,
+                                 train_size=256)
     [(header, rows)] = _tables(capsys.readouterr().out)
     assert header == ["device", "data", "model", "group s", "one-by-one s", "group cells/h", "one-by-one cells/h",
                       "group samples/s", "one-by-one samples/s", "speed-up", "of bf16 peak"]
@@ -308,7 +310,7 @@ def test_quick_train_bench_row_on_cifar_shaped_data(monkeypatch, capsys):
     assert r["group_samples_per_s"] == pytest.approx(samples / r["group_s"])
     assert r["group_cells_per_h"] == pytest.approx(2 / r["group_s"] * 3600)
     assert r["flops"] == samples * 6 * 2_470_208                    # hand-counted FastNet at width 0.125
-    assert r["peak_fraction"] == pytest.approx(r["flops"] / r["group_s"] / bench.PEAK_BF16["H100"])
+    assert r["peak_fraction"] == pytest.approx(r["flops"] / r["group_s"] / table.PEAK_BF16["H100"])
     assert rows[0][-1] == f"{100 * r['peak_fraction']:.1f}%"
     assert rows[0][-2] == f"{r['one_by_one_s'] / r['group_s']:.1f}x"
 

@@ -14,7 +14,8 @@ import yaml
 from smoothbench.cli import commands as cli
 from smoothbench.bench import cost
 from smoothbench.study import grid
-from smoothbench.engine import models, training as train
+from smoothbench.engine import training as train
+from smoothbench.engine.models import measure
 
 CELLS = "ce:0,ls:0.4,flip:0.36"
 
@@ -91,7 +92,7 @@ def test_the_engine_measured_in_one_pass_and_in_the_passes_of_a_small_memory_bud
     phase = [p for p in cost.study_phases(_study()) if not p.warmup][0]
     seconds, passes = cost.measure_epoch(phase, 16, "cpu", tmp_path / "one", tiny=True, epochs=2)
     assert seconds > 0 and passes == 1
-    per_model = models.memory_per_model("fastnet", (3, 32, 32), 10, 128, 4, width=cost.TINY_WIDTH)
+    per_model = measure.memory_per_model("fastnet", (3, 32, 32), 10, 128, 4, width=cost.TINY_WIDTH)
     monkeypatch.setenv(train.MEMORY_BUDGET_ENV, str(1.5 * per_model / 2**20))
     assert cost.measure_epoch(phase, 16, "cpu", tmp_path / "six", tiny=True, epochs=2)[1] == 6
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from helpers import kill_and_resume, train_command, write_cifar_shaped, write_labels
 
 from smoothbench.engine import models, layers as stacked, training as train
+from smoothbench.engine.models.base import StackedModel
 from smoothbench.methods import parse_cells
 from smoothbench.methods.gls import gls_loss
 
@@ -48,14 +49,15 @@ def ieee_fp32():
 
 @pytest.fixture
 def restore_determinism():
-    """The engine switches deterministic algorithms on for the whole process; undo it after the test."""
+    """The engine switches deterministic algorithms on (and oneDNN off on the CPU) for the whole
+    process; undo it after the test."""
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.mkldnn.enabled)
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved[2:]
+     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.mkldnn.enabled) = saved[2:]
 
 
 def _assert_within(actual: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor, what: str) -> None:
@@ -133,7 +135,7 @@ OUT_TOL = 1e-4        # outputs and running statistics: rtol, and atol as a frac
 GRAD_TOL = 1e-3       # gradients: atol as a fraction of max|ref grad| (rtol stays OUT_TOL)
 
 
-def _perturbed_stack(name: str, m: int, seed: int) -> models.StackedModel:
+def _perturbed_stack(name: str, m: int, seed: int) -> StackedModel:
     """A stack of ``m`` models whose slices differ in every parameter and BN buffer."""
     stack = models.build_model(name, m, SHAPE, K, seed=0, **STACKED[name])
     g = torch.Generator().manual_seed(seed)

@@ -1,4 +1,4 @@
-"""One GPU per concurrent training job (``device.claim_gpu``), without CUDA: real processes
+"""One GPU per concurrent training job (``gpus.claim_gpu``), without CUDA: real processes
 claim from a simulated list of GPU UUIDs, and the test checks the locks from outside with
 its own flock calls. ``smoothbench train`` on a faked CUDA runtime claims, says so, and
 hands the engine the claimed device."""
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from smoothbench.cli import commands as cli
-from smoothbench.engine import device, training as train
+from smoothbench.engine import gpus, training as train
 
 UUIDS = ["GPU-aaaa1111", "GPU-bbbb2222", "GPU-cccc3333"]
 
@@ -26,7 +26,7 @@ UUIDS = ["GPU-aaaa1111", "GPU-bbbb2222", "GPU-cccc3333"]
 # claims, says which, and holds the claim until its stdin is closed
 CLAIMER = """
 import os, sys, time
-from smoothbench.engine.device import claim_gpu
+from smoothbench.engine.gpus import claim_gpu
 uuids, lock_dir, go, only = sys.argv[1].split(","), sys.argv[2], sys.argv[3], sys.argv[4]
 while not os.path.exists(go):
     time.sleep(0.01)
@@ -105,7 +105,7 @@ def test_concurrent_jobs_claim_distinct_gpus_a_surplus_one_waits_and_a_crash_fre
 def test_an_explicit_device_waits_for_that_device_only(tmp_path, procs):
     locks, go = tmp_path / "locks", tmp_path / "go"
     go.touch()
-    held = device.claim_gpu(UUIDS, locks, only=1)           # this test holds GPU 1; 0 and 2 are free
+    held = gpus.claim_gpu(UUIDS, locks, only=1)           # this test holds GPU 1; 0 and 2 are free
     asker = _start(locks, go, only="1")
     procs.append(asker)
     assert _line(asker).startswith(f"WAIT waiting: cuda:1 is claimed by other jobs (locks in {locks})")
@@ -115,23 +115,23 @@ def test_an_explicit_device_waits_for_that_device_only(tmp_path, procs):
 
 
 def test_without_waiting_a_fully_claimed_machine_is_one_line(tmp_path):
-    with device.claim_gpu(UUIDS[:1], tmp_path) as claim:
+    with gpus.claim_gpu(UUIDS[:1], tmp_path) as claim:
         assert claim.index == 0 and claim.path == tmp_path / f"{UUIDS[0]}.lock"
         with pytest.raises(RuntimeError, match=r"^all 1 visible GPUs are claimed by other jobs \(locks in "):
-            device.claim_gpu(UUIDS[:1], tmp_path, wait=False)
-    assert device.claim_gpu(UUIDS[:1], tmp_path, wait=False).index == 0   # released on leaving the block
+            gpus.claim_gpu(UUIDS[:1], tmp_path, wait=False)
+    assert gpus.claim_gpu(UUIDS[:1], tmp_path, wait=False).index == 0   # released on leaving the block
     with pytest.raises(ValueError, match="device cuda:5 does not exist; 3 visible"):
-        device.claim_gpu(UUIDS, tmp_path, only=5)
+        gpus.claim_gpu(UUIDS, tmp_path, only=5)
 
 
 def test_the_lock_folder(monkeypatch):
-    monkeypatch.delenv(device.GPU_LOCKS_ENV, raising=False)
+    monkeypatch.delenv(gpus.GPU_LOCKS_ENV, raising=False)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    assert device.gpu_lock_dir() == Path("/tmp/smoothbench-gpus")
+    assert gpus.gpu_lock_dir() == Path("/tmp/smoothbench-gpus")
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1234")
-    assert device.gpu_lock_dir() == Path("/run/user/1234/smoothbench-gpus")
-    monkeypatch.setenv(device.GPU_LOCKS_ENV, "/scratch/locks")
-    assert device.gpu_lock_dir() == Path("/scratch/locks")
+    assert gpus.gpu_lock_dir() == Path("/run/user/1234/smoothbench-gpus")
+    monkeypatch.setenv(gpus.GPU_LOCKS_ENV, "/scratch/locks")
+    assert gpus.gpu_lock_dir() == Path("/scratch/locks")
 
 
 # ----------------------------------------------------------------------------- the train command
@@ -139,12 +139,12 @@ def test_the_lock_folder(monkeypatch):
 @pytest.fixture
 def fake_cuda(monkeypatch, tmp_path):
     """Two visible 'GPUs' (torch.cuda faked), locks in tmp_path; records what the engine got."""
-    gpus = [SimpleNamespace(name="Fake H200", uuid="aaaa1111"), SimpleNamespace(name="Fake H200", uuid="bbbb2222")]
+    fakes = [SimpleNamespace(name="Fake H200", uuid="aaaa1111"), SimpleNamespace(name="Fake H200", uuid="bbbb2222")]
     seen = {"set_device": [], "train": []}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(gpus))
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: gpus[i])
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: gpus[i].name)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(fakes))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: fakes[i])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: fakes[i].name)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen["set_device"].append(i))
     monkeypatch.setattr(cli.stops, "die_with_parent", lambda: None)  # not on the pytest process
 
@@ -155,7 +155,7 @@ def fake_cuda(monkeypatch, tmp_path):
         return [{}]
 
     monkeypatch.setattr(train, "train_setting", fake_train)
-    monkeypatch.setenv(device.GPU_LOCKS_ENV, str(tmp_path / "locks"))
+    monkeypatch.setenv(gpus.GPU_LOCKS_ENV, str(tmp_path / "locks"))
     return seen
 
 
@@ -166,7 +166,7 @@ def _train(tmp_path, *extra):
 
 def test_train_claims_the_first_free_gpu_says_so_and_trains_on_it(fake_cuda, tmp_path, capsys):
     locks = tmp_path / "locks"
-    other_job = device.claim_gpu(["GPU-aaaa1111"], locks)          # another job holds GPU 0
+    other_job = gpus.claim_gpu(["GPU-aaaa1111"], locks)          # another job holds GPU 0
     assert _train(tmp_path) == 0                                    # device auto: CUDA is 'available'
     assert capsys.readouterr().err.splitlines() == [
         f"device: cuda:1 (Fake H200, GPU-bbbb2222), claimed {locks}/GPU-bbbb2222.lock"]
@@ -188,7 +188,7 @@ def test_uuid_text_as_nvidia_smi_writes_it(monkeypatch):
     props = {0: SimpleNamespace(uuid="58fd1f3a-0b7c-2c3e-9d4f-3e1b2a5c6d7e"), 1: SimpleNamespace(uuid="MIG-1234"),
              2: SimpleNamespace(uuid="", pci_domain_id=0, pci_bus_id=65, pci_device_id=0)}
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props[i])
-    assert device.gpu_uuid(0) == "GPU-58fd1f3a-0b7c-2c3e-9d4f-3e1b2a5c6d7e"
-    assert device.gpu_uuid(1) == "MIG-1234"
-    assert device.gpu_uuid(2) == "pci-0-65-0"
+    assert gpus.gpu_uuid(0) == "GPU-58fd1f3a-0b7c-2c3e-9d4f-3e1b2a5c6d7e"
+    assert gpus.gpu_uuid(1) == "MIG-1234"
+    assert gpus.gpu_uuid(2) == "pci-0-65-0"
 

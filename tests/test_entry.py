@@ -177,3 +177,35 @@ def test_other_steps_say_they_were_interrupted(tmp_path):
     assert interrupts.line("train", interrupts.Terminated(), str(tmp_path)) == \
         (f"interrupted (SIGTERM) outside an epoch (reading the inputs or writing the results); a rerun resumes "
          f"from the last checkpoint ({tmp_path})")
+
+
+def test_an_interrupt_inside_a_phase_run_carries_where_it_stood(toy, tmp_path, monkeypatch):
+    """The engine's record, read by the one line: an interrupt raised while epoch 3 of a warm-up
+    variant's own phase (1 warm-up epoch + 4 epochs) trains says epoch 4 of 5 of that run; the
+    same interrupt raised outside a run carries nothing."""
+    from smoothbench.cli import stops
+    from smoothbench.engine import phase, position, training as train
+    from smoothbench.methods import parse_cells
+
+    data, labels = toy
+    proto = {"model": "mlp", "model_args": {"hidden": [8]}, "batch_size": 64, "device": "cpu",
+             "variants": {"warm": {"epochs": 4, "warmup": {"epochs": 1}}}}
+    real, seen = phase.PhaseRun._train_epoch, []
+
+    def stop_at_third(run):
+        seen.append((run.key, run.done))
+        if run.phase == "main" and run.done == 2:
+            raise stops.Terminated()
+        return real(run)
+
+    monkeypatch.setattr(phase.PhaseRun, "_train_epoch", stop_at_third)
+    with pytest.raises(stops.Terminated) as info:
+        train.train_group(str(data), str(labels), parse_cells("ce:0,ls:0.4"), proto, str(tmp_path / "out"),
+                          checkpoint_dir=str(tmp_path / "ck"), progress=False)
+    warmup_key = seen[0][0]
+    assert warmup_key.startswith("warmup-") and seen[1:] == [("warm", 0), ("warm", 1), ("warm", 2)]
+    assert position.of(info.value) == position.Position("toy-symmetric-0.3", "warm", 4, 5)
+    assert stops.line("train", info.value, str(tmp_path / "ck")) == (
+        f"interrupted (SIGTERM) at epoch 4 of 5 (warm) of the setting toy-symmetric-0.3; a rerun resumes from the "
+        f"last checkpoint ({tmp_path / 'ck'})")
+    assert position.of(stops.Terminated()) is None

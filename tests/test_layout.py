@@ -129,7 +129,7 @@ def test_schema_enums_equal_the_registries():
     assert defs["dataset"]["enum"] == list(data.DATASETS)
     assert defs["method"]["enum"] == list(methods.names())
     assert defs["noise_kind"]["enum"] == list(noise.names())
-    assert defs["protocol"]["properties"]["model"]["enum"] == list(models.MODELS)
+    assert schema.resolve(defs["protocol"]["properties"]["model"], root)["enum"] == list(models.names())
     props = root["properties"]
     assert schema.resolve(props["methods"], root)["properties"].keys() == set(methods.names())
     for name in methods.names():   # each setting's forms carry the registry's parameters, ranges and defaults

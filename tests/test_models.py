@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothbench.engine.models import MODELS, build_model, count_flops_per_sample, params_per_model
+from smoothbench.engine.models import build_model, names
+from smoothbench.engine.models.measure import count_flops_per_sample, params_per_model
 from smoothbench.engine.layers import assign_model, replicate_state, select_state
 
 K = 5
@@ -30,7 +31,7 @@ def _one_thread():
 
 
 def test_registry_covers_all_models():
-    assert set(TINY) == set(MODELS)
+    assert set(TINY) == set(names())
 
 
 def tiny(name, num_models, seed=0):
@@ -80,7 +81,7 @@ DTYPE_TOL = {torch.float64: dict(rtol=1e-9, atol=1e-10), torch.float32: TOL}
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", names())
 def test_stack_equals_separate_models_train_mode(name, dtype):
     tol = DTYPE_TOL[dtype]
     stack = perturbed_stack(name, dtype=dtype)
@@ -116,7 +117,7 @@ def test_stack_equals_separate_models_train_mode(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", names())
 def test_stack_equals_separate_models_eval_mode(name, dtype):
     stack = perturbed_stack(name, dtype=dtype).eval()
     singles = singles_of(stack, name, dtype)
@@ -130,7 +131,7 @@ def test_stack_equals_separate_models_eval_mode(name, dtype):
     assert_state_close(stack.state_dict(), before, rtol=0, atol=0)  # eval leaves running stats alone
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", names())
 def test_replicas_identical_and_equal_to_single_model(name):
     stack, single = tiny(name, 3, seed=7), tiny(name, 1, seed=7)
     s3, s1 = stack.state_dict(), single.state_dict()
@@ -144,7 +145,7 @@ def test_replicas_identical_and_equal_to_single_model(name):
     assert weights and all(not torch.equal(s1[k], other[k]) for k in weights)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", names())
 def test_every_tensor_has_model_dim_first(name):
     for M in (1, 4):
         model = tiny(name, M)
@@ -183,7 +184,7 @@ def test_state_round_trips():
         assign_model(stack, 0, {})
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", names())
 def test_channels_last_input_gives_same_logits(name):
     stack = perturbed_stack(name)
     x, _ = batch(name)

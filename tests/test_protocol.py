@@ -82,3 +82,25 @@ def test_grid_and_protocol_share_the_rules():
              "protocol": {"default": {"variants": {"w": {"schedule": {"name": "multistep"}}}}}}
     with pytest.raises(ValueError, match=r"^s.yaml: protocol.default.variants.w.schedule.milestones = \[\]: multistep"):
         grid.validate_params(study, source="s.yaml")
+
+
+def test_the_dataclasses_take_their_defaults_from_the_schema():
+    """One place holds each default: with other defaults in the schema (changed before the engine's
+    protocol module is imported, in a fresh interpreter), the dataclasses follow them."""
+    import subprocess
+    import sys
+
+    code = ("from smoothbench.core import schema\n"
+            "defs = schema.load_schema()['$defs']\n"
+            "defs['protocol']['properties']['batch_size']['default'] = 77\n"
+            "defs['protocol']['properties']['augment']['properties']['pad_fill']['default'] = 'black'\n"
+            "defs['optimizer']['properties']['lr']['default'] = 0.3\n"
+            "defs['schedule']['properties']['milestones']['default'] = [4, 9]\n"
+            "defs['variant']['properties']['epochs']['default'] = 11\n"
+            "defs['variant']['properties']['warmup']['properties']['branch']['default'] = 'best'\n"
+            "from smoothbench.engine import protocol as p\n"
+            "v = p.VariantConfig()\n"
+            "print(p.Protocol().batch_size, p.AugmentConfig().pad_fill, p.OptimizerConfig().lr, v.optimizer.lr,\n"
+            "      p.ScheduleConfig().milestones, v.epochs, p.WarmupConfig().branch, p.Protocol().variants[0].epochs)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["77", "black", "0.3", "0.3", "(4,", "9)", "11", "best", "11"]

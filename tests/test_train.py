@@ -330,9 +330,9 @@ def test_a_stack_over_the_memory_budget_trains_in_passes_with_the_same_results(s
     whole = train.train_setting(str(d), [str(x) for x in labels], cells, PROTO,
                                 [str(tmp_path / f"w{s}") for s in range(3)], progress=False)
     capfd.readouterr()
-    from smoothbench.engine import models
+    from smoothbench.engine.models import measure
 
-    per_model = models.memory_per_model("mlp", (12,), 4, 32, 4, hidden=[32])
+    per_model = measure.memory_per_model("mlp", (12,), 4, 32, 4, hidden=[32])
     budget_mib = 2.5 * per_model / 2**20            # room for two models: passes of 1 seed x 2 cells
     passes = train.train_setting(str(d), [str(x) for x in labels], cells, PROTO,
                                  [str(tmp_path / f"p{s}") for s in range(3)], progress=False,

@@ -143,14 +143,15 @@ def _seeds_per_pass(phase: Phase, proto: dict, device: str) -> tuple[int, int]:
     """(seeds per pass of the job's variant stack, bytes per model), as the engine plans them
     (``train.plan_passes`` at this device's memory budget)."""
     from .. import data
-    from ..engine import models, training as train
+    from ..engine import training as train
     from ..engine.device import resolve_device
+    from ..engine.models import measure
 
     dev = resolve_device(device)
     spec = data.get_spec(phase.dataset)
     bf16 = proto["precision"] == "bf16" or (proto["precision"] == "auto" and dev.type == "cuda")
-    per_model = models.memory_per_model(proto["model"], spec.input_shape, spec.num_classes, proto["batch_size"],
-                                        2 if bf16 else 4, **proto["model_args"])
+    per_model = measure.memory_per_model(proto["model"], spec.input_shape, spec.num_classes, proto["batch_size"],
+                                         2 if bf16 else 4, **proto["model_args"])
     seeds, _ = train.plan_passes(phase.seeds, len(phase.cells.split(",")), per_model, train.memory_budget(dev, None))
     return seeds, per_model
 
@@ -207,7 +208,7 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
     preset's GPU-hours. ``tiny``: a smoke run (models at width 1/16, 32 images, 2 epochs)."""
     import torch
 
-    from .speed import _print_table, device_name
+    from .table import device_name, print_table
     from .. import data
     from ..engine.device import resolve_device
 
@@ -259,8 +260,8 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
                              f"{phase.seeds} x {phase.num_models // phase.seeds}", str(passes),
                              f"{proto['val_fraction']:g}", f"{t:.3f}", f"{t * scale:.1f}",
                              f"{t * scale / phase.num_models:.2f}"])
-    _print_table(["dataset", "model", "precision", "stack", "seeds x cells", "passes", "val_fraction",
-                  f"s/epoch ({images} images)", "s/epoch (full size)", "s per model-epoch"], rows)
+    print_table(["dataset", "model", "precision", "stack", "seeds x cells", "passes", "val_fraction",
+                 f"s/epoch ({images} images)", "s/epoch (full size)", "s per model-epoch"], rows)
     out = []
     for path, study in studies.items():
         hours = study_cost(study, lambda p: per_epoch[p.key])
@@ -270,9 +271,9 @@ def cost_tables(presets: list[str], device: str = "auto", images: int | None = N
                     "gpu_hours": hours})
     print()
     print(f"GPU-hours per preset ({label}): the sum over its jobs of epochs x measured s/epoch of each stack")
-    _print_table(["preset", "jobs", "groups", "cells", "model-epochs", "GPU-hours", "days on one GPU",
-                  "s per model-epoch"],
-                 [[Path(r["preset"]).stem, str(r["jobs"]), str(r["groups"]), str(r["cells"]), f"{r['model_epochs']:,}",
-                   f"{r['gpu_hours']:.1f}", f"{r['gpu_hours'] / 24:.1f}",
-                   f"{r['gpu_hours'] * 3600 / r['model_epochs']:.2f}"] for r in out])
+    print_table(["preset", "jobs", "groups", "cells", "model-epochs", "GPU-hours", "days on one GPU",
+                 "s per model-epoch"],
+                [[Path(r["preset"]).stem, str(r["jobs"]), str(r["groups"]), str(r["cells"]), f"{r['model_epochs']:,}",
+                  f"{r['gpu_hours']:.1f}", f"{r['gpu_hours'] / 24:.1f}",
+                  f"{r['gpu_hours'] * 3600 / r['model_epochs']:.2f}"] for r in out])
     return out

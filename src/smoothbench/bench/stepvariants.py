@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from ..engine import models
+from ..engine.models.base import StackedModel
 from ..methods.gls import gls_loss
 
 VARIANTS = ("stacked", "loop", "stacked-nchw", "stacked-nhwc", "vmap", "graphs")
@@ -62,7 +63,7 @@ def build_step(variant: str, name: str, num_models: int, model_args: dict, x: to
         raise NotOnThisDevice("n/a on CPU")
     x = x.contiguous(memory_format=_layout(variant, dev))
 
-    def build(m: int) -> models.StackedModel:
+    def build(m: int) -> StackedModel:
         return models.build_model(name, m, shape, classes, seed=0, **model_args).to(dev)
 
     def amp(cache: bool = True):

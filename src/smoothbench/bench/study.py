@@ -3,8 +3,7 @@ the same cells without it, side by side in one run, wall time including process 
 
 - **job**: one ``smoothbench train`` process for the setting, every seed and cell in one stack
   (what the workflow runs);
-- **per group**: one process per seed, its cells stacked (the engine before a job trained a
-  setting);
+- **per group**: one process per seed, its cells stacked (a group at a time);
 - **per cell**: one process per seed and cell (how a script that trains one model at a time
   runs them).
 
@@ -14,23 +13,11 @@ on the study's own data and noise; each prints cells per hour.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def _train(data: Path, labels: list[Path], cells: str, proto: dict, outs: list[Path]) -> float:
-    cmd = [sys.executable, "-m", "smoothbench.cli", "train", "--data", str(data), "--labels", *map(str, labels),
-           "--cells", cells, "--protocol", json.dumps(proto), "--out", *map(str, outs), "--device", "cpu",
-           "--threads", "1", "--no-progress"]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"benchmark run failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
-    return time.perf_counter() - t0
+from .table import print_table
+from .train import timed_train
 
 
 def bench_study(study: str | Path | None = None, setting: str | None = None, seeds: int | None = 3) -> list[dict]:
@@ -42,7 +29,6 @@ def bench_study(study: str | Path | None = None, setting: str | None = None, see
     from ..data import datasets as data
     from ..study import grid
     from ..noise import labels as noise
-    from ..core import schema
     from ..methods import format_cells
 
     path = Path(study) if study else Path("params.yaml")
@@ -71,22 +57,21 @@ def bench_study(study: str | Path | None = None, setting: str | None = None, see
             labels.append(tmp / f"labels-s{g.seed}.npz")
             noise.make_noisy_labels(str(dpath), job.noise_kind, job.noise_rate, g.seed, str(labels[-1]),
                                     noise_seed=params["noise_seed"])
-        t_job = _train(dpath, labels, spec, proto, [tmp / "job" / f"s{g.seed}" for g in groups])
-        t_group = sum(_train(dpath, [lab], spec, proto, [tmp / "group" / f"s{g.seed}"])
+        t_job = timed_train(dpath, labels, spec, proto, [tmp / "job" / f"s{g.seed}" for g in groups], "cpu", 1)
+        t_group = sum(timed_train(dpath, [lab], spec, proto, [tmp / "group" / f"s{g.seed}"], "cpu", 1)
                       for g, lab in zip(groups, labels))
-        t_cell = sum(_train(dpath, [lab], format_cells([c]), proto, [tmp / "cell" / f"s{g.seed}-{c.id}"])
+        t_cell = sum(timed_train(dpath, [lab], format_cells([c]), proto, [tmp / "cell" / f"s{g.seed}-{c.id}"],
+                                 "cpu", 1)
                      for g, lab in zip(groups, labels) for c in cells)
     n = len(groups) * len(cells)
     rows = [("job (one stack)", 1, t_job), ("per group (one per seed)", len(groups), t_group),
             ("per cell", n, t_cell)]
     results = [{"how": how, "processes": procs, "seconds": t, "cells": n, "cells_per_h": n / t * 3600,
                 "speedup": t / t_job} for how, procs, t in rows]
-    from .speed import _print_table
-
     print(f"training job of {job.id} ({path.name}): {len(groups)} seeds x {len(cells)} cells, the study's "
           f"protocol ({proto['model']} {proto['model_args']}), CPU, one thread per process; wall time including "
           f"process start (torch {torch.__version__})")
-    _print_table(["how", "processes", "s", "cells/h", "job's speed-up"],
-                 [[r["how"], str(r["processes"]), f"{r['seconds']:.1f}", f"{r['cells_per_h']:.0f}",
-                   f"{r['speedup']:.1f}x"] for r in results])
+    print_table(["how", "processes", "s", "cells/h", "job's speed-up"],
+                [[r["how"], str(r["processes"]), f"{r['seconds']:.1f}", f"{r['cells_per_h']:.0f}",
+                  f"{r['speedup']:.1f}x"] for r in results])
     return results

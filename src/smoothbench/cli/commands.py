@@ -77,27 +77,27 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _cmd_train(a: argparse.Namespace) -> None:
+def _cmd_train(args: argparse.Namespace) -> None:
     from ..engine import training as train
     from ..methods import parse_cells
 
     stops.die_with_parent()
-    _set_threads(a.threads)
-    if len(a.out) != len(a.labels):
-        raise ValueError(f"give one --out folder per --labels file ({len(a.labels)} labels, {len(a.out)} --out)")
-    protocol = _load_protocol(a.protocol)
-    device, claim = _claim_device(a.device, protocol)
+    _set_threads(args.threads)
+    if len(args.out) != len(args.labels):
+        raise ValueError(f"give one --out folder per --labels file ({len(args.labels)} labels, {len(args.out)} --out)")
+    protocol = _load_protocol(args.protocol)
+    device, claim = _claim_device(args.device, protocol)
     try:
         train.train_setting(
-            data_path=a.data,
-            labels_paths=a.labels,
-            cells=parse_cells(a.cells),
+            data_path=args.data,
+            labels_paths=args.labels,
+            cells=parse_cells(args.cells),
             protocol=protocol,
-            out_dirs=a.out,
-            checkpoint_dir=a.checkpoint_dir,
+            out_dirs=args.out,
+            checkpoint_dir=args.checkpoint_dir,
             device=device,
-            progress=not a.no_progress,
-            memory_budget_mib=a.memory_budget,
+            progress=not args.no_progress,
+            memory_budget_mib=args.memory_budget,
         )
     finally:
         if claim is not None:
@@ -112,52 +112,53 @@ def _claim_device(requested: str, protocol: dict):
     The engine gets ``cuda`` (the current device), not ``cuda:N``: its checkpoints are keyed
     by the device it names, and a resumed job may well claim another GPU than the killed one.
     """
-    from ..engine import device as device_mod
+    from ..engine import gpus
+    from ..engine.device import resolve_device
     from ..engine.protocol import Protocol
 
     if requested == "auto":
         requested = Protocol.from_dict(protocol).device
-    dev = device_mod.resolve_device(requested)
+    dev = resolve_device(requested)
     if dev.type != "cuda":
         return requested, None
-    _, claim = device_mod.claim_cuda_device(dev)
+    _, claim = gpus.claim_cuda_device(dev)
     return "cuda", claim
 
 
-def _cmd_methods(a: argparse.Namespace) -> None:
+def _cmd_methods(args: argparse.Namespace) -> None:
     from .. import methods
 
     print(methods.describe())
 
 
-def _cmd_collect(a: argparse.Namespace) -> None:
+def _cmd_collect(args: argparse.Namespace) -> None:
     from ..report import collect
 
-    collect.collect(a.groups, results_out=a.out, curves_out=a.curves_out)
+    collect.collect(args.groups, results_out=args.out, curves_out=args.curves_out)
 
 
-def _cmd_report(a: argparse.Namespace) -> None:
+def _cmd_report(args: argparse.Namespace) -> None:
     from ..report import build as report
 
-    report.build_reports(a.results, a.curves, a.out_dir, reference_dir=a.reference_dir)
+    report.build_reports(args.results, args.curves, args.out_dir, reference_dir=args.reference_dir)
 
 
-def _cmd_compare(a: argparse.Namespace) -> int:
+def _cmd_compare(args: argparse.Namespace) -> int:
     from ..report import build as report
 
-    result = report.compare_reports(a.built, a.expected)
-    print(report.comparison_line(result, a.built.rstrip("/"), a.expected.rstrip("/")))
+    result = report.compare_reports(args.built, args.expected)
+    print(report.comparison_line(result, args.built.rstrip("/"), args.expected.rstrip("/")))
     return 0 if not (result["differ"] or result["missing"] or result["extra"]) else 1
 
 
-def _cmd_validate(a: argparse.Namespace) -> None:
+def _cmd_validate(args: argparse.Namespace) -> None:
     from ..study import grid
 
-    params = grid.load_params(a.params)
+    params = grid.load_params(args.params)
     groups = grid.expand_groups(params)
     ncells = sum(g.n_cells for g in groups)
     variants = sorted({v for g in groups for v in g.variants})
-    print(f"{a.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)}), "
+    print(f"{args.params}: valid — {len(groups)} groups, {ncells} cells (variants: {', '.join(variants)}), "
           f"{grid.model_epochs(params)} model-epochs")
 
 
@@ -187,39 +188,43 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return runner.pull(checkout=args.checkout)
 
 
-def _cmd_grid(a: argparse.Namespace) -> None:
+def _cmd_grid(args: argparse.Namespace) -> None:
     from ..study import grid
 
-    params = grid.load_params(a.params)
+    params = grid.load_params(args.params)
     for g in grid.expand_groups(params):
         print(f"{g.id}\t{','.join(g.variants)}\t{g.cells_spec}")
 
 
-def _cmd_bench(a: argparse.Namespace) -> None:
-    from ..bench import speed as bench
+def _cmd_bench(args: argparse.Namespace) -> None:
+    _set_threads(args.threads)
+    if args.what == "loss":
+        from ..bench import loss
 
-    _set_threads(a.threads)
-    if a.what == "loss":
-        bench.bench_loss(device=a.device, repeats=a.repeats)
-    elif a.what == "cost":
+        loss.bench_loss(device=args.device, repeats=args.repeats)
+    elif args.what == "cost":
         import glob
 
         from ..bench import cost
 
-        cost.cost_tables(a.presets or sorted(glob.glob("config/paper-*.yaml")), device=a.device, images=a.images,
-                         tiny=a.quick)
-    elif a.what == "train" and a.study is not None:
-        from ..bench import study as benchstudy
+        cost.cost_tables(args.presets or sorted(glob.glob("config/paper-*.yaml")), device=args.device,
+                         images=args.images, tiny=args.quick)
+    elif args.what == "train" and args.study is not None:
+        from ..bench import study
 
-        benchstudy.bench_study(a.study or None, setting=a.setting, seeds=a.seeds)
-    elif a.what == "train":
-        bench.bench_train(device=a.device, epochs=a.epochs, quick=a.quick, model_names=_names(a.models),
-                          num_cells=a.cells, train_size=a.train_size)
+        study.bench_study(args.study or None, setting=args.setting, seeds=args.seeds)
+    elif args.what == "train":
+        from ..bench import train
+
+        train.bench_train(device=args.device, epochs=args.epochs, quick=args.quick, model_names=_names(args.models),
+                          num_cells=args.cells, train_size=args.train_size)
     else:
-        bench.bench_step(device=a.device, model_names=_names(a.models), num_models=_ints(a.num_models, "--num-models"),
-                         batch=a.batch, steps=a.steps, warmup=a.warmup, variants=_names(a.variants),
-                         quick=a.quick, compile_=a.compile, fast_kernels=a.fast_kernels, precision=a.precision,
-                         repeatable=a.repeatable)
+        from ..bench import step
+
+        step.bench_step(device=args.device, model_names=_names(args.models),
+                        num_models=_ints(args.num_models, "--num-models"), batch=args.batch, steps=args.steps,
+                        warmup=args.warmup, variants=_names(args.variants), quick=args.quick, compile_=args.compile,
+                        fast_kernels=args.fast_kernels, precision=args.precision, repeatable=args.repeatable)
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -301,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     s.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); results are bit-reproducible for a "
-                   "fixed thread count")
+                   "fixed thread count, on any x86-64 CPU")
     s.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
                    help="device memory the stacks may use (default: 90%% of the GPU's free memory; no limit on the "
                    "CPU; or the env SMOOTHBENCH_MEMORY_BUDGET_MIB); a larger stack trains in passes")
@@ -426,9 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Bit-reproducible CPU training across x86-64 machines: MKL and ATen otherwise pick their
-# kernels by the CPU's instruction set (AVX-512 here, AVX2 there), and the last bits of every
-# sum differ. Pinned to the AVX2 code paths, which every x86-64 CPU of the last decade has.
-REPRODUCIBLE_CPU = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# kernels by the CPU (AVX-512 here, AVX2 there), and the last bits of every sum differ. MKL's
+# one code path that every x86-64 CPU runs alike is COMPATIBLE (SSE2): it honours its AVX2 path
+# on Intel CPUs only and silently takes its CPU-dependent AUTO path elsewhere (AMD's). ATen's
+# own kernels are pinned to AVX2, which every x86-64 CPU of the last decade has. The engine
+# switches oneDNN off on the CPU (engine.device.set_determinism).
+REPRODUCIBLE_CPU = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def _reproducible_cpu() -> None:

@@ -9,9 +9,9 @@ gets it too; a cluster's pre-emption, ``scancel`` or a dying job shell (``train`
 SIGTERM when its parent dies) sends SIGTERM. ``catch()`` makes both raise ``KeyboardInterrupt``
 (SIGTERM as its subclass ``Terminated``) the first time, and ignores any signal after it while
 the step unwinds (the temporary files of half-written outputs are removed on the way out);
-``line()`` is what ``cli.main`` prints. For ``train`` it says where training stopped, read from
-the traceback: the innermost frame of the stack run being trained (``phase.PhaseRun``: its
-checkpoint key, ``epoch0``, ``done`` and ``epochs``, and its setting's group ids).
+``line()`` is what ``cli.main`` prints. For ``train`` it says where training stopped: the
+``engine.position.Position`` the engine records on an interrupt that leaves a phase run (the
+setting, the run's checkpoint key, the epoch being trained and the phase's last epoch).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from ..engine import position
 
 _CAUGHT: list[int] = []  # the signal that interrupted this process, once one did
 
@@ -42,17 +43,6 @@ def catch() -> None:
         signal.signal(sig, _raise)
 
 
-def _innermost_run(tb: TracebackType | None) -> Any:
-    """The ``PhaseRun`` (by name: importing it would import torch) of the innermost frame that has one."""
-    run = None
-    while tb is not None:
-        obj = tb.tb_frame.f_locals.get("self")
-        if type(obj).__name__ == "PhaseRun" and type(obj).__module__.endswith(".engine.phase"):
-            run = obj
-        tb = tb.tb_next
-    return run
-
-
 def line(command: str, exc: KeyboardInterrupt, checkpoints: str | None = None) -> str:
     """The one line of an interrupted ``smoothbench command`` (``checkpoints``: train's folder)."""
     sig = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
@@ -61,13 +51,11 @@ def line(command: str, exc: KeyboardInterrupt, checkpoints: str | None = None) -
     saved = checkpoints is not None and any(Path(checkpoints).glob("[!.]*.pt"))
     resume = f"a rerun resumes from the last checkpoint ({checkpoints})" if saved else \
         f"no checkpoint yet ({checkpoints}): a rerun starts afresh"
-    run = _innermost_run(exc.__traceback__)
-    if run is None:
+    where = position.of(exc)
+    if where is None:
         return f"interrupted ({sig}) outside an epoch (reading the inputs or writing the results); {resume}"
-    setting = run.ctx.gids[0].rsplit("-s", 1)[0]
-    epoch = run.epoch0 + min(run.done + 1, run.epochs)
-    return (f"interrupted ({sig}) at epoch {epoch} of {run.epoch0 + run.epochs} ({run.key}) of the setting "
-            f"{setting}; {resume}")
+    return (f"interrupted ({sig}) at epoch {where.epoch} of {where.last_epoch} ({where.run}) of the setting "
+            f"{where.setting}; {resume}")
 
 
 def report(args: Any, exc: KeyboardInterrupt) -> int:

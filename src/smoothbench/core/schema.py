@@ -21,8 +21,10 @@ _SCHEMA_CACHE: dict[Path, dict] = {}
 
 def load_schema(path: str | Path | None = None) -> dict:
     """The params schema as the file has it. Its method part (``$defs.method``,
-    ``$defs.method_grid``) is generated from the method registry: ``grid.study_schema`` is
-    the whole schema."""
+    ``$defs.method_grid``) is generated from the method registry and its model part
+    (``$defs.model``, ``$defs.model_args_NAME``, ``$defs.model_choice``) from the model
+    registry: ``engine.protocol.schema_root`` adds the model part, ``study.grid.study_schema``
+    both (the whole schema)."""
     import yaml
 
     p = Path(path).resolve() if path is not None else SCHEMA_PATH

@@ -34,7 +34,19 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def set_determinism(device: torch.device) -> None:
-    """Deterministic kernels where they exist (CUDA: cuBLAS workspace, no cuDNN autotuning)."""
+    """Deterministic kernels where they exist (CUDA: cuBLAS workspace, no cuDNN autotuning).
+
+    On the CPU, the same bits for a model whatever else shares its stack, and on every x86-64
+    CPU: oneDNN (mkldnn) is switched off, so convolutions run as ATen's im2col and MKL's GEMM.
+    oneDNN picks its convolution kernels by the shape and the CPU: the first convolution of a
+    stack of S seeds is one convolution of S groups (1 for a seed alone), and its weight gradient
+    sums over the batch in another order for each; its kernels also differ by instruction set.
+    MKL gives the same bits on every CPU under ``MKL_CBWR=COMPATIBLE`` (what the ``smoothbench``
+    command sets; ``cli.commands.REPRODUCIBLE_CPU``) for a fixed number of threads; with one
+    thread (the workflow's) a model's products do not depend on the stack's shape either.
+    """
+    if device.type == "cpu":
+        torch.backends.mkldnn.enabled = False
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
@@ -129,7 +141,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, keys: torch.Tensor, counter: in
             black: torch.Tensor | None = None) -> torch.Tensor:
     """Batched random crop and horizontal flip of ``x`` (S, B, C, H, W), on its device.
 
-    Each of the S batches draws from its own key (``keys`` (S,), ``smoothbench.draws`` at
+    Each of the S batches draws from its own key (``keys`` (S,), ``core.draws`` at
     ``counter``): the same draws whatever else is in the stack, no generator state. The crop
     pads with zeros of the normalised input (``pad_fill: mean``, the mean colour) or with
     ``black`` per channel (``pad_fill: black``: zero pixels before normalisation).
@@ -214,138 +226,3 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, labels: list[torch.Tensor]
     model.train()
     return [{"acc": hits[j] / n, "nll": (nll[j] / n).float(), "ece": (gaps[j].abs().sum(-1) / n).float()}
             for j in range(len(labels))]
-
-
-# ----------------------------------------------------------------------------- one GPU per job
-#
-# A training job that runs on CUDA claims one physical GPU for its whole life: an exclusive,
-# non-blocking flock on a lock file named after the GPU's UUID. The UUID (not the index)
-# names the GPU, so jobs that each see their own GPU as cuda:0 (CUDA_VISIBLE_DEVICES, as
-# SLURM sets it) do not collide, and jobs that see all GPUs share one set of locks. The
-# kernel drops a flock when its holder dies (SIGKILL and OOM kills included), so a crashed
-# job never leaves a GPU claimed. Lock files stay in the folder: removing one would race
-# with a job that is claiming it.
-
-import fcntl  # noqa: E402  (imports of this section, kept here so that it stands alone)
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Sequence  # noqa: E402
-
-GPU_LOCKS_ENV = "SMOOTHBENCH_GPU_LOCKS"
-
-
-def gpu_lock_dir() -> Path:
-    """``$SMOOTHBENCH_GPU_LOCKS``, else ``${XDG_RUNTIME_DIR:-/tmp}/smoothbench-gpus``."""
-    if os.environ.get(GPU_LOCKS_ENV):
-        return Path(os.environ[GPU_LOCKS_ENV])
-    return Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "smoothbench-gpus"
-
-
-@dataclass
-class GpuClaim:
-    """A held claim on device ``index`` of the list it was chosen from; released on
-    ``release()``, on leaving a ``with`` block, or when the process ends."""
-
-    index: int
-    uuid: str
-    path: Path
-    fd: int
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)           # closing the only descriptor drops the flock
-            self.fd = -1
-
-    def __enter__(self) -> "GpuClaim":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _lock_path(lock_dir: Path, uuid: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in uuid)
-    return lock_dir / f"{safe}.lock"
-
-
-def _try_lock(path: Path, block: bool) -> int | None:
-    """An fd holding an exclusive flock on ``path`` (created if need be), or None if another
-    process holds it (``block``: wait for it instead). The fd is not inherited by children."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        writable = True
-    except PermissionError:             # another user's lock file in a shared folder
-        fd, writable = os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    if writable:                        # who holds it, for a curious reader; not used
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def claim_gpu(uuids: Sequence[str], lock_dir: str | Path | None = None, wait: bool = True,
-              only: int | None = None, poll: float = 1.0, say: Callable[[str], None] | None = None) -> GpuClaim:
-    """Claim the first free device of ``uuids`` (tried in order), or device ``only``.
-
-    When every candidate is held: ``wait`` False raises ``RuntimeError``; else ``say`` is
-    called once with a line saying so (default: print to stderr) and the claim waits,
-    polling every ``poll`` seconds (``only``: blocking on that device's lock).
-    """
-    if not uuids:
-        raise ValueError("no GPU to claim")
-    if only is not None and not 0 <= only < len(uuids):
-        raise ValueError(f"device cuda:{only} does not exist; {len(uuids)} visible")
-    lock_dir = Path(lock_dir) if lock_dir is not None else gpu_lock_dir()
-    if not lock_dir.is_dir():
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        try:                            # shared by every user of the machine, as /tmp is
-            os.chmod(lock_dir, 0o1777)
-        except OSError:
-            pass
-    candidates = [only] if only is not None else list(range(len(uuids)))
-    said = False
-    while True:
-        for i in candidates:
-            fd = _try_lock(_lock_path(lock_dir, uuids[i]), block=said and only is not None)
-            if fd is not None:
-                return GpuClaim(i, uuids[i], _lock_path(lock_dir, uuids[i]), fd)
-        what = f"cuda:{only} is" if only is not None else f"all {len(uuids)} visible GPUs are"
-        if not wait:
-            raise RuntimeError(f"{what} claimed by other jobs (locks in {lock_dir})")
-        if not said:
-            (say or (lambda s: print(s, file=sys.stderr, flush=True)))(
-                f"waiting: {what} claimed by other jobs (locks in {lock_dir}); "
-                f"training starts when one is released")
-            said = True
-            if only is not None:
-                continue                # now block on that one lock
-        time.sleep(poll)
-
-
-def gpu_uuid(index: int) -> str:
-    """The UUID of visible CUDA device ``index`` as nvidia-smi writes it (``GPU-…``)."""
-    props = torch.cuda.get_device_properties(index)
-    uuid = str(getattr(props, "uuid", "") or "")
-    if not uuid:                        # no UUID from this build: fall back to the PCI address
-        uuid = f"pci-{getattr(props, 'pci_domain_id', 0)}-{getattr(props, 'pci_bus_id', index)}-" \
-               f"{getattr(props, 'pci_device_id', 0)}"
-    return uuid if uuid.startswith(("GPU-", "MIG-", "pci-")) else f"GPU-{uuid}"
-
-
-def claim_cuda_device(device: torch.device, lock_dir: str | Path | None = None,
-                      say: Callable[[str], None] | None = None) -> tuple[torch.device, GpuClaim]:
-    """Claim a physical GPU for this process: ``cuda`` the first free visible one, ``cuda:N``
-    that one (both wait while held); make it the current CUDA device and say which, in one
-    line (``say``, default stderr). Returns the claimed ``cuda:N`` and the claim."""
-    say = say or (lambda s: print(s, file=sys.stderr, flush=True))
-    uuids = [gpu_uuid(i) for i in range(torch.cuda.device_count())]
-    claim = claim_gpu(uuids, lock_dir, only=device.index, say=say)
-    torch.cuda.set_device(claim.index)
-    name = torch.cuda.get_device_name(claim.index)
-    say(f"device: cuda:{claim.index} ({name}, {claim.uuid}), claimed {claim.path}")
-    return torch.device("cuda", claim.index), claim

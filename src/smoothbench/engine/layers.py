@@ -134,7 +134,11 @@ class StackedLinear(nn.Module):
             g = x.shape[0]
             w = self.weight.reshape(g, M // g * self.out_features, self.in_features)
             y = torch.bmm(x, w.transpose(1, 2))                            # (G, B, M/G*out)
-            y = y.reshape(g, x.shape[1], M // g, self.out_features).transpose(1, 2).reshape(M, x.shape[1], -1)
+            # (M, B, out) in one memory layout whatever G: for G = 1 the reshape alone would be a view
+            # of layout (B, M, out), and the batch sums of the backward pass (the bias gradient) run in
+            # another order over another layout: a seed alone would not compute what it computes stacked
+            y = y.reshape(g, x.shape[1], M // g, self.out_features).transpose(1, 2).contiguous()
+            y = y.view(M, x.shape[1], self.out_features)
         else:
             raise ValueError(f"StackedLinear expects (B, {self.in_features}) or (G, B, {self.in_features}) "
                              f"with G dividing M={M}, got {tuple(x.shape)}")

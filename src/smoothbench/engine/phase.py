@@ -5,7 +5,7 @@ noisy labels, held-out split, initialisation and batch order; the cells of a see
 all of them (common random numbers), so within a seed they differ only by their method.
 One ``StackLoss`` call per step computes every model's loss, whatever methods it mixes.
 Every random draw comes from a key derived from the group, the run and the cell
-(``cells.derive_seed``) through ``smoothbench.draws``, at a counter that is the step: a
+(``core.vocabulary.derive_seed``) through ``core.draws``, at a counter that is the step: a
 model's results do not depend on what else shares its stack, and a resumed run draws
 exactly what an uninterrupted one would. A step has no host-device synchronisation
 (``tests/test_cuda.py`` checks it with ``torch.cuda.set_sync_debug_mode("error")``).
@@ -29,6 +29,7 @@ from ..methods import get
 from ..methods.stackloss import StackLoss
 from .protocol import OptimizerConfig, Protocol, ScheduleConfig, learning_rate
 from .layers import assign_model, select_state
+from .position import Position
 
 HISTORY_KEYS = ("train_loss", "noisy_train_acc", "clean_train_acc", "val_acc", "test_acc", "test_nll", "ece")
 
@@ -44,6 +45,11 @@ class SettingContext:
     checkpoints: CheckpointDir
     fingerprint: str
     progress: Any              # the job's progress bar
+
+    @property
+    def setting(self) -> str:
+        """The setting's id, DATASET-KIND-RATE: its group ids without the seed."""
+        return self.gids[0].rsplit("-s", 1)[0]
 
     @property
     def num_classes(self) -> int:
@@ -161,7 +167,20 @@ class PhaseRun:
     # -- training
     def train(self, finish=None) -> None:
         """Train to the end (resuming from the checkpoint if there is one); then
-        ``finish(self)`` computes ``self.final`` before the last save."""
+        ``finish(self)`` computes ``self.final`` before the last save. An interrupt leaving it
+        carries the run's ``position`` (``engine.position``)."""
+        try:
+            self._train(finish)
+        except KeyboardInterrupt as interrupt:
+            self.position().mark(interrupt)
+            raise
+
+    def position(self) -> Position:
+        """The setting, this run and the epoch it is training (its last once all are trained)."""
+        return Position(self.ctx.setting, self.key, self.epoch0 + min(self.done + 1, self.epochs),
+                        self.epoch0 + self.epochs)
+
+    def _train(self, finish) -> None:
         resumed = self._resume()
         if resumed and self.done:
             print(f"{self.key}: resumed from epoch {self.epoch0 + self.done}", file=sys.stderr)

@@ -4,13 +4,14 @@
 params.yaml (``protocol.default`` merged with ``protocol.DATASET``). One source each:
 
 - types, ranges, enums and defaults live in the params schema (``$defs/protocol`` and
-  ``$defs/variant`` of workflow/schemas/params.schema.yaml); ``complete`` fills them and
-  ``Protocol.from_dict`` validates against them (the dataclass defaults are the same
-  values, asserted by a test);
+  ``$defs/variant`` of core/params.schema.yaml, its model part generated from the model
+  registry: ``schema_root``); ``complete`` fills them, ``Protocol.from_dict`` validates
+  against them, and the dataclasses' defaults are read from it (``DEFAULTS``);
 - the rules a schema cannot express (Nesterov needs momentum, multistep needs
   increasing milestones, an honest branch point needs a held-out split, normalisation
   constants come in pairs) are ``check_rules`` below, used by ``from_dict`` and by the
-  study validation in ``grid`` alike.
+  study validation in ``grid`` alike; the model's arguments are checked against the model's
+  own schema (``models.check_args``) once the protocol names its model.
 
 A **protocol variant** is how each cell of a group is trained: ``direct`` (from
 scratch: ``warmup.epochs`` 0) or with a cross-entropy warm-up shared by the group and a
@@ -26,37 +27,73 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from ..core import schema
+from . import models
 
 BRANCHES = ("last", "selected", "best")
+
+_ROOTS: dict = {}
+
+
+def schema_root(path: str | Path | None = None) -> dict:
+    """The params schema (the file at ``path``, default the package's) with its model part
+    generated from the model registry: the root every protocol is checked and completed against."""
+    key = (str(path), models.names())
+    if key not in _ROOTS:
+        root = copy.deepcopy(schema.load_schema(path))
+        root["$defs"].update(models.schema_defs())
+        _ROOTS[key] = root
+    return _ROOTS[key]
+
+
+def complete(proto: dict, root: dict | None = None) -> dict:
+    """A copy of a protocol mapping with every default filled in, its variants' included."""
+    root = root if root is not None else schema_root()
+    out = copy.deepcopy(proto)
+    schema.fill_defaults(root["$defs"]["protocol"], out, root)
+    for variant in out["variants"].values():
+        schema.fill_defaults(root["$defs"]["variant"], variant, root)
+    return out
+
+
+# the schema's defaults, read once: the dataclasses below take theirs from here
+DEFAULTS = complete({})
+_DEFAULT_VARIANT_NAME, _DEFAULT_VARIANT = next(iter(DEFAULTS["variants"].items()))
+_DEFAULT_WARMUP = _DEFAULT_VARIANT["warmup"]
+
+
+def _default(value: Any) -> Any:
+    """A dataclass field's default: the schema's value (a copy of it for each instance)."""
+    return field(default_factory=lambda: copy.deepcopy(value))
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    name: str = _DEFAULT_VARIANT["optimizer"]["name"]
+    lr: float = _DEFAULT_VARIANT["optimizer"]["lr"]
+    momentum: float = _DEFAULT_VARIANT["optimizer"]["momentum"]
+    nesterov: bool = _DEFAULT_VARIANT["optimizer"]["nesterov"]
+    weight_decay: float = _DEFAULT_VARIANT["optimizer"]["weight_decay"]
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "cosine"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
+    name: str = _DEFAULT_VARIANT["schedule"]["name"]
+    milestones: tuple[int, ...] = tuple(_DEFAULT_VARIANT["schedule"]["milestones"])
+    gamma: float = _DEFAULT_VARIANT["schedule"]["gamma"]
 
 
 @dataclass(frozen=True)
 class WarmupConfig:
     """The shared CE warm-up of a variant (epochs 0: none) and where its cells branch off."""
 
-    epochs: int = 0
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    branch: str = "last"
+    epochs: int = _DEFAULT_WARMUP["epochs"]
+    optimizer: OptimizerConfig = field(default_factory=lambda: _optimizer(_DEFAULT_WARMUP["optimizer"]))
+    schedule: ScheduleConfig = field(default_factory=lambda: _schedule(_DEFAULT_WARMUP["schedule"]))
+    branch: str = _DEFAULT_WARMUP["branch"]
 
     @property
     def key(self) -> tuple:
@@ -69,10 +106,10 @@ class VariantConfig:
     """A protocol variant: each cell's own phase (``epochs``, ``optimizer``, ``schedule``),
     after the shared warm-up when ``warmup.epochs > 0``."""
 
-    name: str = "direct"
-    epochs: int = 30
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    name: str = _DEFAULT_VARIANT_NAME
+    epochs: int = _DEFAULT_VARIANT["epochs"]
+    optimizer: OptimizerConfig = field(default_factory=lambda: _optimizer(_DEFAULT_VARIANT["optimizer"]))
+    schedule: ScheduleConfig = field(default_factory=lambda: _schedule(_DEFAULT_VARIANT["schedule"]))
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
     @property
@@ -86,40 +123,42 @@ class VariantConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    crop_padding: int = 0
-    hflip: bool = False
-    pad_fill: str = "mean"
+    crop_padding: int = DEFAULTS["augment"]["crop_padding"]
+    hflip: bool = DEFAULTS["augment"]["hflip"]
+    pad_fill: str = DEFAULTS["augment"]["pad_fill"]
 
 
 @dataclass(frozen=True)
 class Protocol:
     """How a group is trained: what all its variants share, and the variants."""
 
-    model: str = "mlp"
-    model_args: dict = field(default_factory=dict)
-    init: str = "kaiming_normal"
-    batch_size: int = 128
-    drop_last: bool = True
-    variants: tuple[VariantConfig, ...] = (VariantConfig(),)
+    model: str = DEFAULTS["model"]
+    model_args: dict = _default(DEFAULTS["model_args"])
+    init: str = DEFAULTS["init"]
+    batch_size: int = DEFAULTS["batch_size"]
+    drop_last: bool = DEFAULTS["drop_last"]
+    variants: tuple[VariantConfig, ...] = field(
+        default_factory=lambda: tuple(_variant(name, v) for name, v in DEFAULTS["variants"].items()))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    normalize: dict | None = None
-    val_fraction: float = 0.1
-    checkpoint_every: int = 5
-    ece_bins: int = 15
-    device: str = "auto"
-    precision: str = "auto"
+    normalize: dict | None = _default(DEFAULTS["normalize"])
+    val_fraction: float = DEFAULTS["val_fraction"]
+    checkpoint_every: int = DEFAULTS["checkpoint_every"]
+    ece_bins: int = DEFAULTS["ece_bins"]
+    device: str = DEFAULTS["device"]
+    precision: str = DEFAULTS["precision"]
 
     @classmethod
     def from_dict(cls, d: dict | None, source: str | None = None) -> "Protocol":
         """Validate a protocol mapping against the schema, fill its defaults, check its
-        rules; one-line ``ValueError`` naming the key on the first problem."""
+        rules and its model's arguments; one-line ``ValueError`` naming the key on the first problem."""
         d = dict(d or {})
-        root = schema.load_schema()
+        root = schema_root()
         schema.check(d, source, root["$defs"]["protocol"], base=("protocol",), root=root)
         d = complete(d, root)
         for key, value, why in check_rules(d):
             text = f"protocol.{key} = {schema.value_text(value)}: {why}"
             raise ValueError(text if source is None else f"{source}: {text}")
+        models.check_args(d["model"], d["model_args"], source, base=("protocol", "model_args"))
         return cls(**{
             **d,
             "variants": tuple(_variant(name, v) for name, v in d["variants"].items()),
@@ -150,16 +189,6 @@ def _variant(name: str, v: dict) -> VariantConfig:
         name=name, epochs=int(v["epochs"]), optimizer=_optimizer(v["optimizer"]), schedule=_schedule(v["schedule"]),
         warmup=WarmupConfig(int(w["epochs"]), _optimizer(w["optimizer"]), _schedule(w["schedule"]), w["branch"]),
     )
-
-
-def complete(proto: dict, root: dict | None = None) -> dict:
-    """A copy of a protocol mapping with every default filled in, its variants' included."""
-    root = root if root is not None else schema.load_schema()
-    out = copy.deepcopy(proto)
-    schema.fill_defaults(root["$defs"]["protocol"], out, root)
-    for variant in out["variants"].values():
-        schema.fill_defaults(root["$defs"]["variant"], variant, root)
-    return out
 
 
 def check_rules(proto: dict) -> Iterator[tuple[str, Any, str]]:

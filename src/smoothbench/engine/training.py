@@ -7,7 +7,7 @@ CE warm-up per seed where the variant has one, and writes each group's outputs (
 ``group.json`` and every cell's ``metrics.json`` and ``curves.csv``) into that group's
 folder. A seed's results are those it would get trained alone.
 
-A stack too large for the device's memory (an estimate per model, ``models.memory_per_model``,
+A stack too large for the device's memory (an estimate per model, ``models.measure.memory_per_model``,
 against the free memory of the GPU or ``--memory-budget``) is trained in passes of fewer
 cells (or seeds), said in one line; each pass is resumable on its own.
 """
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..core import files as io, selection
-from . import models
+from .models import measure
 from ..core.vocabulary import CURVE_COLUMNS, Cell, derive_seed, fmt_rate, group_id
 from .checkpoints import CheckpointDir
 from .device import prepare_data, resolve_device, set_determinism
@@ -208,10 +208,10 @@ def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], pr
                       gids, [c.id for c in cells], proto.to_dict(), str(dev))
     data = prepare_data(ds, [lab["noisy"] for lab in labels], [lab["transition"] for lab in labels],
                         proto.val_fraction, [derive_seed("holdout", g) for g in gids], dev, proto.normalize)
-    per_model = models.memory_per_model(proto.model, tuple(data.x_train.shape[1:]), ds.num_classes,
-                                        proto.batch_size, 2 if proto.precision == "bf16" or (
-                                            proto.precision == "auto" and dev.type == "cuda") else 4,
-                                        **proto.model_args)
+    per_model = measure.memory_per_model(proto.model, tuple(data.x_train.shape[1:]), ds.num_classes,
+                                         proto.batch_size, 2 if proto.precision == "bf16" or (
+                                             proto.precision == "auto" and dev.type == "cuda") else 4,
+                                         **proto.model_args)
     budget = memory_budget(dev, memory_budget_mib)
     n_seeds, n_cells = plan_passes(len(gids), len(cells), per_model, budget)
     passes = -(-len(gids) // n_seeds) * -(-len(cells) // n_cells)

@@ -2,11 +2,11 @@
 
 Used by the Snakefile (workflow/rules/common.smk) and by the command line alike, so both
 see the same study. ``validate_params`` checks a study against the params schema (the file's,
-with its parts that name methods, datasets and noise kinds generated from their registries:
-``study_schema``) and the rules a schema
-cannot express (rate ranges per dataset, the methods' settings per dataset, CIFAR-N label
-sets, files of your own, duplicates, an empty grid, the protocol rules of
-``protocol.check_rules``), and fills its defaults. Every error is ONE line:
+with its parts that name methods, models, datasets and noise kinds generated from their
+registries: ``study_schema``) and the rules a schema cannot express (rate ranges per dataset,
+the methods' settings per dataset, CIFAR-N label sets, files of your own, duplicates, an empty
+grid, the protocol rules of ``protocol.check_rules`` and each dataset's model arguments), and
+fills its defaults. Every error is ONE line:
 ``"<file>: <key path> = <value>: <what is allowed>"``. ``grid`` expands a study into its
 groups, jobs and cells.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import data, methods as registry, noise
-from ..engine import protocol as protocol_mod
+from ..engine import models, protocol as protocol_mod
 from ..core import schema
 from ..data import userfiles as userdata
 from ..core.vocabulary import Cell, fmt_rate
@@ -89,11 +89,12 @@ _STUDY_SCHEMAS: dict = {}
 
 
 def study_schema(schema_path: str | Path | None = None) -> dict:
-    """The whole params schema: the file's, with its parts that name methods, datasets and noise
-    kinds (their enums, the method and noise grids, the noise options) generated from the registries."""
-    key = str(schema_path)
+    """The whole params schema: the file's, with its parts that name methods, models, datasets
+    and noise kinds (their enums, the method and noise grids, the noise options) generated from
+    the registries."""
+    key = (str(schema_path), models.names(), tuple(data.DATASETS), tuple(noise.names()))
     if key not in _STUDY_SCHEMAS:
-        root = copy.deepcopy(schema.load_schema(schema_path))
+        root = copy.deepcopy(protocol_mod.schema_root(schema_path))
         root["$defs"].update(registry.schema_defs())
         root["$defs"].update(data.schema_defs())
         root["$defs"].update(noise.schema_defs())
@@ -135,7 +136,7 @@ def protocol_for(params: dict, dataset: str, schema_path: str | Path | None = No
     ``protocol.<dataset>``, every default filled in."""
     protocols = params.get("protocol") or {}
     merged = deep_merge(protocols.get("default") or {}, protocols.get(dataset) or {})
-    return protocol_mod.complete(merged, schema.load_schema(schema_path))
+    return protocol_mod.complete(merged, protocol_mod.schema_root(schema_path))
 
 
 # ---------------------------------------------------------------- semantic checks
@@ -198,6 +199,9 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
                 if where(key).startswith("protocol.default.") and not where(nesterov).startswith("protocol.default."):
                     key, value = nesterov, True
             fail(where(key), value, why)
+        # the model's arguments: where this dataset's override names the model or its arguments, there
+        owner = ds if {"model", "model_args"} & set(p["protocol"].get(ds) or {}) else "default"
+        models.check_args(proto["model"], proto["model_args"], source, base=("protocol", owner, "model_args"))
 
 
 def _check_methods(where: str, method_grid: dict, datasets: list[str], fail: Any,
