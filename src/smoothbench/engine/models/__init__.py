@@ -8,11 +8,16 @@ of the models below live in their own modules (``mlp``, ``cnn``, ``resnet``, ``f
 stacked layers of ``engine.layers`` and the shared parts of ``base``) and are imported when a
 model is built: importing the registry imports no torch. ``measure`` counts a model's
 parameters, multiply-adds and training memory.
+
+Any other module of this folder is imported by itself after these entries: a new model is one
+module holding its entry and its builder (which imports torch when it is called, so that parsing
+the workflow stays free of it; docs/extending.md, "Add a model").
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any, Callable
 
 from .registry import REGISTRY, Arg, Model, build_model, check_args, get, names, register, schema_defs  # noqa: F401
@@ -49,3 +54,9 @@ register(Model(
      Arg("logit_scale", "number", 1.0 / 9, "the logits' multiplier (airbench's 1/9)", low=0.0, low_open=True),
      Arg("bn_momentum", "number", 0.1, "BatchNorm's running-statistics momentum", low=0.0, high=1.0)),
     _builder("fastnet", "FastNet")))
+
+# the built-in models' implementations (they import torch) and the registry's own modules
+_NOT_ENTRIES = {"registry", "base", "measure", "mlp", "cnn", "resnet", "fastnet"}
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _info.name not in _NOT_ENTRIES and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
