@@ -320,6 +320,52 @@ def test_load_params_names_the_file(tmp_path):
         grid.load_params(tmp_path / "missing.yaml")
 
 
+STUDY_TEXT = """\
+datasets: [digits]
+noise: {symmetric: [0.2]}
+methods:
+  ce: [0.0]
+  ls: [0.2]
+seeds: [0]
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    (STUDY_TEXT + "methods: {ls: [0.4]}\n", "methods: written twice (line 3 and line 7)"),
+    (STUDY_TEXT.replace("  ls: [0.2]\n", "  ls: [0.2]\n  nls: [-0.2]\n  ls: [0.4]\n"),
+     "methods.ls: written twice (line 5 and line 7)"),
+    (STUDY_TEXT + "protocol:\n  default:\n    variants:\n      direct: {epochs: 2, epochs: 3}\n",
+     "protocol.default.variants.direct.epochs: written twice (line 10, columns 16 and 27)"),
+    (STUDY_TEXT.replace("ls: [0.2]", "sce: [{alpha: 0.1, beta: 1}, {alpha: 0.2, alpha: 0.3}]"),
+     "methods.sce[1].alpha: written twice (line 5, columns 33 and 45)"),
+    (STUDY_TEXT + "noise_options:\n  asymmetric:\n    map: {digits: {1: 7, 01: 2}}\n",     # one key as YAML reads it
+     "noise_options.asymmetric.map.digits.1: written twice (line 9, columns 20 and 26)"),
+])
+def test_a_key_written_twice_is_one_line_naming_both_places(tmp_path, capsys, text, expected):
+    """YAML keeps the last of a key written twice; a study file refuses it, in any mapping, and
+    every command that reads a study file reads it so."""
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    line = f"{path}: {expected}; a key may appear once in a mapping (YAML keeps only the last): keep one"
+    with pytest.raises(ValueError) as info:
+        grid.load_params(path)
+    assert str(info.value) == line
+    for command in ("validate", "grid"):
+        assert cli.main([command, str(path)]) == 2
+        assert capsys.readouterr().err.strip() == f"smoothbench {command}: error: {line}"
+
+
+def test_a_merged_key_may_be_overridden(tmp_path):
+    """A YAML merge (``<<: *anchor``) and a key of the mapping it is merged into are not a key
+    written twice: the mapping's own key wins, as YAML says."""
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY_TEXT + "sgd: &sgd {name: sgd, lr: 0.1, momentum: 0.9}\nprotocol:\n  default:\n"
+                    "    variants: {direct: {epochs: 2, optimizer: {<<: *sgd, lr: 0.05}}}\n")
+    raw = grid.read_study(path)
+    assert raw["protocol"]["default"]["variants"]["direct"]["optimizer"] == {"name": "sgd", "lr": 0.05,
+                                                                             "momentum": 0.9}
+
+
 def test_cli_validate_prints_one_line_and_fails(tmp_path, capsys):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study(noise={"pairflip": [0.7]})))

@@ -337,6 +337,14 @@ def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
         assert proc.returncode != 0
         assert _error_lines(proc) == ["bad.yaml: methods.ls[0] = 1.5: must be <= 1"]
         assert "Job stats" not in proc.stdout
+    # a key written twice: the workflow reads the study file as `smoothbench validate` does
+    (smk_repo / "twice.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False) + "seeds: [1]\n")
+    proc = run(smk_repo, "snakemake", "-n", "--configfile", "twice.yaml", check=False)
+    assert proc.returncode != 0
+    lines = (smk_repo / "twice.yaml").read_text().splitlines()
+    first = next(i for i, text in enumerate(lines, start=1) if text.startswith("seeds:"))
+    assert _error_lines(proc) == [f"twice.yaml: seeds: written twice (line {first} and line {len(lines)}); a key "
+                                  "may appear once in a mapping (YAML keeps only the last): keep one"]
     assert not (smk_repo / "data").exists()
     # params.yaml itself, changed on the command line
     proc = run(smk_repo, "snakemake", "-n", "--config", "seeds=[]", check=False)

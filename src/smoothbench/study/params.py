@@ -17,7 +17,7 @@ import copy
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Hashable
 
 from .. import data, methods as registry, noise
 from ..engine import models, protocol as protocol_mod
@@ -27,7 +27,11 @@ from ..core.vocabulary import Cell, fmt_rate
 from ..noise.annotations import annotation_files
 
 def read_study(path: str | Path) -> Any:
-    """A study file's YAML content, unvalidated; one-line errors with line and column."""
+    """A study file's YAML content, unvalidated, read strictly: a key written twice in any
+    mapping (nested ones included) is an error, not a silent "the last one wins". Every error
+    is one line naming the file, with the line and column (both places for a key written twice).
+    Every reader of a study file (the workflow, ``smoothbench validate/grid/run/check``, the
+    presets' costs) reads it here."""
     import yaml
 
     path = Path(path)
@@ -37,13 +41,68 @@ def read_study(path: str | Path) -> Any:
         raise FileNotFoundError(f"{path}: no such params file") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        twice = _key_written_twice(node, loader)
+        if twice:
+            key, (line1, col1), (line2, col2) = twice
+            where = f"line {line1}, columns {col1} and {col2}" if line1 == line2 else f"line {line1} and line {line2}"
+            raise ValueError(f"{path}: {key}: written twice ({where}); a key may appear once in a mapping (YAML "
+                             "keeps only the last): keep one")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _key_written_twice(root: Any, loader: Any) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+    """The first key (as a key path, e.g. ``methods.ls``) that a mapping of the YAML node tree
+    ``root`` writes twice, with the (line, column) of both; None when every key is written once. Keys
+    compare as YAML reads them (``0.2`` and ``0.20`` are one key); a merge (``<<: *anchor``) may
+    override what it merges, as YAML allows."""
+    import yaml
+
+    walked: set[int] = set()
+
+    def walk(node: Any, path: list[str]) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+        if id(node) in walked:      # an alias of a node already walked
+            return None
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key: Any = ("node", key_node.start_mark.index)     # a key that is not a scalar: itself only
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = loader.construct_object(key_node, deep=True)
+                    if not isinstance(key, Hashable):
+                        key = ("node", key_node.start_mark.index)
+                mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if key in lines:
+                    return ".".join([*path, str(key)]), lines[key], mark
+                lines[key] = mark
+                found = walk(value_node, [*path, str(key)])     # document order: what is inside it first
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                found = walk(item, [*path[:-1], f"{path[-1]}[{i}]"] if path else [f"[{i}]"])
+                if found:
+                    return found
+        return None
+
+    return walk(root, [])
 
 
 def load_params(path: str | Path, schema_path: str | Path | None = None) -> dict:
