@@ -203,6 +203,9 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["methods"]["ls"].append("x"),
      'params.yaml: methods.ls[3] = "x": must be a number (r), a mapping of r, or "default"'),
     (lambda p: p["methods"].update(sce=[{"alpha": -1}]), "params.yaml: methods.sce[0].alpha = -1: must be > 0"),
+    (lambda p: p["methods"].update(sce=[{"alpha": "x"}]),
+     'params.yaml: methods.sce[0].alpha = "x": must be a number (a setting is a number (alpha), a mapping of alpha, '
+     'beta, or "default")'),
     (lambda p: p["methods"].update(sce=[{"gamma": 1}]),
      "params.yaml: methods.sce[0].gamma: unknown key; allowed: alpha, beta"),
     (lambda p: p["methods"].update(forward=[1]),
