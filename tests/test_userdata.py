@@ -221,6 +221,12 @@ NPZ_ERRORS = {
     "labels not 0..K-1": (dict(y_train=np.array([1, 2, 3, 1, 2, 3]), y_test=np.array([1, 3])),
                           "labels must be 0..K-1 with every class in y_train: class 0 has no training sample "
                           "(K = 4; labels are class indices counted from 0)"),
+    "a class in the test set only": (dict(y_test=np.array([3, 0])),
+                                     "class 3 is in the test set only: y_test has 1 sample(s) of it and y_train none, "
+                                     "and a model cannot learn a class it never sees; add training samples of class 3 "
+                                     "or leave its test samples out"),
+    "a named class in the test set only": (dict(y_test=np.array([3, 3]), class_names=np.array(["a", "b", "c", "d"])),
+                                           "class 3 (d) is in the test set only: y_test has 2 sample(s) of it"),
     "fewer than 2 classes": (dict(y_train=np.zeros(6, np.int64), y_test=np.zeros(2, np.int64)),
                              "fewer than 2 classes (K = 1); a dataset needs at least 2"),
     "duplicate class names": (dict(class_names=np.array(["a", "b", "a"])),
@@ -370,6 +376,11 @@ IMAGE_ERRORS = {
     "alpha channel": (lambda root: _save(root / "test" / "cross" / "rgba.png", (6, 4), "RGBA"),
                       "test/cross/rgba.png has image mode RGBA; accepted: grey (L, 1) or colour (RGB, P) (drop an "
                       "alpha channel, e.g. Image.convert('RGB'))"),
+    "16-bit image": (lambda root: _save(root / "train" / "cross" / "deep.png", (6, 4), "I;16"),
+                     "train/cross/deep.png has image mode I;16; accepted: grey (L, 1) or colour (RGB, P) (a 16-bit "
+                     "image: 16-bit images are not supported, save it with 8 bits per pixel, e.g. "
+                     "Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)) with Pillow or `convert IN -depth 8 "
+                     "OUT` with ImageMagick)"),
     "test class not in train": (lambda root: _save(root / "test" / "star" / "0.png", (6, 4)),
                                 "test/star: no class star in train/ (classes: circle, cross, square)"),
     "empty class folder": (lambda root: (root / "train" / "empty").mkdir(),
