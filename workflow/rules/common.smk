@@ -223,7 +223,10 @@ def report_output(path):
 #
 # After every successful run that leaves the study's reports complete: one line saying
 # whether reports/ is byte-identical to expected/ (the committed copy of the default
-# study's reports), and which files differ if not. Another study is not compared.
+# study's reports), and which files differ if not. Another study is not compared. Snakemake
+# calls onsuccess (Snakefile) after a run with jobs; a run with nothing to do says it through
+# smoothbench's console (`smoothbench run`, make study: the logger plugin in
+# src/snakemake_logger_plugin_smoothbench), which calls what is registered here.
 EXPECTED = "expected"
 
 
@@ -243,6 +246,11 @@ def _reproduction_check():
               f"(the committed default study); nothing compared")
         return
     shell(f"smoothbench compare {shlex.quote(REPORTS)} {EXPECTED} || true")
+
+
+import snakemake_logger_plugin_smoothbench as _console  # noqa: E402 (src/, beside smoothbench)
+
+_console.at_nothing_to_do(_reproduction_check)
 
 
 # --------------------------------------------------------------------------- before the first job
