@@ -257,9 +257,10 @@ def test_make_study_says_a_line_per_job_and_the_reproduction_check_every_time(fi
                      "study); nothing compared"], out
     assert "input:" not in out and "Shell command" not in out and "Traceback" not in out
     assert len(out.splitlines()) <= 12, out                      # the make line, Snakemake's profile line, these
-    again = run(repo, "make", "study", f"BIN={BIN}", args)
-    lines = (again.stdout + again.stderr).splitlines()
-    assert "Nothing to be done (all requested files are present and up to date)." in lines
+    again = subprocess.run(["make", "study", f"BIN={BIN}", args], cwd=repo, env=_env(repo), text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)   # one stream: in order
+    lines = again.stdout.splitlines()
+    assert again.returncode == 0 and "Nothing to be done (all requested files are present and up to date)." in lines
     assert lines[-1] == check[0], lines                         # the check ends a run with nothing to do too
     verbose = run(repo, "make", "study", f"BIN={BIN}", args + " --verbose --forcerun report")
     out = verbose.stdout + verbose.stderr
