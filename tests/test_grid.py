@@ -282,6 +282,27 @@ def test_validate_does_not_mutate_its_input():
      "params.yaml: protocol.default.variants.direct.schedule.milestones = []: multistep needs milestones"),
     (lambda p: p["protocol"]["digits"]["variants"]["direct"].update(optimizer={"momentum": 0.0}),
      "params.yaml: protocol.digits.variants.direct.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
+    # what depends on a dataset's inputs and its noise's T, known before any job (digits: vectors (64,), K = 10)
+    (lambda p: p["protocol"]["default"].update(model="fastnet"),
+     'params.yaml: protocol.default.model = "fastnet": for digits, needs image input_shape (C, H, W), got (64,); '
+     "for vectors use mlp"),
+    (lambda p: p["protocol"]["default"].update(model_args={"pool": 2}),
+     "params.yaml: protocol.default.model_args.pool = 2: for digits, pooling (> 1) is for image inputs (C, H, W); "
+     "these are vectors (64,): set pool: 1"),
+    (lambda p: p["protocol"]["default"].update(normalize={"mean": [0.5] * 3, "std": [0.2] * 3}),
+     "params.yaml: protocol.default.normalize.mean = [0.5, 0.5, 0.5]: for digits, needs one value per input feature; "
+     "the inputs have 64 features"),
+    (lambda p: p["noise"].update(asymmetric=[0.2]),
+     "params.yaml: noise.asymmetric[0] = 0.2: asymmetric noise on digits needs a class_map {source class: target "
+     "class}: give it as noise_options.asymmetric.map.digits in params.yaml (--option map=... of the noise step); "
+     "built-in maps exist for cifar10, cifar100"),
+    (lambda p: p.update(noise={"asymmetric": [0.2]}, noise_options={"asymmetric": {"map": {"digits": {"3": 10}}}}),
+     'params.yaml: noise_options.asymmetric.map.digits = {"3": 10}: class_map entry 3: 10 must map a class in [0, 10) '
+     "to another one"),
+    (lambda p: p.update(datasets=["cifar10"], noise={"asymmetric": [0.2]},
+                        noise_options={"asymmetric": {"map": {"cifar10": {"3": 5}}}}),
+     'params.yaml: noise_options.asymmetric.map.cifar10 = {"3": 5}: dataset cifar10 has a built-in asymmetric map; '
+     "drop the map option"),
     (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
     (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: the same cell as methods.ls[0]"),
     (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),

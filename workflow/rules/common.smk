@@ -127,11 +127,7 @@ def noise_option_args(dataset, kind, rate=None):
     """`--option KEY=JSON` arguments of the noise step for one dataset and kind.
     noise_options.asymmetric.map is given per dataset, noise_options.annotations.files per
     label set (the job's rate: only its own file); other options apply to all."""
-    options = dict((STUDY.get("noise_options") or {}).get(kind) or {})
-    if kind == "asymmetric" and "map" in options:
-        per_dataset = options.pop("map") or {}
-        if dataset in per_dataset:
-            options["map"] = per_dataset[dataset]
+    options = noise_kinds.study_options(STUDY, dataset, kind)
     if kind == "annotations" and "files" in options:
         options["files"] = {name: f for name, f in options["files"].items() if name == rate}
     args = []

@@ -341,6 +341,18 @@ def read_dataset(fmt: str, path: str | os.PathLike) -> tuple:
     return _read_npz(Path(path)) if fmt == "npz" else _read_image_folder(Path(path))
 
 
+def train_labels(fmt: str, path: str | os.PathLike) -> np.ndarray:
+    """The training labels (int64) of a dataset of your own, in training order, as ``read_dataset``
+    gives them, read without the inputs' values (npz: y_train; images: each file's class folder)."""
+    _check_format(fmt)
+    if fmt == "npz":
+        _check_npz(Path(path))
+        with np.load(path, allow_pickle=False) as z:
+            return z["y_train"].astype(np.int64)
+    _, listing = _image_listing(Path(path))
+    return np.array([label for label, _ in listing["train"]], dtype=np.int64)
+
+
 def input_files(fmt: str, path: str) -> list[str]:
     """The files ``read_dataset`` reads, as paths below ``path`` (the data rule's inputs)."""
     _check_format(fmt)
