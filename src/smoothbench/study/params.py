@@ -1,14 +1,17 @@
 """A study: params.yaml (or --configfile files, with --config on top) -> a validated study.
 
 Used by the Snakefile (workflow/rules/common.smk) and by the command line alike, so both
-see the same study. ``validate_params`` checks a study against the params schema (the file's,
-with its parts that name methods, models, datasets and noise kinds generated from their
-registries: ``study_schema``) and the rules a schema cannot express (rate ranges per dataset,
-the methods' settings per dataset, CIFAR-N label sets, files of your own, duplicates, an empty
+see the same study. ``read_study`` reads a study file strictly (a key written twice is an
+error). ``validate_params`` checks a study against the params schema (the file's, with its
+parts that name methods, models, datasets and noise kinds generated from their registries:
+``study_schema``) and the rules a schema cannot express (rate ranges per dataset, the
+methods' settings per dataset, CIFAR-N label sets, files of your own, duplicates, an empty
 grid, the protocol rules of ``protocol.check_rules`` and each dataset's model arguments), and
-fills its defaults. Every error is ONE line:
-``"<file>: <key path> = <value>: <what is allowed>"``. ``grid`` expands a study into its
-groups, jobs and cells.
+what a job would otherwise find out late: each dataset's inputs against its model and
+normalisation (``protocol.check_inputs``), each noise setting's transition matrix where it is
+known before any job, and the methods that use it taking it. It fills the defaults. Every
+error is ONE line: ``"<file>: <key path> = <value>: <what is allowed>"``. ``grid`` expands a
+study into its groups, jobs and cells.
 """
 
 from __future__ import annotations
