@@ -1,7 +1,8 @@
 # smoothbench — the commands of the README.
 #   make setup     create .venv and install smoothbench with its test extras
-#   make study     run the default study (params.yaml) with Snakemake on CORES cores; it ends
-#                  with the reproduction check against expected/. ARGS go to Snakemake, e.g.
+#   make study     run the default study (params.yaml) with Snakemake on CORES cores: a line per
+#                  finished job (ARGS=--verbose: Snakemake's own console), and at the end, also
+#                  with nothing to do, the reproduction check against expected/. ARGS go to Snakemake, e.g.
 #                  make study ARGS="--configfile config/paper-cifar10.yaml"; `smoothbench run`
 #                  checks --configfile and --config first (one line where Snakemake's own
 #                  command line would print a traceback)

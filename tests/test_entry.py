@@ -37,6 +37,7 @@ def _bad_runs(tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "empty.yaml").write_text("")
     (tmp / "list.yaml").write_text("- datasets\n")
     (tmp / "broken.yaml").write_text("datasets: [digits\n")
+    (tmp / "twice.yaml").write_text("datasets: [digits]\nmethods:\n  ls: [0.2]\n  ls: [0.4]\n")
     return [
         (["--configfile", "folder"], "--configfile folder: is a folder; give a study file (YAML), e.g. "
                                      "config/paper-cifar10.yaml"),
@@ -54,6 +55,8 @@ def _bad_runs(tmp: Path) -> list[tuple[list[str], str]]:
                                                    "top-level keys only; give protocol as a mapping, e.g. --config "
                                                    "'protocol={default: {batch_size: 32}}'"),
         (["--config", "seeds"], "--config seeds: give KEY=VALUE, e.g. --config seeds=[0,1]"),
+        (["--configfile", "twice.yaml"], "twice.yaml: methods.ls: written twice (line 3 and line 4); a key may "
+                                         "appear once in a mapping (YAML keeps only the last): keep one"),
     ]
 
 

@@ -8,7 +8,8 @@
 - Ctrl-C (SIGINT to Snakemake's process group) during training: the job's log ends with one
   line saying where it stopped, and the rerun resumes;
 - the reproduction check of a study against its own committed copy (`make expected`), exact;
-- `make study` goes through `smoothbench run`;
+- `make study` goes through `smoothbench run`: a line per finished job, errors whole, and the
+  reproduction check at the end of every run, one with nothing to do included;
 - two studies in one clone (other output folders) keep their own logs.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -234,3 +236,34 @@ def test_make_study_checks_snakemake_s_arguments_first(finished):
         "smoothbench run: error: --configfile folder: is a folder; give a study file (YAML), e.g. "
         "config/paper-cifar10.yaml"]
     assert nothing_to_do(run(repo, "make", "study", f"BIN={BIN}", "ARGS=-n"))
+
+
+@pytest.mark.timeout(600)
+def test_make_study_says_a_line_per_job_and_the_reproduction_check_every_time(finished):
+    """The console of `make study` (smoothbench run): what the run has to do, then one line per
+    finished job (done/total, its rule and wildcards, how long), then the reproduction check; a
+    second `make study` with nothing to do still ends with the check; --verbose gives Snakemake's
+    own console (every job's inputs)."""
+    repo, _ = finished
+    args = "ARGS=" + " ".join(shlex.quote(a) for a in _output("results-c", "reports-c"))
+    proc = run(repo, "make", "study", f"BIN={BIN}", args)
+    out = proc.stdout + proc.stderr
+    jobs = [x for x in out.splitlines() if re.match(r"\[ ?\d+/\d+\] ", x)]
+    assert [re.sub(r" \(\d+ s\)$", "", x) for x in jobs] == [
+        "[1/4] train digits symmetric 0.4", "[2/4] collect", "[3/4] report", "[4/4] all"], out
+    assert "4 jobs to run: train 1, collect 1, report 1, all 1" in out.splitlines()
+    check = [x for x in out.splitlines() if x.startswith("reproduction check:")]
+    assert check == ["reproduction check: reports-c/ describes another study than expected/ (the committed default "
+                     "study); nothing compared"], out
+    assert "input:" not in out and "Shell command" not in out and "Traceback" not in out
+    assert len(out.splitlines()) <= 12, out                      # the make line, Snakemake's profile line, these
+    again = subprocess.run(["make", "study", f"BIN={BIN}", args], cwd=repo, env=_env(repo), text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)   # one stream: in order
+    lines = again.stdout.splitlines()
+    assert again.returncode == 0 and "Nothing to be done (all requested files are present and up to date)." in lines
+    assert lines[-1] == check[0], lines                         # the check ends a run with nothing to do too
+    verbose = run(repo, "make", "study", f"BIN={BIN}", args + " --verbose --forcerun report")
+    out = verbose.stdout + verbose.stderr
+    assert "localrule report:" in out and "    input: reports-c/results.csv" in out
+    assert [x for x in out.splitlines() if x.startswith("reproduction check:")] == check
+    assert deleted_tracked_files(repo) == []

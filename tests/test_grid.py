@@ -203,6 +203,9 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["methods"]["ls"].append("x"),
      'params.yaml: methods.ls[3] = "x": must be a number (r), a mapping of r, or "default"'),
     (lambda p: p["methods"].update(sce=[{"alpha": -1}]), "params.yaml: methods.sce[0].alpha = -1: must be > 0"),
+    (lambda p: p["methods"].update(sce=[{"alpha": "x"}]),
+     'params.yaml: methods.sce[0].alpha = "x": must be a number (a setting is a number (alpha), a mapping of alpha, '
+     'beta, or "default")'),
     (lambda p: p["methods"].update(sce=[{"gamma": 1}]),
      "params.yaml: methods.sce[0].gamma: unknown key; allowed: alpha, beta"),
     (lambda p: p["methods"].update(forward=[1]),
@@ -279,6 +282,27 @@ def test_validate_does_not_mutate_its_input():
      "params.yaml: protocol.default.variants.direct.schedule.milestones = []: multistep needs milestones"),
     (lambda p: p["protocol"]["digits"]["variants"]["direct"].update(optimizer={"momentum": 0.0}),
      "params.yaml: protocol.digits.variants.direct.optimizer.momentum = 0.0: nesterov needs momentum > 0"),
+    # what depends on a dataset's inputs and its noise's T, known before any job (digits: vectors (64,), K = 10)
+    (lambda p: p["protocol"]["default"].update(model="fastnet"),
+     'params.yaml: protocol.default.model = "fastnet": for digits, needs image input_shape (C, H, W), got (64,); '
+     "for vectors use mlp"),
+    (lambda p: p["protocol"]["default"].update(model_args={"pool": 2}),
+     "params.yaml: protocol.default.model_args.pool = 2: for digits, pooling (> 1) is for image inputs (C, H, W); "
+     "these are vectors (64,): set pool: 1"),
+    (lambda p: p["protocol"]["default"].update(normalize={"mean": [0.5] * 3, "std": [0.2] * 3}),
+     "params.yaml: protocol.default.normalize.mean = [0.5, 0.5, 0.5]: for digits, needs one value per input feature; "
+     "the inputs have 64 features"),
+    (lambda p: p["noise"].update(asymmetric=[0.2]),
+     "params.yaml: noise.asymmetric[0] = 0.2: asymmetric noise on digits needs a class_map {source class: target "
+     "class}: give it as noise_options.asymmetric.map.digits in params.yaml (--option map=... of the noise step); "
+     "built-in maps exist for cifar10, cifar100"),
+    (lambda p: p.update(noise={"asymmetric": [0.2]}, noise_options={"asymmetric": {"map": {"digits": {"3": 10}}}}),
+     'params.yaml: noise_options.asymmetric.map.digits = {"3": 10}: class_map entry 3: 10 must map a class in [0, 10) '
+     "to another one"),
+    (lambda p: p.update(datasets=["cifar10"], noise={"asymmetric": [0.2]},
+                        noise_options={"asymmetric": {"map": {"cifar10": {"3": 5}}}}),
+     'params.yaml: noise_options.asymmetric.map.cifar10 = {"3": 5}: dataset cifar10 has a built-in asymmetric map; '
+     "drop the map option"),
     (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
     (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: the same cell as methods.ls[0]"),
     (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),
@@ -318,6 +342,52 @@ def test_load_params_names_the_file(tmp_path):
         grid.load_params(path)
     with pytest.raises(FileNotFoundError):
         grid.load_params(tmp_path / "missing.yaml")
+
+
+STUDY_TEXT = """\
+datasets: [digits]
+noise: {symmetric: [0.2]}
+methods:
+  ce: [0.0]
+  ls: [0.2]
+seeds: [0]
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    (STUDY_TEXT + "methods: {ls: [0.4]}\n", "methods: written twice (line 3 and line 7)"),
+    (STUDY_TEXT.replace("  ls: [0.2]\n", "  ls: [0.2]\n  nls: [-0.2]\n  ls: [0.4]\n"),
+     "methods.ls: written twice (line 5 and line 7)"),
+    (STUDY_TEXT + "protocol:\n  default:\n    variants:\n      direct: {epochs: 2, epochs: 3}\n",
+     "protocol.default.variants.direct.epochs: written twice (line 10, columns 16 and 27)"),
+    (STUDY_TEXT.replace("ls: [0.2]", "sce: [{alpha: 0.1, beta: 1}, {alpha: 0.2, alpha: 0.3}]"),
+     "methods.sce[1].alpha: written twice (line 5, columns 33 and 45)"),
+    (STUDY_TEXT + "noise_options:\n  asymmetric:\n    map: {digits: {1: 7, 01: 2}}\n",     # one key as YAML reads it
+     "noise_options.asymmetric.map.digits.1: written twice (line 9, columns 20 and 26)"),
+])
+def test_a_key_written_twice_is_one_line_naming_both_places(tmp_path, capsys, text, expected):
+    """YAML keeps the last of a key written twice; a study file refuses it, in any mapping, and
+    every command that reads a study file reads it so."""
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    line = f"{path}: {expected}; a key may appear once in a mapping (YAML keeps only the last): keep one"
+    with pytest.raises(ValueError) as info:
+        grid.load_params(path)
+    assert str(info.value) == line
+    for command in ("validate", "grid"):
+        assert cli.main([command, str(path)]) == 2
+        assert capsys.readouterr().err.strip() == f"smoothbench {command}: error: {line}"
+
+
+def test_a_merged_key_may_be_overridden(tmp_path):
+    """A YAML merge (``<<: *anchor``) and a key of the mapping it is merged into are not a key
+    written twice: the mapping's own key wins, as YAML says."""
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY_TEXT + "sgd: &sgd {name: sgd, lr: 0.1, momentum: 0.9}\nprotocol:\n  default:\n"
+                    "    variants: {direct: {epochs: 2, optimizer: {<<: *sgd, lr: 0.05}}}\n")
+    raw = grid.read_study(path)
+    assert raw["protocol"]["default"]["variants"]["direct"]["optimizer"] == {"name": "sgd", "lr": 0.05,
+                                                                             "momentum": 0.9}
 
 
 def test_cli_validate_prints_one_line_and_fails(tmp_path, capsys):

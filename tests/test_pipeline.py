@@ -329,6 +329,30 @@ def test_dry_run_lists_the_jobs(smk_repo):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_the_documented_walltime_override_reaches_the_train_jobs(smk_repo):
+    """docs/cluster.md: `--set-resources train:runtime=10h` gives every train job 600 minutes
+    and leaves the rest of the rule's own resources (its GPU, its memory) as they are."""
+    text = " ".join((ROOT / "docs" / "cluster.md").read_text().split())
+    assert "--set-resources train:runtime=10h" in text and "`runtime=120` (two hours)" in text
+
+    def train_resources(*args):
+        """The resources of every train job of a dry run (its job blocks), tmpdir left out."""
+        out, rule, found = run(smk_repo, "snakemake", "-n", "--forceall", *args).stdout, None, []
+        for line in out.splitlines():
+            match = re.fullmatch(r"(?:local)?rule (\w+):", line)
+            rule = match.group(1) if match else rule
+            if rule == "train" and line.startswith("    resources: "):
+                found.append(re.sub(r"tmpdir=[^,]*, ", "", line.removeprefix("    resources: ")))
+        assert len(found) == len(grid.expand_jobs(grid.validate_params(TINY_PARAMS))), out[-3000:]
+        return set(found)
+
+    assert train_resources() == {"gpu=0, cpus_per_gpu=0, runtime=120, mem_mb=4000, mem=4 GB, mem_mib=3815"}
+    assert train_resources("--set-resources", "train:runtime=10h") == {
+        "gpu=0, cpus_per_gpu=0, runtime=600, mem_mb=4000, mem=4 GB, mem_mib=3815"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
     bad = dict(TINY_PARAMS, methods={"ce": [0.0], "ls": [1.5]})
     (smk_repo / "bad.yaml").write_text(yaml.safe_dump(bad))
@@ -337,6 +361,14 @@ def test_invalid_study_fails_before_any_job_with_one_line(smk_repo):
         assert proc.returncode != 0
         assert _error_lines(proc) == ["bad.yaml: methods.ls[0] = 1.5: must be <= 1"]
         assert "Job stats" not in proc.stdout
+    # a key written twice: the workflow reads the study file as `smoothbench validate` does
+    (smk_repo / "twice.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False) + "seeds: [1]\n")
+    proc = run(smk_repo, "snakemake", "-n", "--configfile", "twice.yaml", check=False)
+    assert proc.returncode != 0
+    lines = (smk_repo / "twice.yaml").read_text().splitlines()
+    first = next(i for i, text in enumerate(lines, start=1) if text.startswith("seeds:"))
+    assert _error_lines(proc) == [f"twice.yaml: seeds: written twice (line {first} and line {len(lines)}); a key "
+                                  "may appear once in a mapping (YAML keeps only the last): keep one"]
     assert not (smk_repo / "data").exists()
     # params.yaml itself, changed on the command line
     proc = run(smk_repo, "snakemake", "-n", "--config", "seeds=[]", check=False)

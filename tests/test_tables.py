@@ -89,6 +89,28 @@ def test_all_rates_diverged_cannot_be_best():
     assert tables.entry_text(entries["ce"]) == "**50.00 ± 0.00**"
 
 
+def test_failed_cells_are_left_out_and_listed_with_the_seeds_they_failed_in():
+    """A cell that could not be trained (status failed) never enters a mean; the tables list it
+    per noise rate, apart from the diverged ones, and say where its reason is."""
+    rows = []
+    for seed in (0, 1):
+        for (m, values), status, acc in ((("ce", (0.0,)), "ok", 0.5), (("backward", ()), "failed" if seed else "ok", 0.7)):
+            row = {k: None for k in vocab.RESULT_COLUMNS}
+            row.update(dataset="x", noise_kind="symmetric", noise_rate="0.4", seed=seed, variant="direct",
+                       method=m, rate=values[0] if values else None, values=values, params=f"r={values[0]:g}" if values else "",
+                       status=status, num_classes=K, **({} if status == "failed" else dict(
+                           test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc)))
+            rows.append(row)
+    settings = stats.settings_of(rows)
+    (setting,) = settings[("x", "symmetric", "direct")]
+    entries = stats.table_row(setting, "best")
+    assert (entries["backward"].stat.mean, entries["backward"].stat.n_ok, entries["backward"].n_seeds) == (0.7, 1, 2)
+    md = tables.md_tables(settings, [])
+    assert ("Failed cells, not trained, their reasons in the train log and each cell's metrics.json (seeds "
+            "failed/total): noise 0.4: backward-T oracle T: 1/2.") in md.splitlines()
+    assert "Diverged cells (seeds diverged/total): none." in md.splitlines()
+
+
 def test_reference_column(built, collected, tmp_path):
     out, _ = built
     md = (out / "tables" / "tables.md").read_text()

@@ -502,3 +502,48 @@ def test_trainer_dies_with_its_shell(tmp_path):
                    for p in trainer), "the trainer outlived its shell"
     state = torch.load(tmp_path / "ck" / "direct.pt", weights_only=True)
     assert 1 <= state["done"] < 400
+
+
+# ----------------------------------------------------------------------------- a cell that fails alone
+
+def _with_transition(src: Path, dest: Path, transition: np.ndarray) -> Path:
+    """A copy of a noisy-label file whose recorded T is ``transition`` (as a realised T may be)."""
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["transition"] = transition
+    np.savez(dest, **arrays)
+    return dest
+
+
+def test_a_cell_whose_method_refuses_its_seed_s_t_fails_alone(seeds3, tmp_path):
+    """Backward correction with a singular T for seed 1 (here: class 3 never a noisy label, so
+    T's column 3 is zero): that cell is `failed` with the reason and no figures, the job goes on,
+    and every other cell of every seed, seed 1's included, is byte for byte what it is in a run
+    without it; the collector and the tables count it."""
+    from smoothbench.report import collect
+
+    d, labels = seeds3
+    singular = np.full((4, 4), 1 / 3)
+    singular[:, 3] = 0.0
+    two = [str(labels[0]), str(_with_transition(labels[1], tmp_path / "singular.npz", singular))]
+    outs = [str(tmp_path / f"with{s}") for s in range(2)]
+    summaries = train.train_setting(str(d), two, parse_cells("ce:0,forward,backward"), PROTO, outs, progress=False)
+    ok0 = {c["cell_id"]: c["status"] for c in summaries[0]["cells"]}
+    assert ok0 == {"ce_0": "ok", "forward": "ok", "backward": "ok"}
+    failed = next(c for c in summaries[1]["cells"] if c["cell_id"] == "backward")
+    assert failed["status"] == "failed" and "singular" in failed["failure"] and "condition number inf" in failed["failure"]
+    assert all(failed[k] is None for k in ("test_acc_final", "test_acc_best", "test_acc_selected", "test_nll"))
+    metrics = json.loads((tmp_path / "with1/cells/direct/backward/metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["failure"] == failed["failure"]
+    curves = _curves(tmp_path / "with1/cells/direct/backward/curves.csv")
+    assert list(curves.epoch) == [1, 2, 3] and curves.test_acc.isna().all()
+    without = [str(tmp_path / f"without{s}") for s in range(2)]
+    train.train_setting(str(d), two, parse_cells("ce:0,forward"), PROTO, without, progress=False)
+    for s in range(2):
+        for cell in ("ce_0", "forward"):
+            rel = Path("cells/direct") / cell
+            for name in ("metrics.json", "curves.csv"):
+                assert (Path(outs[s]) / rel / name).read_bytes() == (Path(without[s]) / rel / name).read_bytes()
+    collect.collect([Path(o) / "group.json" for o in outs], tmp_path / "results.csv", tmp_path / "curves.csv")
+    rows = collect.read_results(tmp_path / "results.csv")
+    assert [(r["seed"], r["cell_id"]) for r in rows if r["status"] == "failed"] == [(1, "backward")]

@@ -11,6 +11,7 @@ its own test, which checks the whole one-line error.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,12 @@ NPZ_ERRORS = {
     "labels not 0..K-1": (dict(y_train=np.array([1, 2, 3, 1, 2, 3]), y_test=np.array([1, 3])),
                           "labels must be 0..K-1 with every class in y_train: class 0 has no training sample "
                           "(K = 4; labels are class indices counted from 0)"),
+    "a class in the test set only": (dict(y_test=np.array([3, 0])),
+                                     "class 3 is in the test set only: y_test has 1 sample(s) of it and y_train none, "
+                                     "and a model cannot learn a class it never sees; add training samples of class 3 "
+                                     "or leave its test samples out"),
+    "a named class in the test set only": (dict(y_test=np.array([3, 3]), class_names=np.array(["a", "b", "c", "d"])),
+                                           "class 3 (d) is in the test set only: y_test has 2 sample(s) of it"),
     "fewer than 2 classes": (dict(y_train=np.zeros(6, np.int64), y_test=np.zeros(2, np.int64)),
                              "fewer than 2 classes (K = 1); a dataset needs at least 2"),
     "duplicate class names": (dict(class_names=np.array(["a", "b", "a"])),
@@ -370,6 +377,11 @@ IMAGE_ERRORS = {
     "alpha channel": (lambda root: _save(root / "test" / "cross" / "rgba.png", (6, 4), "RGBA"),
                       "test/cross/rgba.png has image mode RGBA; accepted: grey (L, 1) or colour (RGB, P) (drop an "
                       "alpha channel, e.g. Image.convert('RGB'))"),
+    "16-bit image": (lambda root: _save(root / "train" / "cross" / "deep.png", (6, 4), "I;16"),
+                     "train/cross/deep.png has image mode I;16; accepted: grey (L, 1) or colour (RGB, P) (a 16-bit "
+                     "image: 16-bit images are not supported, save it with 8 bits per pixel, e.g. "
+                     "Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)) with Pillow or `convert IN -depth 8 "
+                     "OUT` with ImageMagick)"),
     "test class not in train": (lambda root: _save(root / "test" / "star" / "0.png", (6, 4)),
                                 "test/star: no class star in train/ (classes: circle, cross, square)"),
     "empty class folder": (lambda root: (root / "train" / "empty").mkdir(),
@@ -450,24 +462,51 @@ def test_annotation_file_gives_the_noisy_labels_and_their_statistics(here, suffi
 
 
 def test_annotations_for_a_registered_dataset(here, tmp_path):
-    """Any dataset takes annotations: its length is checked by the noise step (the registry
-    does not know a dataset's size before it is built)."""
+    """Any dataset takes annotations. Its length is checked before any job where the dataset's
+    training labels are on this machine (an embedded one; a downloaded one whose raw files are
+    in the cache folder), else by the noise step."""
     (here / "data-in").mkdir()
     write_labels(here / "data-in" / "d.csv", np.zeros(10, np.int64))
     params = dict(study(datasets=["digits"], noise={"annotations": ["dig"]}), dataset_files={},
                   noise_options={"annotations": {"files": {"dig": {"dataset": "digits", "path": "data-in/d.csv"}}}})
-    p = grid.validate_params(params)
-    assert [g.id for g in grid.expand_groups(p)] == ["digits-annotations-dig-s0"]
+    line = ("holds 10 labels but digits has 1297 training samples (one label per training sample, in training "
+            "order)")
+    assert error_of(params) == f'params.yaml: noise_options.annotations.files.dig.path = "data-in/d.csv": {line}'
     data.build_dataset("digits", here / "digits.npz")
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info:                    # the noise step, run by hand, says the same
         noise.make_noisy_labels(here / "digits.npz", "annotations", "dig", 0, here / "n.npz",
-                                options=p["noise_options"]["annotations"])
-    assert str(info.value) == ("data-in/d.csv: holds 10 labels but digits has 1297 training samples (one label per "
-                               "training sample, in training order)")
+                                options=params["noise_options"]["annotations"])
+    assert str(info.value) == f"data-in/d.csv: {line}"
     assert not (here / "n.npz").exists()
     write_labels(here / "data-in" / "d.csv", np.full(1297, 10, np.int64))
     assert error_of(params) == ('params.yaml: noise_options.annotations.files.dig.path = "data-in/d.csv": label 10 of '
                                 "sample 0 is outside 0..9 (digits has K = 10 classes)")
+    write_labels(here / "data-in" / "d.csv", np.zeros(1297, np.int64))
+    p = grid.validate_params(params)
+    assert [g.id for g in grid.expand_groups(p)] == ["digits-annotations-dig-s0"]
+    # CIFAR-10 whose raw files are not in the cache folder yet: its size is the noise step's to check
+    write_labels(here / "data-in" / "c.csv", np.zeros(10, np.int64))
+    grid.validate_params(dict(study(datasets=["cifar10"], noise={"annotations": ["cif"]}), dataset_files={},
+                              noise_options={"annotations": {"files": {"cif": {"dataset": "cifar10",
+                                                                               "path": "data-in/c.csv"}}}}))
+
+
+def test_backward_with_a_label_file_whose_realised_t_is_singular_stops_before_any_job(here):
+    """The realised T of a label file of your own is known before any job (the file and the
+    dataset's clean labels): where no sample carries the noisy label 2, T's column 2 is zero and
+    T has no inverse, so backward correction stops the study at its key; forward takes it."""
+    clean = write_npz_dataset(here / "data-in" / "mine.npz")["y_train"]
+    params, _, _ = _annotated(here, labels=np.where(clean == 2, 0, clean))
+    params["methods"] = {"ce": [0.0], "forward": ["default"], "backward": ["default"]}
+    text = error_of(params)
+    assert re.fullmatch(r'params\.yaml: methods\.backward\[0\] = "default": backward correction needs an invertible '
+                        r"transition matrix, and this T is singular \(condition number (inf|\d\.\d+e\+\d+), above "
+                        r"1e\+12\): drop backward for this noise \(the realised T of annotations crowd on mine\)", text), text
+    params["methods"] = {"ce": [0.0], "forward": ["default"]}
+    grid.validate_params(params)
+    params, _, _ = _annotated(here)                          # 20 of 90 labels changed: an invertible T
+    params["methods"] = {"ce": [0.0], "backward": ["default"]}
+    grid.validate_params(params)
 
 
 ANNOTATION_ERRORS = {

@@ -127,11 +127,7 @@ def noise_option_args(dataset, kind, rate=None):
     """`--option KEY=JSON` arguments of the noise step for one dataset and kind.
     noise_options.asymmetric.map is given per dataset, noise_options.annotations.files per
     label set (the job's rate: only its own file); other options apply to all."""
-    options = dict((STUDY.get("noise_options") or {}).get(kind) or {})
-    if kind == "asymmetric" and "map" in options:
-        per_dataset = options.pop("map") or {}
-        if dataset in per_dataset:
-            options["map"] = per_dataset[dataset]
+    options = noise_kinds.study_options(STUDY, dataset, kind)
     if kind == "annotations" and "files" in options:
         options["files"] = {name: f for name, f in options["files"].items() if name == rate}
     args = []
@@ -223,7 +219,10 @@ def report_output(path):
 #
 # After every successful run that leaves the study's reports complete: one line saying
 # whether reports/ is byte-identical to expected/ (the committed copy of the default
-# study's reports), and which files differ if not. Another study is not compared.
+# study's reports), and which files differ if not. Another study is not compared. Snakemake
+# calls onsuccess (Snakefile) after a run with jobs; a run with nothing to do says it through
+# smoothbench's console (`smoothbench run`, make study: the logger plugin in
+# src/snakemake_logger_plugin_smoothbench), which calls what is registered here.
 EXPECTED = "expected"
 
 
@@ -243,6 +242,11 @@ def _reproduction_check():
               f"(the committed default study); nothing compared")
         return
     shell(f"smoothbench compare {shlex.quote(REPORTS)} {EXPECTED} || true")
+
+
+import snakemake_logger_plugin_smoothbench as _console  # noqa: E402 (src/, beside smoothbench)
+
+_console.at_nothing_to_do(_reproduction_check)
 
 
 # --------------------------------------------------------------------------- before the first job

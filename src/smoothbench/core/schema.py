@@ -47,7 +47,10 @@ def check(instance: Any, source: str | None, node: dict | None = None, base: tup
     validator = jsonschema.validators.validator_for(root)(schema)
     errors = list(validator.iter_errors(instance))
     if errors:
-        text = error_text(_pick_error(errors), root, base)
+        err, forms = _pick_error(errors)
+        text = error_text(err, root, base)
+        if forms and err.validator == "type":   # a value of the wrong type inside one form of several
+            text += f" (a setting is {forms})"
         raise ValueError(text if source is None else f"{source}: {text}")
 
 
@@ -90,11 +93,14 @@ def value_text(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _pick_error(errors: list) -> Any:
-    """The error to report: the first in document order, descending into anyOf/oneOf."""
+def _pick_error(errors: list) -> tuple[Any, str | None]:
+    """The error to report: the first in document order, descending into anyOf/oneOf; with the
+    forms the value could take (the ``x-allowed`` text of the alternatives it descended from),
+    None when it descended from none."""
     import jsonschema
 
     err = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])[0]
+    forms = None
     while err.context and err.validator != "propertyNames":
         alts = err.validator_value if isinstance(err.validator_value, list) else []
         typed_alts = [a for a in alts if isinstance(a, dict) and "type" in a]
@@ -103,7 +109,15 @@ def _pick_error(errors: list) -> Any:
             # no alternative of the instance's type: say what the alternatives are
             return jsonschema.exceptions.ValidationError(
                 err.schema["x-allowed"], validator="x-allowed", validator_value=err.schema["x-allowed"],
-                instance=err.instance, path=err.path, schema={})
+                instance=err.instance, path=err.path, schema={}), None
+        # exactly one alternative of the instance's own type (a mapping of parameters, say): what
+        # is wrong inside it, not that the instance is none of the others
+        own_type = [i for i, a in enumerate(alts) if a in typed_alts and _fits(err.instance, a["type"])]
+        inside = [e for e in err.context if e.relative_schema_path and e.relative_schema_path[0] in own_type]
+        if len(own_type) == 1 and inside:
+            forms = err.schema.get("x-allowed", forms)
+            err = jsonschema.exceptions.best_match(inside)
+            continue
         matching = [e for e in err.context if _fits(e.instance, e.schema.get("type")) and e.validator != "type"]
         if matching:
             err = jsonschema.exceptions.best_match(matching)
@@ -114,10 +128,10 @@ def _pick_error(errors: list) -> Any:
                                                       else [e.validator_value])]
             return jsonschema.exceptions.ValidationError(
                 "type", validator="type", validator_value=list(dict.fromkeys(types)), instance=err.instance,
-                path=err.path, schema={})
+                path=err.path, schema={}), forms
         fitting = [e for e in err.context if e.validator != "type"]  # the alternative whose type fits
         err = jsonschema.exceptions.best_match(fitting or err.context)
-    return err
+    return err, forms
 
 
 def _fits(instance: Any, kind: Any) -> bool:

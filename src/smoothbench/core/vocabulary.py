@@ -29,7 +29,10 @@ VARIANT_PATTERN = r"^[a-z][a-z0-9]*$"
 
 # --------------------------------------------------------------------------- cell outcomes
 
-STATUSES = ("ok", "diverged")
+# ok: trained; diverged: its loss or weights became non-finite (frozen at its last finite
+# epoch); failed: not trained, its method refused its inputs (the reason is in its metrics.json
+# and the train log), while the other cells of its group trained
+STATUSES = ("ok", "diverged", "failed")
 
 
 def derive_seed(*parts: object) -> int:

@@ -241,6 +241,22 @@ def read_registered(spec: DatasetSpec, cache_dir: str | os.PathLike = "cache") -
     return spec.read(spec, folder)
 
 
+def training_labels(name: str, cache_dir: str | os.PathLike = "cache", fmt: str | None = None,
+                    path: str | os.PathLike | None = None) -> np.ndarray | None:
+    """The clean training labels (int64) that ``build_dataset`` will write for a dataset, read
+    without writing anything and without the network: a dataset of your own files (``fmt``,
+    ``path``: its labels only), an embedded one, or a registered one whose raw files are in the
+    cache folder; None where they are not there yet (``smoothbench data`` downloads them). The
+    study's validation reads them to know the realised transition of a label file of its own."""
+    if fmt is not None and path is not None:
+        return userfiles.train_labels(fmt, path)
+    spec = get_spec(name)
+    folder = Path(cache_dir) if spec.embedded else Path(cache_dir) / spec.raw_folder
+    if not spec.embedded and spec.missing_raw_files(folder):
+        return None
+    return np.asarray(spec.read(spec, folder)[1], dtype=np.int64)
+
+
 def build_dataset(name: str, out: str | os.PathLike, cache_dir: str | os.PathLike = "cache",
                   fmt: str | None = None, path: str | os.PathLike | None = None) -> Dataset:
     """``smoothbench data NAME --out OUT --cache-dir DIR``: write the canonical dataset file.

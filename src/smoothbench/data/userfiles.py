@@ -136,6 +136,13 @@ def _labels_summary(path: Path, y_train: np.ndarray, y_test: np.ndarray, names: 
             given = f"{k} class_names" if names is not None else f"K = {k}"
             raise FileProblem(path, f"y_{split} holds label {bad}, outside 0..{k - 1} ({given})")
     absent = sorted(set(range(k)) - set(np.unique(y_train).tolist()))
+    in_test = [c for c in absent if np.any(y_test == c)]
+    if in_test:
+        c = in_test[0]
+        name = f" ({names[c]})" if names is not None else ""
+        raise FileProblem(path, f"class {c}{name} is in the test set only: y_test has {int(np.sum(y_test == c))} "
+                          f"sample(s) of it and y_train none, and a model cannot learn a class it never sees; add "
+                          f"training samples of class {c} or leave its test samples out")
     if absent:
         raise FileProblem(path, f"labels must be 0..K-1 with every class in y_train: class {absent[0]} has no "
                           f"training sample (K = {k}; labels are class indices counted from 0)")
@@ -262,7 +269,7 @@ def _scan_images(root: Path, listing: dict) -> tuple[tuple[int, int], int]:
                 raise FileProblem(root, f"{rel} is not a readable image ({one_line(exc, 100)})") from None
             if mode not in GREY_MODES + COLOUR_MODES:
                 raise FileProblem(root, f"{rel} has image mode {mode}; accepted: grey (L, 1) or colour (RGB, P) "
-                                  "(drop an alpha channel, e.g. Image.convert('RGB'))")
+                                  f"({_mode_hint(mode)})")
             if first is None:
                 first = (size, rel)
             elif size != first[0]:
@@ -271,6 +278,19 @@ def _scan_images(root: Path, listing: dict) -> tuple[tuple[int, int], int]:
             colour = colour or mode in COLOUR_MODES
     assert first is not None
     return (first[0][1], first[0][0]), 3 if colour else 1
+
+
+def _mode_hint(mode: str) -> str:
+    """What to do with an image of a Pillow mode that is not read: its 16 bits brought to 8 (a
+    16-bit PNG opens as I;16, or I in older Pillow), its alpha channel dropped, or its colours
+    converted."""
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return ("a 16-bit image: 16-bit images are not supported, save it with 8 bits per pixel, e.g. "
+                "Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)) with Pillow or `convert IN -depth 8 OUT` "
+                "with ImageMagick")
+    if "A" in mode or "a" in mode:
+        return "drop an alpha channel, e.g. Image.convert('RGB')"
+    return "convert it, e.g. Image.convert('RGB')"
 
 
 def _check_image_folder(root: Path) -> tuple[Summary, dict]:
@@ -319,6 +339,18 @@ def read_dataset(fmt: str, path: str | os.PathLike) -> tuple:
     the canonical arrays (uint8 (N, C, H, W) images or float32 (N, D) vectors, int64 labels)."""
     _check_format(fmt)
     return _read_npz(Path(path)) if fmt == "npz" else _read_image_folder(Path(path))
+
+
+def train_labels(fmt: str, path: str | os.PathLike) -> np.ndarray:
+    """The training labels (int64) of a dataset of your own, in training order, as ``read_dataset``
+    gives them, read without the inputs' values (npz: y_train; images: each file's class folder)."""
+    _check_format(fmt)
+    if fmt == "npz":
+        _check_npz(Path(path))
+        with np.load(path, allow_pickle=False) as z:
+            return z["y_train"].astype(np.int64)
+    _, listing = _image_listing(Path(path))
+    return np.array([label for label, _ in listing["train"]], dtype=np.int64)
 
 
 def input_files(fmt: str, path: str) -> list[str]:

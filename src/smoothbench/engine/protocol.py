@@ -11,7 +11,9 @@ params.yaml (``protocol.default`` merged with ``protocol.DATASET``). One source 
   increasing milestones, an honest branch point needs a held-out split, normalisation
   constants come in pairs) are ``check_rules`` below, used by ``from_dict`` and by the
   study validation in ``grid`` alike; the model's arguments are checked against the model's
-  own schema (``models.check_args``) once the protocol names its model.
+  own schema (``models.check_args``) once the protocol names its model, and what depends on
+  a dataset's inputs (the model takes them, one normalisation constant per channel) is
+  ``check_inputs``.
 
 A **protocol variant** is how each cell of a group is trained: ``direct`` (from
 scratch: ``warmup.epochs`` 0) or with a cross-entropy warm-up shared by the group and a
@@ -213,6 +215,22 @@ def check_rules(proto: dict) -> Iterator[tuple[str, Any, str]]:
     norm = proto["normalize"]
     if norm is not None and len(norm["mean"]) != len(norm["std"]):
         yield "normalize.std", norm["std"], f"needs one value per mean ({len(norm['mean'])})"
+
+
+def check_inputs(proto: dict, input_shape: tuple[int, ...]) -> Iterator[tuple[str, Any, str]]:
+    """The protocol rules that depend on a dataset's inputs (one sample's shape: (D,) vectors or
+    (C, H, W) images), on a complete protocol mapping: ``(key path, value, why)`` for each
+    broken one. The model must take them (``models.input_problem``) and fixed normalisation
+    constants come one per channel (images) or feature (vectors). The study's validation asks
+    them of every dataset before any job."""
+    problem = models.input_problem(proto["model"], input_shape, proto["model_args"])
+    if problem:
+        yield problem
+    norm = proto["normalize"]
+    if norm is not None and len(norm["mean"]) != input_shape[0]:
+        what = "channels" if len(input_shape) == 3 else "features"
+        yield ("normalize.mean", norm["mean"], f"needs one value per input {what[:-1]}; the inputs have "
+               f"{input_shape[0]} {what}")
 
 
 def learning_rate(opt: OptimizerConfig, sch: ScheduleConfig, epoch: int, step: int, steps_per_epoch: int,

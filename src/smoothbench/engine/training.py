@@ -31,7 +31,7 @@ from .checkpoints import CheckpointDir
 from .device import prepare_data, resolve_device, set_determinism
 from ..methods import get
 from .protocol import Protocol, VariantConfig
-from .phase import SettingContext, PhaseRun
+from .phase import HISTORY_KEYS, SettingContext, PhaseRun
 
 MEMORY_BUDGET_ENV = "SMOOTHBENCH_MEMORY_BUDGET_MIB"
 
@@ -153,6 +153,10 @@ class SettingTrainer:
             warm_diverged = warm.diverged_epoch[s] if warm is not None else None
             diverged = warm_diverged if warm_diverged is not None else run.diverged_epoch[i]
             branch = warm.candidates[v.warmup.branch][s] if warm is not None else None
+            failure = run.loss.failed.get((s, c))
+            if failure is not None:
+                out.append(_failed_cell(run, v, warm, cell, s, own, failure))
+                continue
             last = own[-1]
             out.append({
                 "variant": v.name, "cell_id": cell.id, "method": cell.method,
@@ -167,6 +171,26 @@ class SettingTrainer:
                 "curves": warm_rows + own,
             })
         run.final = out
+
+
+def _failed_cell(run: PhaseRun, v: VariantConfig, warm: PhaseRun | None, cell: Cell, s: int, history: list[dict],
+                 failure: str) -> dict:
+    """The result of a cell that could not be trained (its method refused the seed's inputs:
+    ``StackLoss.failed``): status ``failed`` with the reason, no figures; its curves are the
+    shared warm-up's rows (seed ``s`` of the run) and its own epochs (``history``) with no
+    values, since it did not train."""
+    print(f"{run.ctx.gids[run.rows[s]]}: cell {v.name}/{cell.id} failed, the others of its group go on: {failure}",
+          file=sys.stderr)
+    own = [{"epoch": row["epoch"], "phase": row["phase"], "lr": row["lr"],
+            **{key: float("nan") for key in HISTORY_KEYS}} for row in history]
+    return {
+        "variant": v.name, "cell_id": cell.id, "method": cell.method, "params": get(cell.method).params_text(cell.values),
+        "rate": cell.rate, "status": "failed", "failure": failure, "diverged_epoch": None, "epochs": v.total_epochs,
+        "branch": v.warmup.branch if warm is not None else None, "branch_epoch": None,
+        **{key: None for key in selection.select(own)},
+        "clean_train_acc": None, "noisy_train_acc": None, "test_nll": None, "ece": None, "train_loss": None,
+        "curves": (warm.history[s] if warm is not None else []) + own,
+    }
 
 
 def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], protocol: dict | Protocol,

@@ -13,9 +13,14 @@ no real method does: every table marks them "oracle T".
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..core.lazy import torch
 
 from .registry import Batch, Method, register
+
+# T is singular for backward correction where its condition number exceeds this (float64)
+MAX_CONDITION = 1e12
 
 PATRINI2017 = ("Patrini et al., Making Deep Neural Networks Robust to Label Noise: a Loss Correction Approach, "
                "CVPR 2017")
@@ -38,19 +43,20 @@ def backward(batch: Batch, params: torch.Tensor) -> torch.Tensor:
     return -(rows * batch.logp).sum(-1)
 
 
-def _inverse(t: torch.Tensor) -> torch.Tensor:
+def _inverse(t: np.ndarray) -> np.ndarray:
     """T^-1 (float64), or ValueError when T is singular (backward correction is undefined)."""
-    t = t.to(torch.float64)
-    cond = torch.linalg.cond(t)
-    if not bool(torch.isfinite(cond).all()) or float(cond.max()) > 1e12:
-        raise ValueError("backward correction needs an invertible transition matrix; this noise's T is singular "
-                         "(condition number >= 1e12): drop `backward` for it")
-    return torch.linalg.inv(t)
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = float(np.linalg.cond(t))
+    if not np.isfinite(cond) or cond > MAX_CONDITION:
+        raise ValueError(f"backward correction needs an invertible transition matrix, and this T is singular "
+                         f"(condition number {cond:.3g}, above {MAX_CONDITION:g}): drop backward for this noise")
+    return np.linalg.inv(t)
 
 
 register(Method("forward", "forward-T", (), forward, PATRINI2017 + " (forward correction, with the true T)",
                 "forward loss correction with the noise's true T (oracle T)", family="correction",
-                transition=lambda t: t.to(torch.float64)))
+                transition=lambda t: np.asarray(t, dtype=np.float64)))
 register(Method("backward", "backward-T", (), backward, PATRINI2017 + " (backward correction, with the true T)",
                 "backward loss correction with the inverse of the noise's true T (oracle T)", family="correction",
                 transition=_inverse))

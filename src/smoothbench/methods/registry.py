@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from ..core.lazy import torch
 
 from ..core.vocabulary import Cell, fmt_rate
@@ -135,7 +137,9 @@ class Method:
     loss_args: Callable[[tuple], tuple] | None = None
     transform: Transform | None = None           # per-step label transform (before the loss)
     state: bool = False                          # keeps a per-sample (N, K) state (zeros at the start)
-    transition: Callable[[torch.Tensor], torch.Tensor] | None = None  # T (..., K, K) -> what the loss gets
+    # T (K, K) -> what the loss gets of it (K, K), NumPy float64 (no torch: a study's settings are
+    # checked with it before any job); a ValueError says why T does not suit the method
+    transition: Callable[[np.ndarray], np.ndarray] | None = None
     dataset_check: Callable[[tuple, int], str | None] | None = None  # (values, K) -> why not, or None
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..core.vocabulary import Cell
@@ -52,6 +53,11 @@ class StackLoss:
     random draws; ``transitions``: (S, K, K) the noise's true T of each seed (needed by
     methods with ``transition``); ``num_train``: N, the training set's size (per-sample
     state is (N, K) per model).
+
+    A cell whose method refuses a seed's T (``transition`` raises ValueError: backward
+    correction with a singular T) fails alone: ``failed`` maps its (seed, cell) to the reason,
+    its slot computes with the identity and its loss is held at zero, so it does not train;
+    the stack's other models are untouched.
     """
 
     def __init__(self, cells: Sequence[Cell], num_seeds: int, num_classes: int, device: torch.device,
@@ -61,6 +67,7 @@ class StackLoss:
         if tuple(draw_keys.shape) != (self.num_seeds, len(self.cells)):
             raise ValueError(f"draw_keys has shape {tuple(draw_keys.shape)}; expected {(self.num_seeds, len(cells))}")
         self.blocks: list[_Block] = []
+        self.failed: dict[tuple[int, int], str] = {}
         start = 0
         while start < len(self.cells):
             stop = start + 1
@@ -71,6 +78,12 @@ class StackLoss:
                 stop += 1
             self.blocks.append(self._block(start, stop, methods, args, device, draw_keys, transitions, num_train))
             start = stop
+        self.live: torch.Tensor | None = None      # (S, C): False where a cell failed
+        if self.failed:
+            self.live = torch.ones(self.num_seeds, len(self.cells), dtype=torch.bool)
+            for s, c in self.failed:
+                self.live[s, c] = False
+            self.live = self.live.to(device)
 
     def _block(self, start, stop, methods, args, device, draw_keys, transitions, num_train) -> _Block:
         m = methods[start]
@@ -89,7 +102,14 @@ class StackLoss:
         if m.transition is not None:
             if transitions is None:
                 raise ValueError(f"{m.name} needs the noise's transition matrix, and none was given")
-            t = m.transition(transitions.to(torch.float64)).to(device)            # (S, K, K)
+            given = []
+            for s, seed_t in enumerate(transitions.to(torch.float64).cpu().numpy()):
+                try:
+                    given.append(np.asarray(m.transition(seed_t), dtype=np.float64))
+                except ValueError as exc:          # this seed's T does not suit the method: its cells fail
+                    self.failed.update({(s, c): str(exc) for c in range(start, stop)})
+                    given.append(np.eye(self.num_classes))
+            t = torch.from_numpy(np.stack(given)).to(device)                       # (S, K, K)
             blk.transition = t.unsqueeze(1).expand(self.num_seeds, n, *t.shape[1:])
         if m.state:
             if num_train is None:
@@ -123,7 +143,8 @@ class StackLoss:
                           index=None if index is None else index.unsqueeze(1).expand(s, n, b), state=blk.state,
                           draw_key=blk.keys, step=step)
             out.append(blk.method.loss(batch, blk.args).mean(-1))
-        return out[0] if len(out) == 1 else torch.cat(out, dim=1)
+        loss = out[0] if len(out) == 1 else torch.cat(out, dim=1)
+        return loss if self.live is None else torch.where(self.live, loss, torch.zeros_like(loss))
 
     # -- per-sample state, for checkpoints
 

@@ -20,8 +20,8 @@ import importlib
 import pkgutil
 
 from .registry import (REGISTRY, NoiseJob, NoiseKind, Option, check_rate, describe, get, names,  # noqa: F401
-                       numeric_names, option_defaults, option_help, rate_range, register, schema_defs, transition_matrix,
-                       with_defaults)
+                       numeric_names, option_defaults, option_help, rate_range, register, schema_defs, study_options,
+                       transition_matrix, with_defaults)
 from .sampling import SAMPLERS, corrupt_labels, empirical_transition  # noqa: F401
 
 KINDS = ("classconditional", "instance", "human", "annotations")

@@ -47,7 +47,7 @@ register(NoiseKind(
     rates="the name of a label set of noise_options.annotations.files",
     label_sets=lambda study: {name: f.get("dataset") for name, f in annotation_files(study).items()},
     grid_schema={"type": "array", "items": {"$ref": "#/$defs/label_set"}},
-    check_label_set=_check_label_set, corrupt=_corrupt,
+    check_label_set=_check_label_set, corrupt=_corrupt, transition_from_labels=True,
     options=(Option("files", {"type": "object", "propertyNames": {"$ref": "#/$defs/label_set"},
                               "additionalProperties": {"type": "object", "additionalProperties": False,
                                                        "required": ["dataset", "path"],

@@ -122,8 +122,9 @@ def _class_map(k: int, class_map: dict | None, dataset: str | None) -> dict[int,
     if class_map is None:
         if dataset not in BUILTIN_MAPS:
             raise ValueError(
-                f"asymmetric noise on dataset {dataset!r} needs class_map ({{src: dst}}); "
-                f"built-in maps exist for: {', '.join(BUILTIN_MAPS)}"
+                f"asymmetric noise on {dataset} needs a class_map {{source class: target class}}: give it as "
+                f"noise_options.asymmetric.map.{dataset} in params.yaml (--option map=... of the noise step); "
+                f"built-in maps exist for {', '.join(BUILTIN_MAPS)}"
             )
         need, class_map = BUILTIN_MAPS[dataset]
         if k != need:

@@ -96,6 +96,10 @@ class NoiseKind:
       (why a label set cannot go with the grid at ``where`` that applies to ``datasets``, or
       None), and ``corrupt(job)``.
     - ``options`` — its ``Option``s; ``needs`` — what it needs beyond the dataset file, in words.
+    - ``transition_from_labels`` — its ``corrupt`` needs only the clean training labels and files
+      the study names (not the features; no torch, no network), so the study's validation runs
+      it to know a setting's realised T before any job (a method that cannot take that T stops
+      the study there). A kind with a ``matrix`` has its T without it.
     """
 
     name: str
@@ -111,6 +115,7 @@ class NoiseKind:
     grid_schema: dict | None = None
     check_label_set: Callable[[dict, str, list, str], str | None] | None = None
     needs: str = ""
+    transition_from_labels: bool = False
 
     @property
     def numeric(self) -> bool:
@@ -240,6 +245,19 @@ def transition_matrix(kind: str, num_classes: int, rate: float, **kw: Any) -> np
 
 
 # --------------------------------------------------------------------------- options
+
+
+def study_options(study: dict, dataset: str, kind: str) -> dict:
+    """The options a study gives kind ``kind`` for ``dataset`` (as given, no defaults): its
+    ``noise_options.<kind>``, each per-dataset option as this dataset's value (left out where
+    the study gives it none for this dataset)."""
+    options = dict((study.get("noise_options") or {}).get(kind) or {})
+    for option in get(kind).options:
+        if option.per_dataset and option.name in options:
+            per_dataset = options.pop(option.name) or {}
+            if dataset in per_dataset:
+                options[option.name] = per_dataset[dataset]
+    return options
 
 
 def option_defaults(kind: str) -> dict:

@@ -7,7 +7,8 @@ dotted key). ``check_snakemake_args`` gives one line for each such value instead
 itself is validated by the workflow (``study.validate_params``). ``run_snakemake`` then becomes
 ``snakemake --workflow-profile workflow/profiles/default ARGS`` (the local profile: keep going past
 a failed job, rerun the jobs an interrupted run left incomplete, compare inputs by checksum; ARGS
-that name a profile of their own get none added). ``make study`` runs it.
+that name a profile of their own get none added), with smoothbench's console (a line per finished
+job; ``--verbose``: Snakemake's own, every job's files and command). ``make study`` runs it.
 
 ``smoothbench pull`` (``make pull``) is ``dvc pull``, then, when ``dvc status`` says the workspace
 is what dvc.lock pins, ``snakemake --touch --forceall``: Snakemake writes its own records of the
@@ -111,11 +112,28 @@ def with_profile(argv: list[str]) -> list[str]:
     return ["--workflow-profile", PROFILE, *argv]
 
 
+VERBOSE = "--verbose"
+CONSOLE = "smoothbench"   # the logger plugin snakemake_logger_plugin_smoothbench (src/, beside smoothbench)
+
+
+def with_console(argv: list[str]) -> list[str]:
+    """Snakemake's arguments for ``smoothbench run ARGS``: with smoothbench's console (``--logger
+    smoothbench``: a line per finished job, errors whole), unless ARGS hold ``--verbose`` (then
+    Snakemake's own console, every job's files and shell command; ``--verbose`` is
+    ``smoothbench run``'s and not passed on) or name a logger of their own."""
+    if VERBOSE in argv:
+        return [a for a in argv if a != VERBOSE]
+    if any(a.split("=", 1)[0] == "--logger" for a in argv):
+        return list(argv)
+    return [*argv, "--logger", CONSOLE]
+
+
 def run_snakemake(argv: list[str]) -> int:
     """``smoothbench run ARGS``: Snakemake's --configfile and --config values checked first (one
     line each, where Snakemake's own command line would stop in its words), then this process
-    becomes ``snakemake --workflow-profile workflow/profiles/default ARGS`` (the one beside this
-    Python, else on PATH): same signals, same exit."""
+    becomes ``snakemake --workflow-profile workflow/profiles/default ARGS --logger smoothbench``
+    (the one beside this Python, else on PATH; see ``with_profile`` and ``with_console``): same
+    signals, same exit."""
     try:
         check_snakemake_args(argv)
     except ValueError as exc:
@@ -127,7 +145,7 @@ def run_snakemake(argv: list[str]) -> int:
               "installs it", file=sys.stderr)
         return 2
     sys.stdout.flush()
-    os.execv(exe, [exe, *with_profile(argv)])
+    os.execv(exe, [exe, *with_profile(with_console(argv))])
 
 
 def dvc_changes(status: dict) -> str:

@@ -155,10 +155,12 @@ def _tex_escape(s: str) -> str:
     return out.replace("\x00", "\\textbackslash{}")
 
 
-def diverged_notes(setting: Setting) -> list[str]:
+def diverged_notes(setting: Setting, status: str = "diverged") -> list[str]:
+    """'LS r=0.4: 2/10' per (method, rate) of the setting with cells of ``status`` (diverged, or
+    failed: not trained)."""
     notes = []
     for (m, v), cells in sorted(setting.cells.items(), key=lambda kv: (registry.order(kv[0][0]), kv[0][1])):
-        n_div = sum(c["status"] == "diverged" for c in cells)
+        n_div = sum(c["status"] == status for c in cells)
         if n_div:
             label = rate_label(m, v, "plain")
             notes.append(f"{method_label(m)}{' ' + label if label else ''}: {n_div}/{len(cells)}")
@@ -224,7 +226,7 @@ def _md_block(ds: str, kind: str, selection: str, block: Block, refs: list[dict]
             head.append(f"{method_label(m)} (paper)")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")
-    div_lines = []
+    div_lines, failed_lines = [], []
     for rate, entries, sets in block.rows:
         cells = [rate]
         for m in block.methods:
@@ -235,8 +237,14 @@ def _md_block(ds: str, kind: str, selection: str, block: Block, refs: list[dict]
         notes = [f"{s.variant} {n}" if block.better else n for s in sets for n in diverged_notes(s)]
         if notes:
             div_lines.append(f"noise {rate}: " + ", ".join(notes))
+        failed = [f"{s.variant} {n}" if block.better else n for s in sets for n in diverged_notes(s, "failed")]
+        if failed:
+            failed_lines.append(f"noise {rate}: " + ", ".join(failed))
     lines.append("")
     lines.append("Diverged cells (seeds diverged/total): " + ("; ".join(div_lines) if div_lines else "none") + ".")
+    if failed_lines:
+        lines.append("Failed cells, not trained, their reasons in the train log and each cell's metrics.json (seeds "
+                     "failed/total): " + "; ".join(failed_lines) + ".")
     if has_ref:
         sources = sorted({reference_best(refs, ds, kind, rate, m, selection)["source"] for rate, _, _ in block.rows
                           for m in block.methods if reference_best(refs, ds, kind, rate, m, selection)})

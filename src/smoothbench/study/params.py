@@ -1,14 +1,17 @@
 """A study: params.yaml (or --configfile files, with --config on top) -> a validated study.
 
 Used by the Snakefile (workflow/rules/common.smk) and by the command line alike, so both
-see the same study. ``validate_params`` checks a study against the params schema (the file's,
-with its parts that name methods, models, datasets and noise kinds generated from their
-registries: ``study_schema``) and the rules a schema cannot express (rate ranges per dataset,
-the methods' settings per dataset, CIFAR-N label sets, files of your own, duplicates, an empty
+see the same study. ``read_study`` reads a study file strictly (a key written twice is an
+error). ``validate_params`` checks a study against the params schema (the file's, with its
+parts that name methods, models, datasets and noise kinds generated from their registries:
+``study_schema``) and the rules a schema cannot express (rate ranges per dataset, the
+methods' settings per dataset, CIFAR-N label sets, files of your own, duplicates, an empty
 grid, the protocol rules of ``protocol.check_rules`` and each dataset's model arguments), and
-fills its defaults. Every error is ONE line:
-``"<file>: <key path> = <value>: <what is allowed>"``. ``grid`` expands a study into its
-groups, jobs and cells.
+what a job would otherwise find out late: each dataset's inputs against its model and
+normalisation (``protocol.check_inputs``), each noise setting's transition matrix where it is
+known before any job, and the methods that use it taking it. It fills the defaults. Every
+error is ONE line: ``"<file>: <key path> = <value>: <what is allowed>"``. ``grid`` expands a
+study into its groups, jobs and cells.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import copy
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Hashable
 
 from .. import data, methods as registry, noise
+from ..data import datasets as data_files
 from ..engine import models, protocol as protocol_mod
 from ..core import schema
 from ..data import userfiles as userdata
@@ -27,7 +31,11 @@ from ..core.vocabulary import Cell, fmt_rate
 from ..noise.annotations import annotation_files
 
 def read_study(path: str | Path) -> Any:
-    """A study file's YAML content, unvalidated; one-line errors with line and column."""
+    """A study file's YAML content, unvalidated, read strictly: a key written twice in any
+    mapping (nested ones included) is an error, not a silent "the last one wins". Every error
+    is one line naming the file, with the line and column (both places for a key written twice).
+    Every reader of a study file (the workflow, ``smoothbench validate/grid/run/check``, the
+    presets' costs) reads it here."""
     import yaml
 
     path = Path(path)
@@ -37,13 +45,68 @@ def read_study(path: str | Path) -> Any:
         raise FileNotFoundError(f"{path}: no such params file") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        twice = _key_written_twice(node, loader)
+        if twice:
+            key, (line1, col1), (line2, col2) = twice
+            where = f"line {line1}, columns {col1} and {col2}" if line1 == line2 else f"line {line1} and line {line2}"
+            raise ValueError(f"{path}: {key}: written twice ({where}); a key may appear once in a mapping (YAML "
+                             "keeps only the last): keep one")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _key_written_twice(root: Any, loader: Any) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+    """The first key (as a key path, e.g. ``methods.ls``) that a mapping of the YAML node tree
+    ``root`` writes twice, with the (line, column) of both; None when every key is written once. Keys
+    compare as YAML reads them (``0.2`` and ``0.20`` are one key); a merge (``<<: *anchor``) may
+    override what it merges, as YAML allows."""
+    import yaml
+
+    walked: set[int] = set()
+
+    def walk(node: Any, path: list[str]) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+        if id(node) in walked:      # an alias of a node already walked
+            return None
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key: Any = ("node", key_node.start_mark.index)     # a key that is not a scalar: itself only
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = loader.construct_object(key_node, deep=True)
+                    if not isinstance(key, Hashable):
+                        key = ("node", key_node.start_mark.index)
+                mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if key in lines:
+                    return ".".join([*path, str(key)]), lines[key], mark
+                lines[key] = mark
+                found = walk(value_node, [*path, str(key)])     # document order: what is inside it first
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                found = walk(item, [*path[:-1], f"{path[-1]}[{i}]"] if path else [f"[{i}]"])
+                if found:
+                    return found
+        return None
+
+    return walk(root, [])
 
 
 def load_params(path: str | Path, schema_path: str | Path | None = None) -> dict:
@@ -156,7 +219,8 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
     if not p["seeds"]:
         fail("seeds", [], "the grid is empty; list at least one seed (an integer >= 0)")
     _no_duplicates(p["seeds"], "seeds", fail)
-    num_classes = _check_own_files(p, source, fail)
+    clean_labels = _clean_labels_of(p)
+    num_classes, input_shapes = _check_own_files(p, source, fail, clean_labels)
 
     # methods: each setting through the registry, no duplicates, at least one cell per dataset
     for ds in p["dataset_methods"]:
@@ -174,7 +238,7 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
     shared = [ds for ds in p["datasets"] if ds not in p["dataset_noise"]]
     grids = [("noise", p["noise"], shared)] + [(f"dataset_noise.{ds}", g, [ds]) for ds, g in p["dataset_noise"].items()]
     for where_, noise_grid, datasets in grids:
-        _check_noise(p, where_, noise_grid, datasets, fail, num_classes)
+        _check_noise(p, where_, noise_grid, datasets, fail, num_classes, clean_labels)
     if not any(noise_rates(p, ds) for ds in p["datasets"]):
         fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(noise.names()))
 
@@ -202,6 +266,9 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
         # the model's arguments: where this dataset's override names the model or its arguments, there
         owner = ds if {"model", "model_args"} & set(p["protocol"].get(ds) or {}) else "default"
         models.check_args(proto["model"], proto["model_args"], source, base=("protocol", owner, "model_args"))
+        # what depends on the dataset's inputs: the model takes them, normalisation per channel
+        for key, value, why in (protocol_mod.check_inputs(proto, input_shapes[ds]) if ds in input_shapes else ()):
+            fail(where(key), value, f"for {ds}, {why}")
 
 
 def _check_methods(where: str, method_grid: dict, datasets: list[str], fail: Any,
@@ -228,11 +295,29 @@ def _check_methods(where: str, method_grid: dict, datasets: list[str], fail: Any
         fail(where, method_grid, f"the grid is empty; give at least one setting to one of {', '.join(registry.names())}")
 
 
+def _clean_labels_of(p: dict) -> Any:
+    """``dataset -> its clean training labels`` (``data.datasets.training_labels``: None where a
+    registered dataset's files are not on this machine yet), each read once per validation."""
+    read: dict[str, Any] = {}
+
+    def labels(dataset: str) -> Any:
+        if dataset not in read:
+            entry = p["dataset_files"].get(dataset)
+            read[dataset] = data_files.training_labels(dataset, p["data"]["cache_dir"],
+                                                       entry["format"] if entry else None,
+                                                       entry["path"] if entry else None)
+        return read[dataset]
+
+    return labels
+
+
 def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fail: Any,
-                 num_classes: dict[str, int]) -> None:
+                 num_classes: dict[str, int], clean_labels: Any) -> None:
     """One noise grid, for the datasets it applies to (``num_classes``: K of each dataset of the
     study): each numeric kind's rates in its range and its options valid for each dataset's K;
-    each named kind's label sets known and belonging to a dataset of the grid; no rate twice."""
+    each named kind's label sets known and belonging to a dataset of the grid; no rate twice;
+    each setting's transition matrix, where it is known before any job (``_transition``), one
+    that the T-using methods of its dataset take."""
     for name, rates in noise_grid.items():
         kind = noise.get(name)
         if not kind.numeric:
@@ -240,6 +325,11 @@ def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fai
                 why = kind.check_label_set(p, label_set, datasets, where)
                 if why:
                     fail(f"{where}.{name}[{i}]", label_set, why)
+                owner = kind.label_sets(p).get(label_set)
+                if kind.transition_from_labels and owner in datasets and _methods_using_t(p, owner):
+                    t = _transition(p, name, label_set, owner, num_classes[owner], fail, clean_labels=clean_labels)
+                    if t is not None:
+                        _check_methods_take(p, owner, t, f"the realised T of {name} {label_set}", fail)
         else:
             options = noise.with_defaults(name, p["noise_options"].get(name))
             for ds in datasets if kind.check_options and rates else []:
@@ -254,13 +344,69 @@ def _check_noise(p: dict, where: str, noise_grid: dict, datasets: list[str], fai
                     if math.isnan(rate) or not low <= rate < high:
                         fail(f"{where}.{name}[{i}]", rate, f"{name} noise rates must lie in "
                              f"[{low:g}, {high:g}) for {ds} (K = {k} classes)")
+                    if kind.matrix is not None:
+                        t = _transition(p, name, rate, ds, k, fail, at=f"{where}.{name}[{i}]")
+                        _check_methods_take(p, ds, t, f"the T of {name} {fmt_rate(rate)}", fail)
         _no_duplicates([fmt_rate(r) for r in rates], f"{where}.{name}", fail, rates)
 
 
-def _check_own_files(p: dict, source: str, fail: Any) -> dict[str, int]:
+def _transition(p: dict, kind_name: str, rate: Any, dataset: str, k: int, fail: Any, at: str = "",
+                clean_labels: Any = None) -> Any:
+    """The transition matrix a setting's noise step will give, where it is known before any job:
+    a kind's ``matrix`` at the rate (with the study's options for the dataset: a class map that
+    does not fit it stops the study at ``at``, the setting's key), or the realised T of a kind
+    with ``transition_from_labels`` from the dataset's clean training labels (None where they
+    are not on this machine yet: a registered dataset to be downloaded)."""
+    kind = noise.get(kind_name)
+    given = noise.study_options(p, dataset, kind_name)
+    options = noise.with_defaults(kind_name, given)
+    if kind.matrix is not None:
+        job = noise.NoiseJob(dataset=dataset, features=None, labels=None, num_classes=k, rate=float(rate),
+                             options=options, draw_seed=None, noise_seed=0)
+        try:
+            return noise.transition_matrix(kind_name, k, float(rate), **(kind.matrix_args(job) if kind.matrix_args
+                                                                          else {}))
+        except ValueError as exc:
+            per_dataset = [o.name for o in kind.options if o.per_dataset and o.name in given]
+            if per_dataset:      # the dataset's own option (its class map) is what does not fit
+                fail(f"noise_options.{kind_name}.{per_dataset[0]}.{dataset}", given[per_dataset[0]], str(exc))
+            fail(at, rate, str(exc))
+    labels = clean_labels(dataset)
+    if labels is None:
+        return None
+    job = noise.NoiseJob(dataset=dataset, features=None, labels=labels, num_classes=k, rate=str(rate),
+                         options=options, draw_seed=None, noise_seed=0)
+    try:
+        return kind.corrupt_job(job)[1]
+    except ValueError as exc:    # a label file that does not fit the dataset (one label per training sample)
+        fail(f"noise_options.{kind_name}", str(rate), str(exc))
+
+
+def _methods_using_t(p: dict, dataset: str) -> list[tuple[str, Any, Any]]:
+    """(key of its first setting, that setting, the method) of each method of ``dataset``'s
+    grid that uses the noise's transition matrix."""
+    where = f"dataset_methods.{dataset}" if dataset in p["dataset_methods"] else "methods"
+    return [(f"{where}.{name}[0]", items[0], registry.get(name)) for name, items in method_grid(p, dataset).items()
+            if registry.get(name).transition is not None]
+
+
+def _check_methods_take(p: dict, dataset: str, t: Any, what: str, fail: Any) -> None:
+    """Each T-using method of ``dataset`` takes ``t`` (what its ``transition`` makes of it, the
+    very function the engine calls): a ValueError stops the study, naming the method's key."""
+    for at, item, method in _methods_using_t(p, dataset):
+        try:
+            method.transition(t)
+        except ValueError as exc:
+            fail(at, item, f"{exc} ({what} on {dataset})")
+
+
+def _check_own_files(p: dict, source: str, fail: Any,
+                     clean_labels: Any) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
     """Names of datasets (registered, or of your own in dataset_files) wherever the study uses
     them, and the files of datasets and label sets of your own: inside data-in/, readable, in
-    their format. Returns K of every dataset the study names."""
+    their format, one label per training sample (where the dataset's training labels are on
+    this machine: ``clean_labels``). Returns K and one sample's input shape of every dataset the
+    study names."""
     own = p["dataset_files"]
     allowed = f"allowed: {', '.join(data.DATASETS)}, or a dataset of your own files named in dataset_files" + \
         (f" ({', '.join(own)})" if own else "")
@@ -302,11 +448,19 @@ def _check_own_files(p: dict, source: str, fail: Any) -> dict[str, int]:
             labels = userdata.read_annotations(path)
         except userdata.FileProblem as exc:
             fail(f"{where}.path", path, exc.problem)
-        n_train = summaries[ds].num_train if ds in summaries else None  # a registered one's: checked by the noise step
+        if ds in summaries:
+            n_train = summaries[ds].num_train
+        else:   # a registered dataset's size, where its files are here (else the noise step checks it)
+            clean = clean_labels(ds) if ds in p["datasets"] else None
+            n_train = None if clean is None else len(clean)
         problem = userdata.annotation_problem(labels, n_train, k_of(ds), ds)
         if problem:
             fail(f"{where}.path", path, problem)
-    return {ds: k_of(ds) for ds in p["datasets"]}
+
+    def shape_of(ds: str) -> tuple[int, ...]:
+        return summaries[ds].input_shape if ds in summaries else tuple(data.get_spec(ds).input_shape)
+
+    return {ds: k_of(ds) for ds in p["datasets"]}, {ds: shape_of(ds) for ds in p["datasets"]}
 
 
 def _reads_as_number(name: str) -> bool:

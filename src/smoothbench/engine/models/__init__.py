@@ -20,7 +20,8 @@ import importlib
 import pkgutil
 from typing import Any, Callable
 
-from .registry import REGISTRY, Arg, Model, build_model, check_args, get, names, register, schema_defs  # noqa: F401
+from .registry import (REGISTRY, Arg, Model, build_model, check_args, get, input_problem, names,  # noqa: F401
+                       register, schema_defs)
 
 
 def _builder(module: str, attribute: str) -> Callable[..., Any]:
@@ -34,11 +35,21 @@ def _builder(module: str, attribute: str) -> Callable[..., Any]:
 
 WIDTH = Arg("width", "number", 1.0, "channel multiplier of every layer", low=0.0, low_open=True)
 
+
+def _pool_needs_images(shape: tuple[int, ...], args: dict) -> tuple[str, str] | None:
+    """The MLP pools images only, by blocks no larger than they are."""
+    if args["pool"] > 1 and len(shape) != 3:
+        return "pool", f"pooling (> 1) is for image inputs (C, H, W); these are vectors {shape}: set pool: 1"
+    if args["pool"] > 1 and min(shape[1:]) < args["pool"]:
+        return "pool", f"larger than the images ({shape[1]} x {shape[2]} pixels)"
+    return None
+
+
 register(Model(
     "mlp", "fully connected ReLU layers (images flattened, optionally average-pooled first)", ("vector", "image"),
     (Arg("hidden", "integers", [256, 256], "widths of the hidden layers, in order", low=1),
      Arg("pool", "integer", 1, "images: average each pool x pool block of pixels first (1: none)", low=1)),
-    _builder("mlp", "MLP")))
+    _builder("mlp", "MLP"), check_inputs=_pool_needs_images))
 register(Model(
     "cnn", "a small CNN: conv-BN-ReLU stages of 32, 64, 128 channels, global average pooling", ("image",),
     (WIDTH,), _builder("cnn", "SmallCNN")))

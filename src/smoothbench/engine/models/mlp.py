@@ -19,10 +19,7 @@ class MLP(StackedModel):
 
     def __init__(self, num_models, input_shape, num_classes, hidden: Sequence[int], pool: int):
         super().__init__(num_models, input_shape, num_classes, hidden=list(hidden), pool=pool)
-        self.pool = int(pool)
-        if self.pool > 1 and len(input_shape) != 3:
-            raise ValueError(f"model 'mlp': model_args.pool = {pool}: > 1 only for image inputs (C, H, W), "
-                             f"got {tuple(input_shape)}")
+        self.pool = int(pool)       # the inputs it can pool: models.input_problem, checked before it is built
         shape = input_shape if self.pool == 1 else (input_shape[0], input_shape[1] // self.pool,
                                                      input_shape[2] // self.pool)
         dims = [math.prod(shape), *[int(h) for h in hidden]]

@@ -61,6 +61,8 @@ class Model:
     inputs: tuple[str, ...]
     args: tuple[Arg, ...]
     builder: Callable[..., Any]
+    # (input_shape, model_args with defaults) -> (an argument, why it cannot take these inputs), or None
+    check_inputs: Callable[[tuple[int, ...], dict], tuple[str, str] | None] | None = None
 
     def __post_init__(self) -> None:
         import re
@@ -130,6 +132,28 @@ def check_args(name: str, model_args: dict, source: str | None = None, base: Seq
     schema.check(model_args, source, model.args_schema(), base=tuple(base), root=schema.load_schema())
 
 
+def input_problem(name: str, input_shape: Sequence[int], model_args: dict) -> tuple[str, Any, str] | None:
+    """Why model ``name`` with ``model_args`` cannot take inputs of one sample's shape
+    ``input_shape``: (the protocol key, ``model`` or ``model_args.ARG``; its value; why), or
+    None. The study's validation asks it of each dataset before any job, ``build_model``
+    before it builds."""
+    model = get(name)
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) not in (1, 3) or any(s < 1 for s in shape):
+        return "model", name, f"invalid input_shape {shape}: (D,) for vectors or (C, H, W) for images"
+    kind = "vector" if len(shape) == 1 else "image"
+    if kind not in model.inputs:
+        wanted = " or ".join(f"{i} input_shape {SHAPES[i]}" for i in model.inputs)
+        takes = [n for n in names() if kind in REGISTRY[n].inputs]
+        return "model", name, f"needs {wanted}, got {shape}; for {kind}s use {', '.join(takes) or 'another model'}"
+    if model.check_inputs is not None:
+        args = model.complete(model_args)
+        problem = model.check_inputs(shape, args)
+        if problem:
+            return f"model_args.{problem[0]}", args[problem[0]], problem[1]
+    return None
+
+
 def build_model(name: str, num_models: int, input_shape: Sequence[int], num_classes: int,
                 seed: int, init: str = "kaiming_normal", **model_args) -> Any:
     """A stack of ``num_models`` identical models of architecture ``name``, on the CPU.
@@ -147,15 +171,11 @@ def build_model(name: str, num_models: int, input_shape: Sequence[int], num_clas
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) not in (1, 3) or any(s < 1 for s in shape):
-        raise ValueError(f"model {name!r}: invalid input_shape {shape}: (D,) for vectors or (C, H, W) for images")
-    kind = "vector" if len(shape) == 1 else "image"
-    if kind not in model.inputs:
-        wanted = " or ".join(f"{i} input_shape {SHAPES[i]}" for i in model.inputs)
-        takes = [n for n in names() if kind in REGISTRY[n].inputs]
-        raise ValueError(f"model {name!r} needs {wanted}, got {shape}; for {kind}s use "
-                         f"{', '.join(takes) or 'a model that takes them'}")
     check_args(name, model_args, base=("model_args",))
+    problem = input_problem(name, shape, model_args)
+    if problem:
+        key, value, why = problem
+        raise ValueError(f"model {name!r} {why}" if key == "model" else f"model {name!r}: {key} = {value}: {why}")
     stack = model.builder(int(num_models), shape, int(num_classes), **model.complete(model_args))
     init_model_(stack, seed, init)
     return stack
