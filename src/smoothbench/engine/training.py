@@ -5,7 +5,11 @@ its own noisy labels. ``train_setting`` trains every protocol variant of the set
 cells for all its seeds as ONE stack of S seeds x C cells (``phase.PhaseRun``), after a
 CE warm-up per seed where the variant has one, and writes each group's outputs (its
 ``group.json`` and every cell's ``metrics.json`` and ``curves.csv``) into that group's
-folder. A seed's results are those it would get trained alone.
+folder. A seed's results are those it would get trained alone. A cell of several models
+(Co-teaching, JoCoR) reports its first model: its accuracies, selection, curves and
+calibration are that model's (the second trains it). A cell that estimates the noise also
+reports the mean absolute error of its T estimate against the seed's true T
+(``transition_mae``) and the noise rate it implies (``noise_rate_hat``).
 
 A stack too large for the device's memory (an estimate per model, ``models.measure.memory_per_model``,
 against the free memory of the GPU or ``--memory-budget``) is trained in passes of fewer
@@ -32,6 +36,7 @@ from .device import prepare_data, resolve_device, set_determinism
 from ..methods import get
 from .protocol import Protocol, VariantConfig
 from .phase import SettingContext, PhaseRun
+from ..methods.stackloss import quantile_of
 
 MEMORY_BUDGET_ENV = "SMOOTHBENCH_MEMORY_BUDGET_MIB"
 
@@ -65,8 +70,24 @@ def _read_labels(labels_path: str, ds) -> dict:
     return out
 
 
+def chunk_cells(cells: list[Cell], models_per_pass: int) -> list[list[Cell]]:
+    """The cells in order, in chunks of at most ``models_per_pass`` models per seed (a cell of
+    several models is never split; one that alone has more is a chunk of its own)."""
+    chunks: list[list[Cell]] = [[]]
+    used = 0
+    for c in cells:
+        width = get(c.method).models
+        if chunks[-1] and used + width > models_per_pass:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(c)
+        used += width
+    return chunks
+
+
 def plan_passes(num_seeds: int, num_cells: int, per_model: int, budget: int | None) -> tuple[int, int]:
-    """(seeds, cells) per pass so that a pass's models fit ``budget`` bytes (None: one pass)."""
+    """(seeds, models per seed) per pass so that a pass's models fit ``budget`` bytes (None:
+    one pass); ``num_cells`` counts the models of a seed."""
     if budget is None or num_seeds * num_cells * per_model <= budget:
         return num_seeds, num_cells
     fit = budget // per_model
@@ -102,7 +123,8 @@ class SettingTrainer:
         self.ctx, self.cells = ctx, cells
         n = len(ctx.gids)
         self.seed_chunks = [list(range(i, min(n, i + seeds_per_pass))) for i in range(0, n, seeds_per_pass)]
-        self.cell_chunks = [cells[i:i + cells_per_pass] for i in range(0, len(cells), cells_per_pass)]
+        self.cell_chunks = chunk_cells(cells, cells_per_pass)
+        self.members = max(get(c.method).models for c in cells)   # models per seed of the warm-up
 
     def _suffix(self, si: int, ci: int | None = None) -> str:
         s = f"-s{si}" if len(self.seed_chunks) > 1 else ""
@@ -121,13 +143,15 @@ class SettingTrainer:
                     if wkey not in warmups:
                         name = f"warmup-{_fingerprint(w.key)[:8]}"
                         run = PhaseRun(self.ctx, name + self._suffix(si), "warmup", w.epochs, w.optimizer,
-                                       w.schedule, rows, stream=name)
+                                       w.schedule, rows, stream=name, members=self.members)
                         run.train()
                         warmups[wkey] = run
                     warm = warmups[wkey]
                 per_seed: list[list[dict]] = [[] for _ in rows]
                 for ci, chunk in enumerate(self.cell_chunks):
-                    start = None if warm is None else [c["state"] for c in warm.candidates[v.warmup.branch]]
+                    branches = None if warm is None else warm.candidates[v.warmup.branch]
+                    start = None if warm is None else [[c["state"] for c in branches[i:i + self.members]]
+                                                       for i in range(0, len(branches), self.members)]
                     run = PhaseRun(self.ctx, f"{v.name}{self._suffix(si, ci)}", "main", v.epochs, v.optimizer,
                                    v.schedule, rows, chunk, start=start, epoch0=v.warmup.epochs if warm else 0,
                                    stream=v.name)
@@ -145,27 +169,32 @@ class SettingTrainer:
                                     index=d.train_idx)
         noisy, clean = noisy["acc"].double().cpu().tolist(), clean["acc"].double().cpu().tolist()
         out = []
-        for i in range(run.m):
-            s, c = run.seed_cell(i)
-            cell, method = run.cells[c], get(run.cells[c].method)
-            own = run.history[i]
-            warm_rows = warm.history[s] if warm is not None else []
-            warm_diverged = warm.diverged_epoch[s] if warm is not None else None
-            diverged = warm_diverged if warm_diverged is not None else run.diverged_epoch[i]
-            branch = warm.candidates[v.warmup.branch][s] if warm is not None else None
-            last = own[-1]
-            out.append({
-                "variant": v.name, "cell_id": cell.id, "method": cell.method,
-                "params": method.params_text(cell.values), "rate": cell.rate,
-                "status": "ok" if diverged is None else "diverged", "diverged_epoch": diverged,
-                "epochs": v.total_epochs,
-                "branch": v.warmup.branch if warm is not None else None,
-                "branch_epoch": None if branch is None else branch["epoch"],
-                **selection.select(own),
-                "clean_train_acc": clean[i], "noisy_train_acc": noisy[i],
-                "test_nll": last["test_nll"], "ece": last["ece"], "train_loss": last["train_loss"],
-                "curves": warm_rows + own,
-            })
+        for s in range(run.s):
+            for c, cell in enumerate(run.cells):
+                i, method = run.model_of(s, c), get(cell.method)
+                w = s * self.members                                  # the seed's first warm-up model
+                own = run.history[i]
+                warm_rows = warm.history[w] if warm is not None else []
+                warm_diverged = warm.diverged_epoch[w] if warm is not None else None
+                diverged = warm_diverged if warm_diverged is not None else run.diverged_epoch[i]
+                branch = warm.candidates[v.warmup.branch][w] if warm is not None else None
+                last = own[-1]
+                estimate = run.estimates.get(quantile_of(cell)) if method.estimated else None
+                out.append({
+                    "variant": v.name, "cell_id": cell.id, "method": cell.method,
+                    "params": method.params_text(cell.values), "rate": cell.rate,
+                    "status": "ok" if diverged is None else "diverged", "diverged_epoch": diverged,
+                    "epochs": v.total_epochs,
+                    "branch": v.warmup.branch if warm is not None else None,
+                    "branch_epoch": None if branch is None else branch["epoch"],
+                    **selection.select(own),
+                    "clean_train_acc": clean[i], "noisy_train_acc": noisy[i],
+                    "test_nll": last["test_nll"], "ece": last["ece"], "train_loss": last["train_loss"],
+                    "transition_mae": None if estimate is None else
+                    float((estimate[0][s] - d.transition[s].to(estimate[0].device)).abs().mean()),
+                    "noise_rate_hat": None if estimate is None else float(estimate[1][s]),
+                    "curves": warm_rows + own,
+                })
         run.final = out
 
 
@@ -200,6 +229,11 @@ def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], pr
         why = get(c.method).dataset_check and get(c.method).dataset_check(c.values, ds.num_classes)
         if why:
             raise ValueError(f"cell {c.id} on {ds.name}: {why}")
+    estimated = next((c for c in cells if get(c.method).estimated), None)
+    bare = next((v for v in proto.variants if not v.has_warmup), None)
+    if estimated is not None and bare is not None:
+        raise ValueError(f"cell {estimated.id}: {estimated.method} estimates T from the CE warm-up model, and protocol "
+                         f"variant {bare.name} has no warm-up (warmup.epochs 0)")
     gids = [group_id(ds.name, lab["kind"], lab["rate"], lab["seed"]) for lab in labels]
     dev = resolve_device(device if device != "auto" else proto.device)
     set_determinism(dev)
@@ -213,15 +247,17 @@ def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], pr
                                              proto.precision == "auto" and dev.type == "cuda") else 4,
                                          **proto.model_args)
     budget = memory_budget(dev, memory_budget_mib)
-    n_seeds, n_cells = plan_passes(len(gids), len(cells), per_model, budget)
-    passes = -(-len(gids) // n_seeds) * -(-len(cells) // n_cells)
+    slots = sum(get(c.method).models for c in cells)
+    n_seeds, n_cells = plan_passes(len(gids), slots, per_model, budget)
+    cell_passes = len(chunk_cells(cells, n_cells))
+    passes = -(-len(gids) // n_seeds) * cell_passes
     if passes > 1:
         print(f"{gids[0].rsplit('-s', 1)[0]}: {len(gids) * len(cells)} models need about "
               f"{len(gids) * len(cells) * per_model / 2**20:.0f} MiB, more than the budget of "
-              f"{budget / 2**20:.0f} MiB: training in {passes} passes of {n_seeds} seed(s) x {n_cells} cell(s)",
+              f"{budget / 2**20:.0f} MiB: training in {passes} passes of {n_seeds} seed(s) x {n_cells} model(s)",
               file=sys.stderr)
     warm_epochs = sum({v.warmup.key: v.warmup.epochs for v in proto.variants if v.has_warmup}.values())
-    total = (warm_epochs + sum(v.epochs for v in proto.variants) * -(-len(cells) // n_cells)) * -(-len(gids) // n_seeds)
+    total = (warm_epochs + sum(v.epochs for v in proto.variants) * cell_passes) * -(-len(gids) // n_seeds)
     with ckdir.lock(), tqdm(total=total, desc=gids[0].rsplit("-s", 1)[0], unit="ep",
                             disable=not progress or None, leave=False, file=sys.stderr) as bar:
         ctx = SettingContext(gids, proto, dev, data, ckdir, fp, bar)
