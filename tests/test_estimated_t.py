@@ -97,3 +97,33 @@ def test_the_study_refuses_an_estimated_t_method_in_a_variant_without_warm_up():
     study["protocol"]["default"]["variants"]["direct"]["warmup"] = {"epochs": 1}
     (g,) = grid.expand_groups(grid.validate_params(study))
     assert [c.id for c in g.cells] == ["ce_0", "forward_est_97"]     # digits is tabular: CIFAR-10's quantile
+
+
+def test_the_report_gives_the_estimates_error_per_setting_and_quantile_over_seeds():
+    """One row per (setting, variant, quantile): the estimate a seed's cells share counted once per
+    seed, mean and sample std of its error over seeds, the implied and the realised noise rates."""
+    import statistics
+
+    from smoothbench.report import noise_estimates, table_files
+    from smoothbench.report.seedstats import settings_of
+
+    def row(method, values, seed, mae, hat):
+        return {"dataset": "toy", "noise_kind": "symmetric", "noise_rate": "0.4", "variant": "warmup", "seed": seed,
+                "method": method, "values": values, "status": "ok", "transition_mae": mae, "noise_rate_hat": hat,
+                "realised_noise_rate": 0.39 + seed / 100}
+
+    maes, hats = [0.02, 0.05, 0.03], [0.35, 0.41, 0.38]
+    rows = [row("ce", (0.0,), s, None, None) for s in range(3)]
+    rows += [row(m, v, s, maes[s], hats[s]) for s in range(3)
+             for m, v in (("forward_est", (97.0,)), ("coteach_est", (10.0, 97.0)))]
+    rows += [row("backward_est", (50.0,), s, 0.1 * (s + 1), 0.5) for s in range(2)]
+    got = noise_estimates.rows(settings_of(rows))
+    assert [(r["quantile"], r["n_seeds"]) for r in got] == [(50.0, 2), (97.0, 3)]
+    q97 = got[1]
+    assert q97["transition_mae_mean"] == pytest.approx(statistics.fmean(maes), abs=1e-6)
+    assert q97["transition_mae_std"] == pytest.approx(statistics.stdev(maes), abs=1e-6)
+    assert q97["noise_rate_hat_mean"] == pytest.approx(statistics.fmean(hats), abs=1e-6)
+    assert q97["realised_noise_rate_mean"] == pytest.approx(0.40, abs=1e-6)
+    entry = table_files.TABLE_FILES["tables/noise_estimates.csv"]
+    assert entry.wanted({"ce", "coteach_est"}) and not entry.wanted({"ce", "forward", "coteach"})
+    assert noise_estimates.md(settings_of(rows[:3])) == []

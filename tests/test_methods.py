@@ -363,3 +363,8 @@ def test_methods_command_lists_every_method_with_its_parameters_and_reference(ca
         assert m.reference in out
         for p in m.params:
             assert f"{p.name} ({p.symbol}) in {p.range_text}" in out or f"{p.name} in {p.range_text}" in out
+        if m.baseline is not None and m.group not in ("gls", "flip", "bce"):     # every baseline says how it is run
+            assert m.convention and f"convention: {m.convention}" in out, name
+        for lit in m.literature:
+            assert f"default on {', '.join(lit.families)}: " in out and lit.source in out, name
+    assert "\n            default on mnist: alpha 0.01, beta 1 — " in out          # SCE on MNIST
