@@ -88,3 +88,26 @@ def test_setting_methods_errors_are_one_line_naming_the_entry(entry, expected):
     with pytest.raises(ValueError) as info:
         grid.validate_params(_study(["digits"], {"ce": [0.0]}, setting_methods=[entry]))
     assert str(info.value) == expected
+
+
+def test_train_finds_the_family_of_a_registered_datasets_file(tmp_path, capsys):
+    """``smoothbench train`` fills the parameters left out of --cells with the values of the family
+    of the registered dataset its --data file holds (parse_cells with it: tested above); a file it
+    cannot read gives none; an unknown --family is one line."""
+    import numpy as np
+
+    from smoothbench.cli import commands as cli
+    from smoothbench.data import datasets as data_mod
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(40, 1, 28, 28), dtype=np.uint8)
+    y = np.arange(40) % 10
+    path = tmp_path / "mnist5k.npz"
+    data_mod.save_dataset(path, name="mnist5k", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20],
+                          class_names=[str(i) for i in range(10)])
+    assert cli._dataset_family(str(path)) == "mnist"
+    assert cli._dataset_family(str(tmp_path / "missing.npz")) is None
+    assert cli.main(["train", "--data", str(path), "--labels", "x.npz", "--cells", "sce", "--protocol", "{}",
+                     "--out", "o", "--family", "imagenet"]) != 0
+    assert capsys.readouterr().err.strip().endswith("--family 'imagenet' is unknown; allowed: mnist, cifar10, "
+                                                    "cifar100, tabular")
