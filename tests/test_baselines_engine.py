@@ -111,12 +111,25 @@ def test_peer_samples_are_a_fresh_shuffle_of_the_training_split_per_step(seeds2)
     assert torch.equal(first[0], again[0]) and not torch.equal(first[0], run.peer_indices(6, b)[0])
 
 
-def test_the_engine_refuses_estimated_t_in_a_variant_without_warm_up(seeds2, tmp_path):
+def test_the_engine_refuses_estimated_t_without_any_warm_up(seeds2, tmp_path):
     d, labels = seeds2
-    with pytest.raises(ValueError, match=r"^cell forward_est_97: forward_est estimates T from the CE warm-up model, "
-                                         r"and protocol variant direct has no warm-up"):
+    with pytest.raises(ValueError, match=r"^cell forward_est_97: forward_est estimates T from a CE warm-up model, "
+                                         r"and no protocol variant has a warm-up"):
         train.train_group(str(d), str(labels[0]), parse_cells("ce,forward_est"), proto(), str(tmp_path / "x"),
                           progress=False)
+
+
+def test_a_variant_without_warm_up_estimates_t_from_another_variants_warm_up(seeds2, tmp_path):
+    """Patrini et al.'s two stages: the direct variant's corrected cells train from scratch with T
+    estimated from the warm-up variant's CE model, the same estimate its warm-up cells get."""
+    d, labels = seeds2
+    p = proto(warmup=2)
+    p["variants"]["direct"] = {"epochs": 2, "optimizer": {"lr": 0.05}}
+    s = train.train_group(str(d), str(labels[0]), parse_cells("ce,forward_est"), p, str(tmp_path / "x"),
+                          progress=False)
+    by = {(c["variant"], c["cell_id"]): c for c in s["cells"]}
+    assert by[("direct", "forward_est_97")]["transition_mae"] == by[("warmup", "forward_est_97")]["transition_mae"]
+    assert by[("direct", "forward_est_97")]["branch"] is None
 
 
 @pytest.mark.slow

@@ -86,16 +86,16 @@ def test_backward_est_gives_nan_for_a_singular_estimate_and_the_inverse_otherwis
     assert torch.isnan(inv[1]).all()
 
 
-def test_the_study_refuses_an_estimated_t_method_in_a_variant_without_warm_up():
+def test_the_study_refuses_an_estimated_t_method_without_a_warm_up_to_estimate_from():
     from smoothbench.study import grid
 
     study = {"datasets": ["digits"], "noise": {"symmetric": [0.2]}, "methods": {"ce": [0.0], "forward_est": ["default"]},
              "seeds": [0], "protocol": {"default": {"variants": {"direct": {"epochs": 1}}}}}
     with pytest.raises(ValueError, match=r"^params: methods\.forward_est\[0\] = \"default\": forward_est estimates T "
-                                         r"from the CE warm-up model, and digits's protocol variant direct has none"):
+                                         r"from a CE warm-up model, and no protocol variant of digits has a warm-up"):
         grid.validate_params(study)
-    study["protocol"]["default"]["variants"]["direct"]["warmup"] = {"epochs": 1}
-    (g,) = grid.expand_groups(grid.validate_params(study))
+    study["protocol"]["default"]["variants"]["warm"] = {"epochs": 1, "warmup": {"epochs": 1}}
+    (g,) = grid.expand_groups(grid.validate_params(study))            # direct estimates from warm's warm-up
     assert [c.id for c in g.cells] == ["ce_0", "forward_est_97"]     # digits is tabular: CIFAR-10's quantile
 
 

@@ -11,9 +11,10 @@ trains as many models per seed as the widest cell has). One ``StackLoss`` call p
 computes every model's loss, whatever methods it mixes; where the stack has peer cells, a
 second forward pass on the step's peer inputs (a fresh shuffle of the seed's training split,
 ``core.draws``) feeds them, and the other models' batch-norm statistics are kept as they were
-before it. Cells that estimate the noise get T and the noise rate estimated from the
-warm-up model they start from (``methods.correction.anchor_transition``), computed once when
-the run is built (a resumed run computes the same). Every random draw comes from a key
+before it. Cells that estimate the noise get T and the noise rate estimated from a CE
+warm-up model (``methods.correction.anchor_transition``; the one they start from, or in a
+variant without a warm-up another variant's), computed once when the run is built (a
+resumed run computes the same). Every random draw comes from a key
 derived from the group, the run and the cell (``core.vocabulary.derive_seed``) through
 ``core.draws``, at a counter that is the step: a model's results do not depend on what else
 shares its stack, and a resumed run draws exactly what an uninterrupted one would. A step
@@ -108,7 +109,9 @@ class PhaseRun:
     """One phase of a setting on one stack: the shared CE warm-up (``cells`` None: ``members``
     CE models per seed) or a variant's own phase (S seeds x C cells), for the seeds at positions
     ``rows`` of the setting; ``start``: per seed, the states its cells' first, second, ...
-    models start from (None: the seed's initialisations); resumable from its checkpoint
+    models start from (None: the seed's initialisations); ``estimate_from``: per seed, the CE
+    warm-up models whose first one the noise is estimated from (its cells that estimate T need
+    them); resumable from its checkpoint
     ``key``; its random draws are keyed by ``stream`` (default: ``key``), the same for every
     pass of a run. Epochs are numbered from ``epoch0 + 1``; ``history`` has one list of
     per-epoch rows per model."""
@@ -116,7 +119,8 @@ class PhaseRun:
     def __init__(self, ctx: SettingContext, key: str, phase: str, epochs: int, optimizer: OptimizerConfig,
                  schedule: ScheduleConfig, rows: list[int], cells: list[Cell] | None = None,
                  start: list[list[dict[str, torch.Tensor]]] | None = None, epoch0: int = 0,
-                 stream: str | None = None, members: int = 1):
+                 stream: str | None = None, members: int = 1,
+                 estimate_from: list[list[dict[str, torch.Tensor]]] | None = None):
         self.ctx, self.key, self.phase, self.epochs, self.epoch0 = ctx, key, phase, epochs, epoch0
         self.opt_cfg, self.sch_cfg, self.rows = optimizer, schedule, rows
         self.cells = cells if cells is not None else [Cell("ce", (0.0,))] * members
@@ -151,7 +155,7 @@ class PhaseRun:
         d = self.data
         noisy_train = d.y_noisy.gather(1, d.train_idx)
         self.noise_rates = (noisy_train != d.y_clean[d.train_idx]).double().mean(1)          # (S,) realised
-        self.estimates = self._estimates(start, noisy_train) if any(m.estimated for m in methods) else {}
+        self.estimates = self._estimates(estimate_from, noisy_train) if any(m.estimated for m in methods) else {}
         self.loss = StackLoss(self.cells, s, ctx.num_classes, dev,
                               draws.keys(sum(cell_keys, []), dev).view(s, len(self.cells)),
                               d.transition if any(m.noise == "oracle T" for m in methods) else None,
@@ -182,12 +186,11 @@ class PhaseRun:
 
     def _estimates(self, start, noisy_train: torch.Tensor) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
         """anchor-point quantile -> (T estimated per seed (S, K, K), the noise rate it implies (S,)),
-        from the softmax on the seed's training split of the CE warm-up model its cells start
-        from (their first models' start)."""
+        from the softmax on the seed's training split of the first CE warm-up model of ``start``."""
         ctx, d, p = self.ctx, self.data, self.ctx.protocol
         if start is None:
-            raise ValueError(f"{self.key}: cells that estimate T need a CE warm-up to estimate it from; this protocol "
-                             "variant has none (warmup.epochs 0)")
+            raise ValueError(f"{self.key}: cells that estimate T need a CE warm-up model to estimate it from, and "
+                             "none was given")
         shape = tuple(d.x_train.shape[1:])
         model = models.build_model(p.model, self.s, shape, ctx.num_classes, seed=0, init=p.init, **p.model_args)
         model.load_state_dict({k: torch.cat([st[0][k] for st in start]) for k in start[0][0]})

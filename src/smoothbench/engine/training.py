@@ -130,31 +130,46 @@ class SettingTrainer:
         s = f"-s{si}" if len(self.seed_chunks) > 1 else ""
         return s + (f"-c{ci}" if ci is not None and len(self.cell_chunks) > 1 else "")
 
+    def _warmup(self, v: VariantConfig, si: int, rows: list[int], warmups: dict) -> PhaseRun:
+        """The warm-up of variant ``v`` for seed chunk ``si``: trained once, shared by the variants
+        whose warm-ups are the same run."""
+        w = v.warmup
+        wkey = (w.key, si)
+        if wkey not in warmups:
+            name = f"warmup-{_fingerprint(w.key)[:8]}"
+            run = PhaseRun(self.ctx, name + self._suffix(si), "warmup", w.epochs, w.optimizer, w.schedule, rows,
+                           stream=name, members=self.members)
+            run.train()
+            warmups[wkey] = run
+        return warmups[wkey]
+
+    def _branches(self, warm: PhaseRun, branch: str) -> list[list[dict]]:
+        """Per seed, the states of its warm-up models at the branch point."""
+        states = [c["state"] for c in warm.candidates[branch]]
+        return [states[i:i + self.members] for i in range(0, len(states), self.members)]
+
     def run(self) -> list[list[dict]]:
-        """Per seed, its (variant, cell) results in variant then cell order (see ``_finish``)."""
+        """Per seed, its (variant, cell) results in variant then cell order (see ``_finish``).
+
+        Cells that estimate T take it from the warm-up model they start from; in a variant
+        without a warm-up, from the warm-up of the protocol's first variant that has one (Patrini
+        et al.'s two stages: a CE model first, then the corrected model from scratch)."""
         out: list[list[dict]] = [[] for _ in self.ctx.gids]
         warmups: dict[tuple, PhaseRun] = {}
+        estimating = any(get(c.method).estimated for c in self.cells)
+        source = next((v for v in self.ctx.protocol.variants if v.has_warmup), None)
         for v in self.ctx.protocol.variants:
             for si, rows in enumerate(self.seed_chunks):
-                warm = None
-                if v.has_warmup:
-                    w = v.warmup
-                    wkey = (w.key, si)
-                    if wkey not in warmups:
-                        name = f"warmup-{_fingerprint(w.key)[:8]}"
-                        run = PhaseRun(self.ctx, name + self._suffix(si), "warmup", w.epochs, w.optimizer,
-                                       w.schedule, rows, stream=name, members=self.members)
-                        run.train()
-                        warmups[wkey] = run
-                    warm = warmups[wkey]
+                warm = self._warmup(v, si, rows, warmups) if v.has_warmup else None
+                start = None if warm is None else self._branches(warm, v.warmup.branch)
+                estimate_from = start
+                if estimating and warm is None and source is not None:
+                    estimate_from = self._branches(self._warmup(source, si, rows, warmups), source.warmup.branch)
                 per_seed: list[list[dict]] = [[] for _ in rows]
                 for ci, chunk in enumerate(self.cell_chunks):
-                    branches = None if warm is None else warm.candidates[v.warmup.branch]
-                    start = None if warm is None else [[c["state"] for c in branches[i:i + self.members]]
-                                                       for i in range(0, len(branches), self.members)]
                     run = PhaseRun(self.ctx, f"{v.name}{self._suffix(si, ci)}", "main", v.epochs, v.optimizer,
                                    v.schedule, rows, chunk, start=start, epoch0=v.warmup.epochs if warm else 0,
-                                   stream=v.name)
+                                   stream=v.name, estimate_from=estimate_from)
                     run.train(finish=lambda r, v=v, warm=warm: self._finish(r, v, warm))
                     for i, res in enumerate(run.final):
                         per_seed[i // len(chunk)].append(res)
@@ -230,10 +245,9 @@ def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], pr
         if why:
             raise ValueError(f"cell {c.id} on {ds.name}: {why}")
     estimated = next((c for c in cells if get(c.method).estimated), None)
-    bare = next((v for v in proto.variants if not v.has_warmup), None)
-    if estimated is not None and bare is not None:
-        raise ValueError(f"cell {estimated.id}: {estimated.method} estimates T from the CE warm-up model, and protocol "
-                         f"variant {bare.name} has no warm-up (warmup.epochs 0)")
+    if estimated is not None and not any(v.has_warmup for v in proto.variants):
+        raise ValueError(f"cell {estimated.id}: {estimated.method} estimates T from a CE warm-up model, and no "
+                         f"protocol variant has a warm-up (warmup.epochs 0)")
     gids = [group_id(ds.name, lab["kind"], lab["rate"], lab["seed"]) for lab in labels]
     dev = resolve_device(device if device != "auto" else proto.device)
     set_determinism(dev)

@@ -210,7 +210,7 @@ def _check_methods(p: dict, where: str, method_grid: dict, datasets: list[str], 
                    num_classes: dict[str, int], seen: dict[Cell, str] | None = None) -> None:
     """One method grid: every setting valid for its method (with the defaults of each dataset's
     family, and each dataset's K, ``num_classes``), no cell twice (nor one of ``seen``), a
-    warm-up in every protocol variant of a dataset whose grid has a method that estimates the
+    protocol variant with a warm-up for a dataset whose grid has a method that estimates the
     noise, at least one cell when a dataset uses it."""
     for ds in datasets or [None]:
         found: dict[Cell, str] = dict(seen or {})
@@ -230,10 +230,10 @@ def _check_methods(p: dict, where: str, method_grid: dict, datasets: list[str], 
                 if why:
                     fail(at, item, f"{why} on {ds}")
                 if method.estimated and ds is not None:
-                    bare = [v for v, var in protocol_for(p, ds)["variants"].items() if var["warmup"]["epochs"] == 0]
-                    if bare:
-                        fail(at, item, f"{name} estimates T from the CE warm-up model, and {ds}'s protocol variant "
-                                       f"{bare[0]} has none (warmup.epochs 0): give it a warm-up or drop {name}")
+                    variants = protocol_for(p, ds)["variants"]
+                    if all(var["warmup"]["epochs"] == 0 for var in variants.values()):
+                        fail(at, item, f"{name} estimates T from a CE warm-up model, and no protocol variant of {ds} "
+                                       f"has a warm-up (warmup.epochs 0): give one a warm-up or drop {name}")
         if ds is not None and not found and seen is None:
             fail(where, method_grid, f"the grid is empty; give at least one setting to one of {', '.join(registry.names())}")
 
