@@ -398,7 +398,7 @@ def test_killed_setting_with_stateful_and_random_methods_resumes_to_the_uninterr
     protocol_json = json.dumps(proto(epochs=6, model_args={"hidden": [256, 256]}, batch_size=32))
     cmd = train_command(d, labels[0], "ce:0,flip:0.2,peer:0.5,elr", protocol_json)
     cmd[cmd.index("--labels") + 1:cmd.index("--labels") + 2] = [str(x) for x in labels]
-    kill_and_resume(cmd, tmp_path, epochs=6, cell_ids=["ce_0", "flip_0.2", "peer_0.5", "elr_3_0.7"], outs=2)
+    kill_and_resume(cmd, tmp_path, epochs=6, cell_ids=["ce_0", "flip_0.2", "peer_0.5_0", "elr_3_0.7"], outs=2)
 
 
 # ----------------------------------------------------------------------------- the reference's options
