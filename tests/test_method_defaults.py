@@ -38,6 +38,12 @@ def test_a_family_without_the_authors_value_takes_their_cifar10_value_else_their
     assert registry.get("elr").settings("default", family="mnist") == ELR["cifar10"]
     assert registry.get("boot_soft").settings("default", family="cifar100") == (0.95,)      # Reed et al.: MNIST only
     assert registry.get("sce").settings("default") == registry.get("sce").defaults == SCE["cifar10"]
+    # without a CIFAR-10 value, the MNIST value comes before the CIFAR-100 one
+    toy = registry.Method("toy", "toy", (registry.Param("a", "a", 1.0, "a weight", low=0.0),), lambda b, p: b.nll,
+                          "a test's", "a test's method",
+                          literature=(registry.Literature(("cifar100",), {"a": 3.0}, "here"),
+                                      registry.Literature(("mnist",), {"a": 2.0}, "here")))
+    assert toy.defaults_for("tabular") == (2.0,) and toy.defaults_for("cifar100") == (3.0,)
 
 
 def test_left_out_parameters_take_the_familys_value_too():
