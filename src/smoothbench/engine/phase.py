@@ -108,13 +108,12 @@ def init_seed(gid: str, member: int) -> int:
 class PhaseRun:
     """One phase of a setting on one stack: the shared CE warm-up (``cells`` None: ``members``
     CE models per seed) or a variant's own phase (S seeds x C cells), for the seeds at positions
-    ``rows`` of the setting; ``start``: per seed, the states its cells' first, second, ...
+    ``rows`` of the setting. ``start``: per seed, the states its cells' first, second, ...
     models start from (None: the seed's initialisations); ``estimate_from``: per seed, the CE
-    warm-up models whose first one the noise is estimated from (its cells that estimate T need
-    them); resumable from its checkpoint
-    ``key``; its random draws are keyed by ``stream`` (default: ``key``), the same for every
-    pass of a run. Epochs are numbered from ``epoch0 + 1``; ``history`` has one list of
-    per-epoch rows per model."""
+    warm-up models whose first one the noise is estimated from (needed by cells that estimate
+    T). Resumable from its checkpoint ``key``; its random draws are keyed by ``stream``
+    (default: ``key``), the same for every pass of a run. Epochs are numbered from
+    ``epoch0 + 1``; ``history`` has one list of per-epoch rows per model."""
 
     def __init__(self, ctx: SettingContext, key: str, phase: str, epochs: int, optimizer: OptimizerConfig,
                  schedule: ScheduleConfig, rows: list[int], cells: list[Cell] | None = None,
@@ -181,19 +180,20 @@ class PhaseRun:
         return s, self.layout[j][0]
 
     def model_of(self, seed: int, cell: int) -> int:
-        """The model of a cell's first model (the one evaluated) of the seed at position ``seed``."""
+        """The stack position of a cell's first model (the one evaluated) for the seed at position
+        ``seed``."""
         return seed * self.c + self.loss.slot(cell)
 
-    def _estimates(self, start, noisy_train: torch.Tensor) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+    def _estimates(self, source, noisy_train: torch.Tensor) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
         """anchor-point quantile -> (T estimated per seed (S, K, K), the noise rate it implies (S,)),
-        from the softmax on the seed's training split of the first CE warm-up model of ``start``."""
+        from the softmax on the seed's training split of the first CE warm-up model of ``source``."""
         ctx, d, p = self.ctx, self.data, self.ctx.protocol
-        if start is None:
+        if source is None:
             raise ValueError(f"{self.key}: cells that estimate T need a CE warm-up model to estimate it from, and "
                              "none was given")
         shape = tuple(d.x_train.shape[1:])
         model = models.build_model(p.model, self.s, shape, ctx.num_classes, seed=0, init=p.init, **p.model_args)
-        model.load_state_dict({k: torch.cat([st[0][k] for st in start]) for k in start[0][0]})
+        model.load_state_dict({k: torch.cat([st[0][k] for st in source]) for k in source[0][0]})
         model = model.to(ctx.device)
         if ctx.channels_last:
             model = model.to(memory_format=torch.channels_last)
