@@ -135,11 +135,12 @@ def test_a_variant_without_warm_up_estimates_t_from_another_variants_warm_up(see
 @pytest.mark.slow
 def test_killed_run_with_two_model_peer_and_estimated_cells_resumes_to_the_uninterrupted_result(tmp_path):
     """Co-teaching, JoCoR, peer and estimated-T cells after a warm-up, two seeds in one stack:
-    SIGKILL mid-run, resume, the same bytes."""
+    SIGKILL inside the cells' own phase (after its first checkpoint), resume, the same bytes."""
     d = write_dataset(tmp_path / "big.npz", n_train=3000, n_test=300, d=64)
     labels = [write_labels(tmp_path, d, seed=s) for s in (0, 1)]
     protocol_json = json.dumps(proto(epochs=5, warmup=1, model_args={"hidden": [256, 256]}, batch_size=32))
     cells = "ce:0,forward_est,peer:0.5,coteach:2,jocor_est"
     cmd = train_command(d, labels[0], cells, protocol_json)
     cmd[cmd.index("--labels") + 1:cmd.index("--labels") + 2] = [str(x) for x in labels]
-    kill_and_resume(cmd, tmp_path, epochs=5, cell_ids=[c.id for c in parse_cells(cells)], outs=2, variant="warmup")
+    kill_and_resume(cmd, tmp_path, epochs=5, cell_ids=[c.id for c in parse_cells(cells)], outs=2, variant="warmup",
+                    wait_for="warmup.pt", timeout=600)
