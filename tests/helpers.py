@@ -73,12 +73,14 @@ def write_labels(tmp_path: Path, data_path: Path, rate=0.3, seed=0):
 
 
 def kill_and_resume(cmd: list[str], tmp_path: Path, epochs: int, cell_ids: list[str],
-                    timeout: float = 120, settle: float = 0.3, variant: str = "direct", outs: int = 1) -> None:
+                    timeout: float = 120, settle: float = 0.3, variant: str = "direct", outs: int = 1,
+                    wait_for: str = "*.pt") -> None:
     """Run ``cmd`` (a ``smoothbench train`` command line without --out) to the end once; run it
-    again, SIGKILL it ``settle`` seconds after its first checkpoint appears, run it again to
-    resume; the resumed run must end with the uninterrupted run's group.json and curves, byte
-    for byte. ``epochs``: the variant's own epochs (the kill must land before the last);
-    ``outs``: the number of groups (seeds, one labels file each) the command trains."""
+    again, SIGKILL it ``settle`` seconds after its first checkpoint matching ``wait_for`` appears
+    (``f"{variant}.pt"``: inside the variant's own phase), run it again to resume; the resumed run
+    must end with the uninterrupted run's group.json and curves, byte for byte. ``epochs``: the
+    variant's own epochs (the kill must land before the last); ``outs``: the number of groups
+    (seeds, one labels file each) the command trains."""
     def out(name):
         return ["--out", *(str(tmp_path / f"{name}{i}") for i in range(outs))]
 
@@ -88,7 +90,7 @@ def kill_and_resume(cmd: list[str], tmp_path: Path, epochs: int, cell_ids: list[
     proc = subprocess.Popen(cmd + out("killed") + ["--checkpoint-dir", str(ckpt)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
-    while not list(ckpt.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+    while not list(ckpt.glob(wait_for)) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(settle)                               # let it get into the middle of a later epoch
     assert proc.poll() is None, "the run ended before it could be killed; make it longer"

@@ -23,7 +23,7 @@ def test_collect_results_columns_rows_and_order(collected):
     assert rows[0]["noise_kind"] == "pairflip" and rows[0]["method"] == "ce"
     # exact text of one row: floats as repr, null as empty, ints as ints
     expected = ("toy,symmetric,0.6,1,direct,flip,eps=0.18,0.18,flip_0.18,ok,,0.41,0.55,0.43,2,3,0.5,,,0.882,0.618,"
-                "1.25,0.059,0.75,10,0.597")
+                "1.25,0.059,0.75,,,10,0.597")
     assert expected in lines
     diverged = [r for r in rows if r["status"] == "diverged"]
     assert len(diverged) == 2 * 3 and all(r["diverged_epoch"] == "2" for r in diverged)

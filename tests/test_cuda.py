@@ -287,8 +287,8 @@ def test_killed_training_process_resumes_to_the_uninterrupted_result(device, tmp
 
 # ----------------------------------------------------------------------------- (e) a step without host syncs
 
-SYNC_CELLS = ("ce:0,ls:0.2,nls:-1,flip:0.3,bce,bls:0.2,gce,sce,nce_rce,mae,focal,boot_soft,boot_hard,forward,"
-              "backward,peer,elr")
+SYNC_CELLS = ("ce:0,ls:0.2,nls:-1,flip:0.3,bce,bls:0.2,gce,sce,nce_rce,mae,focal,focal:0.5:1,boot_soft,boot_hard,"
+              "forward,backward,forward_est,backward_est,peer,peer:1:1,elr,coteach,coteach_est,jocor,jocor_est")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -320,7 +320,7 @@ def test_a_training_step_does_no_host_device_synchronisation(device, tmp_path, m
     monkeypatch.setattr(stackrun.PhaseRun, "_train_epoch", checked)
     out = train.train_setting(str(d), [str(x) for x in labels], parse_cells(SYNC_CELLS), proto,
                               [str(tmp_path / "s0"), str(tmp_path / "s1")], device=device, progress=False)
-    assert len(epochs) == 2 and len(out[0]["cells"]) == 17        # the warm-up's epoch, the variant's
+    assert len(epochs) == 2 and len(out[0]["cells"]) == 25        # the warm-up's epoch, the variant's
     assert all(math.isfinite(c["test_acc_final"]) for s in out for c in s["cells"])
 
 

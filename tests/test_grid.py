@@ -192,7 +192,7 @@ def test_validate_does_not_mutate_its_input():
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda p: p["methods"].update(foo=[0.1]),
-     "params.yaml: methods.foo: unknown key; allowed: backward, bce, bls, bnls, boot_hard, boot_soft, ce, elr"),
+     "params.yaml: methods.foo: unknown key; allowed: backward, backward_est, bce, bls, bnls, boot_hard, boot_soft, ce, coteach"),
     (lambda p: p["methods"]["ls"].__setitem__(2, 1.5), "params.yaml: methods.ls[2] = 1.5: must be <= 1"),
     (lambda p: p["methods"]["nls"].__setitem__(0, 0.3), "params.yaml: methods.nls[0] = 0.3: must be < 0"),
     (lambda p: p["methods"]["ce"].__setitem__(0, 0.1), "params.yaml: methods.ce[0] = 0.1: must be <= 0"),

@@ -338,7 +338,7 @@ def test_a_stack_over_the_memory_budget_trains_in_passes_with_the_same_results(s
                                  [str(tmp_path / f"p{s}") for s in range(3)], progress=False,
                                  memory_budget_mib=budget_mib)
     err = capfd.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "training in 6 passes of 1 seed(s) x 2 cell(s)" in err[0], err
+    assert len(err) == 1 and "training in 6 passes of 1 seed(s) x 2 model(s)" in err[0], err
     assert passes == whole
     assert train.plan_passes(3, 4, 10, 120) == (3, 4) and train.plan_passes(3, 4, 10, 25) == (1, 2)
     assert train.plan_passes(3, 4, 10, 80) == (2, 4)
@@ -347,18 +347,20 @@ def test_a_stack_over_the_memory_budget_trains_in_passes_with_the_same_results(s
 
 
 def test_every_registered_method_trains_in_one_stack(seeds3, tmp_path):
-    """One group holding every method: every cell finishes (ok, or diverged and frozen) with finite
-    figures, and the methods that become CE at a parameter value train like the CE cell."""
+    """One group holding every method (a warm-up variant: the estimated-T methods estimate from it):
+    every cell finishes (ok, or diverged and frozen) with finite figures, and the methods that become
+    CE at a parameter value train like the CE cell."""
     from smoothbench import methods as registry
 
     d, labels = seeds3
-    spec = ",".join(registry.names()) + ",focal:0,sce:1:0,boot_soft:1,boot_hard:1,peer:0,elr:0:0.7"
-    s = train.train_group(str(d), str(labels[0]), parse_cells(spec), PROTO, str(tmp_path / "all"), progress=False)
+    spec = ",".join(registry.names()) + ",focal:0,sce:1:0,boot_soft:1,boot_hard:1,elr:0:0.7"
+    warm = proto(warmup={"epochs": 1}, variant="warmup")
+    s = train.train_group(str(d), str(labels[0]), parse_cells(spec), warm, str(tmp_path / "all"), progress=False)
     assert {c["method"] for c in s["cells"]} == set(registry.names())
     for c in s["cells"]:
         assert c["status"] in ("ok", "diverged") and math.isfinite(c["test_acc_final"]), c["cell_id"]
     by = {c["cell_id"]: c for c in s["cells"]}
-    for twin in ("focal_0", "sce_1_0", "boot_soft_1", "boot_hard_1", "peer_0", "elr_0_0.7"):
+    for twin in ("focal_0_0", "sce_1_0", "boot_soft_1", "boot_hard_1", "elr_0_0.7"):
         for key in ("test_acc_final", "test_acc_best", "clean_train_acc"):
             assert by[twin][key] == pytest.approx(by["ce_0"][key], abs=1 / 200 + 1e-9), (twin, key)
         assert by[twin]["test_nll"] == pytest.approx(by["ce_0"]["test_nll"], rel=1e-3), twin
@@ -396,7 +398,7 @@ def test_killed_setting_with_stateful_and_random_methods_resumes_to_the_uninterr
     protocol_json = json.dumps(proto(epochs=6, model_args={"hidden": [256, 256]}, batch_size=32))
     cmd = train_command(d, labels[0], "ce:0,flip:0.2,peer:0.5,elr", protocol_json)
     cmd[cmd.index("--labels") + 1:cmd.index("--labels") + 2] = [str(x) for x in labels]
-    kill_and_resume(cmd, tmp_path, epochs=6, cell_ids=["ce_0", "flip_0.2", "peer_0.5", "elr_3_0.7"], outs=2)
+    kill_and_resume(cmd, tmp_path, epochs=6, cell_ids=["ce_0", "flip_0.2", "peer_0.5_0", "elr_3_0.7"], outs=2)
 
 
 # ----------------------------------------------------------------------------- the reference's options

@@ -47,6 +47,7 @@ def metrics(method: str, rate: float, status: str, best: float, selected: float,
         "test_acc_selected": selected, "selected_epoch": 3, "val_acc_selected": 0.5,
         "clean_train_acc": round(0.9 - rate / 10, 6), "noisy_train_acc": round(0.6 + rate / 10, 6),
         "test_nll": 1.25, "ece": round(0.05 + abs(rate) / 20, 6), "train_loss": 0.75,
+        "transition_mae": None, "noise_rate_hat": None,
     }
 
 

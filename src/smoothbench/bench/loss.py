@@ -60,11 +60,12 @@ def bench_loss(device: str = "auto", repeats: int = 20) -> list[dict]:
 def bench_mixed_loss(device: str = "auto", repeats: int = 20, seeds: tuple[int, ...] = (1, 10),
                      batch: int = 128, classes: int = 10) -> list[dict]:
     """The step's loss of a stack that mixes every registered method (one cell each, at its
-    defaults; S seeds x C cells): ONE ``StackLoss`` call (methods that share a loss function
-    in one call on a view of the stack) against one call per method, forward + backward."""
+    defaults; S seeds x C cells, the cells of two models taking two slots, the peer cells their
+    peer predictions): ONE ``StackLoss`` call (methods that share a loss function in one call on
+    a view of the stack) against one call per method, forward + backward."""
     from ..core import draws
     from .. import methods as registry
-    from ..methods.stackloss import StackLoss
+    from ..methods.stackloss import StackLoss, quantile_of
 
     cells = registry.sort_cells(registry.cell(m, registry.get(m).defaults) for m in registry.names())
     c = len(cells)
@@ -72,24 +73,31 @@ def bench_mixed_loss(device: str = "auto", repeats: int = 20, seeds: tuple[int, 
     for dev in devices(device):
         for s in seeds:
             g = torch.Generator(device="cpu").manual_seed(0)
-            base = torch.randn(s, c, batch, classes, generator=g).to(dev)
             labels = torch.randint(0, classes, (s, batch), generator=g).to(dev)
+            peer_labels = torch.randint(0, classes, (s, batch), generator=g).to(dev)
             index = torch.stack([torch.randperm(4 * batch, generator=g)[:batch] for _ in range(s)]).to(dev)
             t = torch.full((classes, classes), 0.3 / (classes - 1), dtype=torch.float64)
             t.fill_diagonal_(0.7)
             t = t.expand(s, classes, classes)
+            rates = torch.full((s,), 0.3, dtype=torch.float64)
+            estimates = {quantile_of(cl): (t, rates) for cl in cells if registry.get(cl.method).estimated}
             keys = draws.keys(range(s * c), dev).view(s, c)
-            mixed = StackLoss(cells, s, classes, dev, keys, t, num_train=4 * batch)
-            singles = [StackLoss([cell], s, classes, dev, keys[:, j:j + 1], t, num_train=4 * batch)
-                       for j, cell in enumerate(cells)]
+            mixed = StackLoss(cells, s, classes, dev, keys, t, num_train=4 * batch, noise_rates=rates,
+                              estimates=estimates)
+            singles = [StackLoss([cell], s, classes, dev, keys[:, j:j + 1], t, num_train=4 * batch, noise_rates=rates,
+                                 estimates=estimates) for j, cell in enumerate(cells)]
+            base = torch.randn(s, mixed.slots, batch, classes, generator=g).to(dev)
+            peer = torch.randn(s, mixed.slots, batch, classes, generator=g).to(dev)
+            spans = [(mixed.slot(j), mixed.slot(j) + loss.slots) for j, loss in enumerate(singles)]
 
             def one_call():
                 x = base.clone().requires_grad_(True)
-                mixed(x, labels, 0, index=index).sum().backward()
+                mixed(x, labels, 0, index=index, peer=(peer, peer_labels)).sum().backward()
 
             def per_method():
                 x = base.clone().requires_grad_(True)
-                sum(loss(x[:, j:j + 1], labels, 0, index=index).sum() for j, loss in enumerate(singles)).backward()
+                sum(loss(x[:, lo:hi], labels, 0, index=index, peer=(peer[:, lo:hi], peer_labels)).sum()
+                    for (lo, hi), loss in zip(spans, singles)).backward()
 
             t_one = median_time(one_call, dev, repeats)
             t_each = median_time(per_method, dev, repeats)

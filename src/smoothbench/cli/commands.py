@@ -77,12 +77,30 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _dataset_family(data_path: str) -> str | None:
+    """The family of the registered dataset a canonical file holds (None: a dataset of your own,
+    or a file the engine will refuse with its own one-line error)."""
+    import numpy as np
+
+    from .. import data
+
+    try:
+        with np.load(data_path, allow_pickle=False) as z:
+            name = str(z["name"])
+    except Exception:
+        return None
+    return data.DATASETS[name].family if name in data.DATASETS else None
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
+    from .. import data
     from ..engine import training as train
     from ..methods import parse_cells
 
     stops.die_with_parent()
     _set_threads(args.threads)
+    if args.family is not None and args.family not in data.FAMILIES:
+        raise ValueError(f"--family {args.family!r} is unknown; allowed: {', '.join(data.FAMILIES)}")
     if len(args.out) != len(args.labels):
         raise ValueError(f"give one --out folder per --labels file ({len(args.labels)} labels, {len(args.out)} --out)")
     protocol = _load_protocol(args.protocol)
@@ -91,7 +109,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         train.train_setting(
             data_path=args.data,
             labels_paths=args.labels,
-            cells=parse_cells(args.cells),
+            cells=parse_cells(args.cells, args.family or _dataset_family(args.data)),
             protocol=protocol,
             out_dirs=args.out,
             checkpoint_dir=args.checkpoint_dir,
@@ -298,7 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", required=True, nargs="+", help="noisy-label .npz files from `smoothbench noise`, one per seed")
     s.add_argument("--cells", required=True,
                    help="cells spec: METHOD[:VALUE[:VALUE...]] items, e.g. 'ce:0,ls:0.2,sce:0.1:1,forward' "
-                   "(values in the order of `smoothbench methods`; left out: the defaults)")
+                   "(values in the order of `smoothbench methods`; left out: the defaults of --family)")
+    s.add_argument("--family", default=None,
+                   help="dataset family whose literature values fill the parameters left out of --cells "
+                   "(default: the registered dataset's own; for a dataset of your own, the methods' fallback values)")
     s.add_argument("--protocol", required=True, help="training protocol: inline JSON or a YAML/JSON file")
     s.add_argument("--out", required=True, nargs="+", help="output folder of each group, in --labels order")
     s.add_argument("--checkpoint-dir", default=None,

@@ -32,7 +32,7 @@ _GOLDEN = _signed(0x9E3779B97F4A7C15)
 _M1 = _signed(0xBF58476D1CE4E5B9)
 _M2 = _signed(0x94D049BB133111EB)
 # stream constants: draws for different purposes never share hash inputs
-STREAMS = {"flip": 1, "flip_class": 2, "peer_x": 3, "peer_y": 4, "crop_row": 5, "crop_col": 6, "hflip": 7,
+STREAMS = {"flip": 1, "flip_class": 2, "peer": 3, "crop_row": 5, "crop_col": 6, "hflip": 7,
            "batch": 8}
 
 

@@ -105,11 +105,14 @@ CURVE_COLUMNS = ("epoch", "phase", "lr", "train_loss", "noisy_train_acc", "clean
 # the coordinates of a cell in the tidy tables; ``params`` is the method's parameter set as
 # text (``alpha=0.1;beta=1``, empty for a method without parameters)
 KEY_COLUMNS = ("dataset", "noise_kind", "noise_rate", "seed", "variant", "method", "params")
-# what the engine reports of each cell (group.json "cells" entries, beside variant, cell_id, method, rate)
+# what the engine reports of each cell (group.json "cells" entries, beside variant, cell_id, method, rate);
+# a cell of several models reports its first model; ``transition_mae`` (the mean absolute error of
+# the T a cell estimated against the seed's true T) and ``noise_rate_hat`` (the noise rate that
+# estimate implies) are empty but for the methods that estimate the noise
 CELL_METRIC_COLUMNS = (
     "status", "diverged_epoch", "test_acc_final", "test_acc_best", "test_acc_selected",
     "best_epoch", "selected_epoch", "val_acc_selected", "branch", "branch_epoch", "clean_train_acc",
-    "noisy_train_acc", "test_nll", "ece", "train_loss",
+    "noisy_train_acc", "test_nll", "ece", "train_loss", "transition_mae", "noise_rate_hat",
 )
 # ``rate``: the first parameter's value (numeric; empty for a method without parameters)
 RESULT_COLUMNS = KEY_COLUMNS + ("rate", "cell_id") + CELL_METRIC_COLUMNS + ("num_classes", "realised_noise_rate")
@@ -120,5 +123,5 @@ INT_COLUMNS = frozenset({"seed", "diverged_epoch", "best_epoch", "selected_epoch
 FLOAT_COLUMNS = frozenset({
     "rate", "test_acc_final", "test_acc_best", "test_acc_selected", "val_acc_selected",
     "clean_train_acc", "noisy_train_acc", "test_nll", "ece", "train_loss",
-    "realised_noise_rate", "lr", "val_acc", "test_acc",
+    "realised_noise_rate", "lr", "val_acc", "test_acc", "transition_mae", "noise_rate_hat",
 })

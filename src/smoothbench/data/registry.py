@@ -159,8 +159,9 @@ def describe() -> str:
 
 
 def schema_defs() -> dict:
-    """The params schema's ``$defs.dataset``: the registered names."""
-    return {"dataset": {"enum": list(DATASETS), "description": "a registered dataset (generated from smoothbench.data)"}}
+    """The params schema's ``$defs.dataset`` (the registered names) and ``$defs.family`` (the families)."""
+    return {"dataset": {"enum": list(DATASETS), "description": "a registered dataset (generated from smoothbench.data)"},
+            "family": {"enum": list(FAMILIES), "description": "a dataset family (generated from smoothbench.data)"}}
 
 
 def one_line(text: object, limit: int = 200) -> str:

@@ -177,6 +177,21 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, keys: torch.Tensor, counter: in
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, index: torch.Tensor, batch: int,
+                  autocast: Callable) -> torch.Tensor:
+    """The softmax of a stacked model of G input groups on the samples ``x[index[g]]`` of each
+    group (``index`` (G, N)), in eval mode: (M, N, K) float32, in chunks of ``batch`` samples."""
+    model.eval()
+    out = []
+    for i in range(0, index.shape[1], batch):
+        with autocast():
+            z = model(x[index[:, i:i + batch]])
+        out.append(torch.softmax(z.float(), dim=-1))
+    model.train()
+    return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, labels: list[torch.Tensor], sigmoid: torch.Tensor,
              ece_bins: int, batch: int, autocast: Callable,
              index: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:

@@ -1,14 +1,25 @@
 """One phase of a setting on one stack of models, resumable: the engine's inner loop.
 
-A stack holds S seeds x C cells, seed-major (model ``s * C + c``). Each seed has its own
-noisy labels, held-out split, initialisation and batch order; the cells of a seed share
-all of them (common random numbers), so within a seed they differ only by their method.
-One ``StackLoss`` call per step computes every model's loss, whatever methods it mixes.
-Every random draw comes from a key derived from the group, the run and the cell
-(``core.vocabulary.derive_seed``) through ``core.draws``, at a counter that is the step: a
-model's results do not depend on what else shares its stack, and a resumed run draws
-exactly what an uninterrupted one would. A step has no host-device synchronisation
-(``tests/test_cuda.py`` checks it with ``torch.cuda.set_sync_debug_mode("error")``).
+A stack holds S seeds x C cells, seed-major; a cell holds as many models as its method
+trains (``Method.models``: two for Co-teaching and JoCoR), so a seed has ``slots`` models
+and model ``s * slots + j`` is slot j of seed s (``StackLoss.offsets`` says which slots are
+which cell's). Each seed has its own noisy labels, held-out split, initialisation and batch
+order; the cells of a seed share all of them (common random numbers), so within a seed they
+differ only by their method. The m-th model of a cell starts from the seed's m-th
+initialisation (the m-th warm-up model, where the variant has a warm-up; the warm-up then
+trains as many models per seed as the widest cell has). One ``StackLoss`` call per step
+computes every model's loss, whatever methods it mixes; where the stack has peer cells, a
+second forward pass on the step's peer inputs (a fresh shuffle of the seed's training split,
+``core.draws``) feeds them, and the other models' batch-norm statistics are kept as they were
+before it. Cells that estimate the noise get T and the noise rate estimated from a CE
+warm-up model (``methods.correction.anchor_transition``; the one they start from, or in a
+variant without a warm-up another variant's), computed once when the run is built (a
+resumed run computes the same). Every random draw comes from a key
+derived from the group, the run and the cell (``core.vocabulary.derive_seed``) through
+``core.draws``, at a counter that is the step: a model's results do not depend on what else
+shares its stack, and a resumed run draws exactly what an uninterrupted one would. A step
+has no host-device synchronisation (``tests/test_cuda.py`` checks it with
+``torch.cuda.set_sync_debug_mode("error")``).
 """
 
 from __future__ import annotations
@@ -24,9 +35,10 @@ from ..core import draws, selection
 from . import models
 from ..core.vocabulary import Cell, derive_seed
 from .checkpoints import CheckpointDir
-from .device import DeviceData, augment, evaluate
+from .device import DeviceData, augment, evaluate, predict_proba
 from ..methods import get
-from ..methods.stackloss import StackLoss
+from ..methods.correction import anchor_transition, noise_rate_of
+from ..methods.stackloss import StackLoss, quantile_of
 from .protocol import OptimizerConfig, Protocol, ScheduleConfig, learning_rate
 from .layers import assign_model, select_state
 from .position import Position
@@ -88,32 +100,47 @@ class _HostCopy:
             self.buffers[k].copy_(v.detach(), non_blocking=True)
 
 
+def init_seed(gid: str, member: int) -> int:
+    """The seed of a group's ``member``-th initialisation (its first: every one-model cell's)."""
+    return derive_seed("init", gid) if member == 0 else derive_seed("init", gid, "member", member)
+
+
 class PhaseRun:
-    """One phase of a setting on one stack: the shared CE warm-up (``cells`` None: one CE
-    model per seed) or a variant's own phase (S seeds x C cells), for the seeds at positions
-    ``rows`` of the setting; resumable from its checkpoint ``key``; its random draws are keyed by
-    ``stream`` (default: ``key``), the same for every pass of a run. Epochs are numbered from
+    """One phase of a setting on one stack: the shared CE warm-up (``cells`` None: ``members``
+    CE models per seed) or a variant's own phase (S seeds x C cells), for the seeds at positions
+    ``rows`` of the setting. ``start``: per seed, the states its cells' first, second, ...
+    models start from (None: the seed's initialisations); ``estimate_from``: per seed, the CE
+    warm-up models whose first one the noise is estimated from (needed by cells that estimate
+    T). Resumable from its checkpoint ``key``; its random draws are keyed by ``stream``
+    (default: ``key``), the same for every pass of a run. Epochs are numbered from
     ``epoch0 + 1``; ``history`` has one list of per-epoch rows per model."""
 
     def __init__(self, ctx: SettingContext, key: str, phase: str, epochs: int, optimizer: OptimizerConfig,
                  schedule: ScheduleConfig, rows: list[int], cells: list[Cell] | None = None,
-                 start: list[dict[str, torch.Tensor]] | None = None, epoch0: int = 0, stream: str | None = None):
+                 start: list[list[dict[str, torch.Tensor]]] | None = None, epoch0: int = 0,
+                 stream: str | None = None, members: int = 1,
+                 estimate_from: list[list[dict[str, torch.Tensor]]] | None = None):
         self.ctx, self.key, self.phase, self.epochs, self.epoch0 = ctx, key, phase, epochs, epoch0
         self.opt_cfg, self.sch_cfg, self.rows = optimizer, schedule, rows
-        self.cells = cells if cells is not None else [Cell("ce", (0.0,))]
+        self.cells = cells if cells is not None else [Cell("ce", (0.0,))] * members
         self.warmup = cells is None
         self.data = ctx.data.seeds(rows)
-        s, c = len(rows), len(self.cells)
+        methods = [get(cl.method) for cl in self.cells]
+        # slot -> (cell, member): a cell's models side by side
+        self.layout = [(c, j) for c, m in enumerate(methods) for j in range(m.models)]
+        s, c = len(rows), len(self.layout)
         self.s, self.c, self.m = s, c, s * c
         dev, gids = ctx.device, [ctx.gids[r] for r in rows]
         p = ctx.protocol
         shape = tuple(self.data.x_train.shape[1:])
+        needed = len(self.cells) if self.warmup else 1 + max(j for _, j in self.layout)
         singles = start if start is not None else [
-            models.build_model(p.model, 1, shape, ctx.num_classes, seed=derive_seed("init", g), init=p.init,
-                               **p.model_args).state_dict() for g in gids]
+            [models.build_model(p.model, 1, shape, ctx.num_classes, seed=init_seed(g, j), init=p.init,
+                                **p.model_args).state_dict() for j in range(needed)] for g in gids]
+        members_of = [j for _, j in self.layout] if not self.warmup else list(range(c))
         model = models.build_model(p.model, self.m, shape, ctx.num_classes, seed=0, init=p.init, **p.model_args)
-        model.load_state_dict({k: torch.cat([st[k].expand(c, *st[k].shape[1:]) for st in singles])
-                               for k in singles[0]})
+        model.load_state_dict({k: torch.cat([singles[i][j][k] for i in range(s) for j in members_of])
+                               for k in singles[0][0]})
         model = model.to(dev)
         if ctx.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -124,12 +151,21 @@ class PhaseRun:
                                          weight_decay=optimizer.weight_decay)
         stream = stream or key     # what the draws are keyed by: the run, not the pass of it
         cell_keys = [[derive_seed("draws", g, stream, cl.id) for cl in self.cells] for g in gids]
-        self.loss = StackLoss(self.cells, s, ctx.num_classes, dev, draws.keys(sum(cell_keys, []), dev).view(s, c),
-                              self.data.transition if any(get(cl.method).oracle for cl in self.cells) else None,
-                              num_train=len(self.data.y_clean))
+        d = self.data
+        noisy_train = d.y_noisy.gather(1, d.train_idx)
+        self.noise_rates = (noisy_train != d.y_clean[d.train_idx]).double().mean(1)          # (S,) realised
+        self.estimates = self._estimates(estimate_from, noisy_train) if any(m.estimated for m in methods) else {}
+        self.loss = StackLoss(self.cells, s, ctx.num_classes, dev,
+                              draws.keys(sum(cell_keys, []), dev).view(s, len(self.cells)),
+                              d.transition if any(m.noise == "oracle T" for m in methods) else None,
+                              num_train=len(d.y_clean), noise_rates=self.noise_rates, estimates=self.estimates)
         self.batch_keys = draws.keys([derive_seed("batches", g, stream) for g in gids], dev)
         self.aug_keys = draws.keys([derive_seed("augment", g, stream) for g in gids], dev)
-        self.sigmoid = torch.tensor([get(cl.method).output == "sigmoid" for cl in self.cells] * s)
+        self.peer_keys = draws.keys([derive_seed("peer", g, stream) for g in gids], dev)
+        self.peer_aug_keys = draws.keys([derive_seed("augment-peer", g, stream) for g in gids], dev)
+        self.peer_slots = torch.tensor([methods[c].peer for c, _ in self.layout] * s, device=dev)
+        self.all_peer = all(methods[c].peer for c, _ in self.layout)
+        self.sigmoid = torch.tensor([methods[c].output == "sigmoid" for c, _ in self.layout] * s)
         self.done = 0
         self.history: list[list[dict]] = [[] for _ in range(self.m)]
         self.diverged_epoch: list[int | None] = [None] * self.m
@@ -140,7 +176,35 @@ class PhaseRun:
 
     def seed_cell(self, i: int) -> tuple[int, int]:
         """(seed position in this run, cell position) of model i."""
-        return divmod(i, self.c)
+        s, j = divmod(i, self.c)
+        return s, self.layout[j][0]
+
+    def model_of(self, seed: int, cell: int) -> int:
+        """The stack position of a cell's first model (the one evaluated) for the seed at position
+        ``seed``."""
+        return seed * self.c + self.loss.slot(cell)
+
+    def _estimates(self, source, noisy_train: torch.Tensor) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+        """anchor-point quantile -> (T estimated per seed (S, K, K), the noise rate it implies (S,)),
+        from the softmax on the seed's training split of the first CE warm-up model of ``source``."""
+        ctx, d, p = self.ctx, self.data, self.ctx.protocol
+        if source is None:
+            raise ValueError(f"{self.key}: cells that estimate T need a CE warm-up model to estimate it from, and "
+                             "none was given")
+        shape = tuple(d.x_train.shape[1:])
+        model = models.build_model(p.model, self.s, shape, ctx.num_classes, seed=0, init=p.init, **p.model_args)
+        model.load_state_dict({k: torch.cat([st[0][k] for st in source]) for k in source[0][0]})
+        model = model.to(ctx.device)
+        if ctx.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        probs = predict_proba(model, d.x_train, d.train_idx, ctx.eval_batch, ctx.autocast).double()   # (S, N, K)
+        k = ctx.num_classes
+        prior = torch.nn.functional.one_hot(noisy_train, k).double().mean(1)                       # (S, K)
+        out = {}
+        for q in sorted({quantile_of(cl) for cl in self.cells if get(cl.method).estimated}):
+            t = anchor_transition(probs, q)
+            out[q] = (t, noise_rate_of(t, prior))
+        return out
 
     # -- checkpoints
     def _state(self) -> dict:
@@ -228,10 +292,14 @@ class PhaseRun:
             with ctx.autocast():
                 logits = self.model(x)                                             # (M, b, K)
             b = idx.shape[1]
-            loss = self.loss(logits.view(s, c, b, k), y, counter, index=idx).reshape(m)
+            peer = self._peer(counter, b) if self.loss.peer else None
+            loss = self.loss(logits.view(s, c, b, k), y, counter, index=idx, epoch=self.done, epochs=self.epochs,
+                             peer=peer[:2] if peer else None).reshape(m)
             finite = torch.isfinite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             torch.where(finite, loss, torch.zeros_like(loss)).sum().backward()
+            if peer:
+                self._restore_buffers(peer[2])
             self.optimizer.step()
             with torch.no_grad():
                 pred = logits.detach().argmax(-1).view(s, c, b)
@@ -241,6 +309,38 @@ class PhaseRun:
             seen += b
         return {"lr": lr, "train_loss": loss_sum / max(1, steps), "noisy_train_acc": noisy_hits / max(1, seen),
                 "clean_train_acc": clean_hits / max(1, seen)}
+
+    def peer_indices(self, counter: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's peer samples (S, b) each, as positions in the training set: the inputs are
+        the first b and the labels the next b of a fresh shuffle of each seed's training split
+        (wrapping around when the split has fewer than 2 b samples), as the peer-loss authors'
+        code draws them."""
+        d = self.data
+        n = d.train_idx.shape[1]
+        perm = draws.permutation(self.peer_keys, "peer", counter, n)                   # (S, n)
+        labels_at = (torch.arange(b, 2 * b, device=perm.device) % n).expand(self.s, b)
+        return d.train_idx.gather(1, perm[:, :b]), d.train_idx.gather(1, perm.gather(1, labels_at))
+
+    def _peer(self, counter: int, b: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The step's peer predictions (S, slots, b, K), the peer inputs through the whole stack,
+        the peer labels (S, b), and the models' buffers (batch-norm statistics) as they were
+        before this forward pass, for ``_restore_buffers`` once the step's backward pass is done."""
+        ctx, d, p = self.ctx, self.data, self.ctx.protocol
+        x_idx, y_idx = self.peer_indices(counter, b)
+        x = augment(d.x_train[x_idx], p.augment, self.peer_aug_keys, counter, d.black)
+        kept = {name: buf.clone() for name, buf in self.model.named_buffers()
+                if buf.dim() and buf.shape[0] == self.m} if not self.all_peer else {}
+        with ctx.autocast():
+            logits = self.model(x)
+        return logits.view(self.s, self.c, b, -1), d.y_noisy.gather(1, y_idx), kept
+
+    @torch.no_grad()
+    def _restore_buffers(self, kept: dict[str, torch.Tensor]) -> None:
+        """Put the buffers of the models of cells without a peer term back to ``kept``: the peer
+        inputs' forward pass does not move their batch-norm statistics."""
+        for name, buf in self.model.named_buffers():
+            if name in kept:
+                buf.copy_(torch.where(self.peer_slots.view(-1, *([1] * (buf.dim() - 1))), buf, kept[name]))
 
     def evaluate(self, x: torch.Tensor, labels: list[torch.Tensor],
                  index: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
@@ -289,13 +389,16 @@ class PhaseRun:
                     "epoch": epoch, "score": row["test_acc"], "state": _cpu(select_state(state, i))}
 
     def _check_divergence(self, last_loss: list[float]) -> None:
-        """Freeze every model whose loss or weights became non-finite this epoch: it goes back
-        to its state at the start of the epoch (its last finite state) and is marked; the
-        other models are untouched."""
+        """Freeze every model whose loss or weights became non-finite this epoch, with the other
+        models of its cell: they go back to their state at the start of the epoch (their last
+        finite state) and are marked; the other models are untouched."""
         finite = _per_model_finite(self.model.state_dict(), self.m).cpu().tolist()
         epoch = self.epoch0 + self.done
         newly = [i for i in range(self.m) if self.diverged_epoch[i] is None and
                  (not finite[i] or not math.isfinite(last_loss[i]))]
+        # a cell of several models diverges as a whole
+        cells = {self.seed_cell(i) for i in newly}
+        newly = [i for i in range(self.m) if self.diverged_epoch[i] is None and self.seed_cell(i) in cells]
         frozen = [i for i in range(self.m) if self.diverged_epoch[i] is not None]
         if not newly and not frozen:
             return

@@ -5,7 +5,11 @@ its own noisy labels. ``train_setting`` trains every protocol variant of the set
 cells for all its seeds as ONE stack of S seeds x C cells (``phase.PhaseRun``), after a
 CE warm-up per seed where the variant has one, and writes each group's outputs (its
 ``group.json`` and every cell's ``metrics.json`` and ``curves.csv``) into that group's
-folder. A seed's results are those it would get trained alone.
+folder. A seed's results are those it would get trained alone. A cell of several models
+(Co-teaching, JoCoR) reports its first model: its accuracies, selection, curves and
+calibration are that model's (the second trains it). A cell that estimates the noise also
+reports the mean absolute error of its T estimate against the seed's true T
+(``transition_mae``) and the noise rate it implies (``noise_rate_hat``).
 
 A stack too large for the device's memory (an estimate per model, ``models.measure.memory_per_model``,
 against the free memory of the GPU or ``--memory-budget``) is trained in passes of fewer
@@ -32,6 +36,7 @@ from .device import prepare_data, resolve_device, set_determinism
 from ..methods import get
 from .protocol import Protocol, VariantConfig
 from .phase import HISTORY_KEYS, SettingContext, PhaseRun
+from ..methods.stackloss import quantile_of
 
 MEMORY_BUDGET_ENV = "SMOOTHBENCH_MEMORY_BUDGET_MIB"
 
@@ -65,8 +70,24 @@ def _read_labels(labels_path: str, ds) -> dict:
     return out
 
 
+def chunk_cells(cells: list[Cell], models_per_pass: int) -> list[list[Cell]]:
+    """The cells in order, in chunks of at most ``models_per_pass`` models per seed (a cell of
+    several models is never split; one that alone has more is a chunk of its own)."""
+    chunks: list[list[Cell]] = [[]]
+    used = 0
+    for c in cells:
+        width = get(c.method).models
+        if chunks[-1] and used + width > models_per_pass:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(c)
+        used += width
+    return chunks
+
+
 def plan_passes(num_seeds: int, num_cells: int, per_model: int, budget: int | None) -> tuple[int, int]:
-    """(seeds, cells) per pass so that a pass's models fit ``budget`` bytes (None: one pass)."""
+    """(seeds, models per seed) per pass so that a pass's models fit ``budget`` bytes (None:
+    one pass); ``num_cells`` counts the models of a seed."""
     if budget is None or num_seeds * num_cells * per_model <= budget:
         return num_seeds, num_cells
     fit = budget // per_model
@@ -102,35 +123,53 @@ class SettingTrainer:
         self.ctx, self.cells = ctx, cells
         n = len(ctx.gids)
         self.seed_chunks = [list(range(i, min(n, i + seeds_per_pass))) for i in range(0, n, seeds_per_pass)]
-        self.cell_chunks = [cells[i:i + cells_per_pass] for i in range(0, len(cells), cells_per_pass)]
+        self.cell_chunks = chunk_cells(cells, cells_per_pass)
+        self.members = max(get(c.method).models for c in cells)   # models per seed of the warm-up
 
     def _suffix(self, si: int, ci: int | None = None) -> str:
         s = f"-s{si}" if len(self.seed_chunks) > 1 else ""
         return s + (f"-c{ci}" if ci is not None and len(self.cell_chunks) > 1 else "")
 
+    def _warmup(self, v: VariantConfig, si: int, rows: list[int], warmups: dict) -> PhaseRun:
+        """The warm-up of variant ``v`` for seed chunk ``si``: trained once, shared by the variants
+        whose warm-ups are the same run."""
+        w = v.warmup
+        wkey = (w.key, si)
+        if wkey not in warmups:
+            name = f"warmup-{_fingerprint(w.key)[:8]}"
+            run = PhaseRun(self.ctx, name + self._suffix(si), "warmup", w.epochs, w.optimizer, w.schedule, rows,
+                           stream=name, members=self.members)
+            run.train()
+            warmups[wkey] = run
+        return warmups[wkey]
+
+    def _branches(self, warm: PhaseRun, branch: str) -> list[list[dict]]:
+        """Per seed, the states of its warm-up models at the branch point."""
+        states = [c["state"] for c in warm.candidates[branch]]
+        return [states[i:i + self.members] for i in range(0, len(states), self.members)]
+
     def run(self) -> list[list[dict]]:
-        """Per seed, its (variant, cell) results in variant then cell order (see ``_finish``)."""
+        """Per seed, its (variant, cell) results in variant then cell order (see ``_finish``).
+
+        Cells that estimate T take it from the warm-up model they start from; in a variant
+        without a warm-up, from the warm-up of the protocol's first variant that has one (Patrini
+        et al.'s two stages: a CE model first, then the corrected model from scratch)."""
         out: list[list[dict]] = [[] for _ in self.ctx.gids]
         warmups: dict[tuple, PhaseRun] = {}
+        estimating = any(get(c.method).estimated for c in self.cells)
+        source = next((v for v in self.ctx.protocol.variants if v.has_warmup), None)
         for v in self.ctx.protocol.variants:
             for si, rows in enumerate(self.seed_chunks):
-                warm = None
-                if v.has_warmup:
-                    w = v.warmup
-                    wkey = (w.key, si)
-                    if wkey not in warmups:
-                        name = f"warmup-{_fingerprint(w.key)[:8]}"
-                        run = PhaseRun(self.ctx, name + self._suffix(si), "warmup", w.epochs, w.optimizer,
-                                       w.schedule, rows, stream=name)
-                        run.train()
-                        warmups[wkey] = run
-                    warm = warmups[wkey]
+                warm = self._warmup(v, si, rows, warmups) if v.has_warmup else None
+                start = None if warm is None else self._branches(warm, v.warmup.branch)
+                estimate_from = start
+                if estimating and warm is None and source is not None:
+                    estimate_from = self._branches(self._warmup(source, si, rows, warmups), source.warmup.branch)
                 per_seed: list[list[dict]] = [[] for _ in rows]
                 for ci, chunk in enumerate(self.cell_chunks):
-                    start = None if warm is None else [c["state"] for c in warm.candidates[v.warmup.branch]]
                     run = PhaseRun(self.ctx, f"{v.name}{self._suffix(si, ci)}", "main", v.epochs, v.optimizer,
                                    v.schedule, rows, chunk, start=start, epoch0=v.warmup.epochs if warm else 0,
-                                   stream=v.name)
+                                   stream=v.name, estimate_from=estimate_from)
                     run.train(finish=lambda r, v=v, warm=warm: self._finish(r, v, warm))
                     for i, res in enumerate(run.final):
                         per_seed[i // len(chunk)].append(res)
@@ -145,39 +184,44 @@ class SettingTrainer:
                                     index=d.train_idx)
         noisy, clean = noisy["acc"].double().cpu().tolist(), clean["acc"].double().cpu().tolist()
         out = []
-        for i in range(run.m):
-            s, c = run.seed_cell(i)
-            cell, method = run.cells[c], get(run.cells[c].method)
-            own = run.history[i]
-            warm_rows = warm.history[s] if warm is not None else []
-            warm_diverged = warm.diverged_epoch[s] if warm is not None else None
-            diverged = warm_diverged if warm_diverged is not None else run.diverged_epoch[i]
-            branch = warm.candidates[v.warmup.branch][s] if warm is not None else None
-            failure = run.loss.failed.get((s, c))
-            if failure is not None:
-                out.append(_failed_cell(run, v, warm, cell, s, own, failure))
-                continue
-            last = own[-1]
-            out.append({
-                "variant": v.name, "cell_id": cell.id, "method": cell.method,
-                "params": method.params_text(cell.values), "rate": cell.rate,
-                "status": "ok" if diverged is None else "diverged", "diverged_epoch": diverged,
-                "epochs": v.total_epochs,
-                "branch": v.warmup.branch if warm is not None else None,
-                "branch_epoch": None if branch is None else branch["epoch"],
-                **selection.select(own),
-                "clean_train_acc": clean[i], "noisy_train_acc": noisy[i],
-                "test_nll": last["test_nll"], "ece": last["ece"], "train_loss": last["train_loss"],
-                "curves": warm_rows + own,
-            })
+        for s in range(run.s):
+            for c, cell in enumerate(run.cells):
+                i, method = run.model_of(s, c), get(cell.method)
+                w = s * self.members                                  # the seed's first warm-up model
+                own = run.history[i]
+                warm_rows = warm.history[w] if warm is not None else []
+                warm_diverged = warm.diverged_epoch[w] if warm is not None else None
+                diverged = warm_diverged if warm_diverged is not None else run.diverged_epoch[i]
+                branch = warm.candidates[v.warmup.branch][w] if warm is not None else None
+                failure = run.loss.failed.get((s, c))
+                if failure is not None:
+                    out.append(_failed_cell(run, v, warm, cell, s, w, own, failure))
+                    continue
+                last = own[-1]
+                estimate = run.estimates.get(quantile_of(cell)) if method.estimated else None
+                out.append({
+                    "variant": v.name, "cell_id": cell.id, "method": cell.method,
+                    "params": method.params_text(cell.values), "rate": cell.rate,
+                    "status": "ok" if diverged is None else "diverged", "diverged_epoch": diverged,
+                    "epochs": v.total_epochs,
+                    "branch": v.warmup.branch if warm is not None else None,
+                    "branch_epoch": None if branch is None else branch["epoch"],
+                    **selection.select(own),
+                    "clean_train_acc": clean[i], "noisy_train_acc": noisy[i],
+                    "test_nll": last["test_nll"], "ece": last["ece"], "train_loss": last["train_loss"],
+                    "transition_mae": None if estimate is None else
+                    float((estimate[0][s] - d.transition[s].to(estimate[0].device)).abs().mean()),
+                    "noise_rate_hat": None if estimate is None else float(estimate[1][s]),
+                    "curves": warm_rows + own,
+                })
         run.final = out
 
 
-def _failed_cell(run: PhaseRun, v: VariantConfig, warm: PhaseRun | None, cell: Cell, s: int, history: list[dict],
-                 failure: str) -> dict:
+def _failed_cell(run: PhaseRun, v: VariantConfig, warm: PhaseRun | None, cell: Cell, s: int, w: int,
+                 history: list[dict], failure: str) -> dict:
     """The result of a cell that could not be trained (its method refused the seed's inputs:
     ``StackLoss.failed``): status ``failed`` with the reason, no figures; its curves are the
-    shared warm-up's rows (seed ``s`` of the run) and its own epochs (``history``) with no
+    shared warm-up's rows (model ``w``: seed ``s``'s first) and its own epochs (``history``) with no
     values, since it did not train."""
     print(f"{run.ctx.gids[run.rows[s]]}: cell {v.name}/{cell.id} failed, the others of its group go on: {failure}",
           file=sys.stderr)
@@ -189,7 +233,8 @@ def _failed_cell(run: PhaseRun, v: VariantConfig, warm: PhaseRun | None, cell: C
         "branch": v.warmup.branch if warm is not None else None, "branch_epoch": None,
         **{key: None for key in selection.select(own)},
         "clean_train_acc": None, "noisy_train_acc": None, "test_nll": None, "ece": None, "train_loss": None,
-        "curves": (warm.history[s] if warm is not None else []) + own,
+        "transition_mae": None, "noise_rate_hat": None,
+        "curves": (warm.history[w] if warm is not None else []) + own,
     }
 
 
@@ -224,6 +269,10 @@ def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], pr
         why = get(c.method).dataset_check and get(c.method).dataset_check(c.values, ds.num_classes)
         if why:
             raise ValueError(f"cell {c.id} on {ds.name}: {why}")
+    estimated = next((c for c in cells if get(c.method).estimated), None)
+    if estimated is not None and not any(v.has_warmup for v in proto.variants):
+        raise ValueError(f"cell {estimated.id}: {estimated.method} estimates T from a CE warm-up model, and no "
+                         f"protocol variant has a warm-up (warmup.epochs 0)")
     gids = [group_id(ds.name, lab["kind"], lab["rate"], lab["seed"]) for lab in labels]
     dev = resolve_device(device if device != "auto" else proto.device)
     set_determinism(dev)
@@ -237,15 +286,17 @@ def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], pr
                                              proto.precision == "auto" and dev.type == "cuda") else 4,
                                          **proto.model_args)
     budget = memory_budget(dev, memory_budget_mib)
-    n_seeds, n_cells = plan_passes(len(gids), len(cells), per_model, budget)
-    passes = -(-len(gids) // n_seeds) * -(-len(cells) // n_cells)
+    slots = sum(get(c.method).models for c in cells)
+    n_seeds, n_cells = plan_passes(len(gids), slots, per_model, budget)
+    cell_passes = len(chunk_cells(cells, n_cells))
+    passes = -(-len(gids) // n_seeds) * cell_passes
     if passes > 1:
         print(f"{gids[0].rsplit('-s', 1)[0]}: {len(gids) * len(cells)} models need about "
               f"{len(gids) * len(cells) * per_model / 2**20:.0f} MiB, more than the budget of "
-              f"{budget / 2**20:.0f} MiB: training in {passes} passes of {n_seeds} seed(s) x {n_cells} cell(s)",
+              f"{budget / 2**20:.0f} MiB: training in {passes} passes of {n_seeds} seed(s) x {n_cells} model(s)",
               file=sys.stderr)
     warm_epochs = sum({v.warmup.key: v.warmup.epochs for v in proto.variants if v.has_warmup}.values())
-    total = (warm_epochs + sum(v.epochs for v in proto.variants) * -(-len(cells) // n_cells)) * -(-len(gids) // n_seeds)
+    total = (warm_epochs + sum(v.epochs for v in proto.variants) * cell_passes) * -(-len(gids) // n_seeds)
     with ckdir.lock(), tqdm(total=total, desc=gids[0].rsplit("-s", 1)[0], unit="ep",
                             disable=not progress or None, leave=False, file=sys.stderr) as bar:
         ctx = SettingContext(gids, proto, dev, data, ckdir, fp, bar)

@@ -7,8 +7,13 @@ per-sample loss over stacked logits with one parameter set per model. The famili
 - ``gls``        CE, LS, NLS (generalized label smoothing, one formula) and label flipping;
 - ``bce``        BCE, BCE-LS, BCE-NLS (seed note 001: sigmoid outputs, smoothed binary targets);
 - ``robust``     GCE, SCE, NCE+RCE, MAE, focal, soft and hard bootstrapping;
-- ``correction`` forward and backward loss correction with the noise's true T ("oracle T");
-- ``peer``       peer loss;  ``elr``  early-learning regularization (per-sample state).
+- ``correction`` forward and backward loss correction with the noise's true T ("oracle T") or
+                 with T estimated from a CE model's softmax ("estimated T");
+- ``peer``       peer loss;  ``elr``  early-learning regularization (per-sample state);
+- ``coteaching`` sample selection with two models per cell: Co-teaching and JoCoR.
+
+``default`` in params.yaml resolves per dataset family to the values the method's authors
+used (``Method.literature``, each with its source); ``smoothbench methods`` lists them.
 
 The registry's order (families in this order, then any other module of this folder, by
 name) is the order of cells, tables and legends. A new method is one ``register`` call in
@@ -24,9 +29,10 @@ import pkgutil
 from typing import Iterable
 
 from ..core.vocabulary import Cell, fmt_rate
-from .registry import NAME_PATTERN, REGISTRY, Batch, Method, Param, cell, get, register  # noqa: F401
+from .registry import (FALLBACK_WHY, NAME_PATTERN, REGISTRY, Batch, Literature, Method, Param, cell,  # noqa: F401
+                       get, register)
 
-FAMILIES = ("gls", "bce", "robust", "correction", "peer", "elr")
+FAMILIES = ("gls", "bce", "robust", "correction", "peer", "elr", "coteaching")
 _INFRASTRUCTURE = {"registry", "stackloss"}
 
 for _name in FAMILIES:
@@ -50,11 +56,12 @@ def sort_cells(cells: Iterable[Cell]) -> list[Cell]:
     return sorted(set(cells), key=lambda c: (order(c.method), c.values))
 
 
-def parse_cells(spec: str) -> list[Cell]:
+def parse_cells(spec: str, family: str | None = None) -> list[Cell]:
     """``'ce:0,ls:0.2,sce:0.1:1,forward'`` -> checked cells, sorted, without duplicates.
 
     Each item is ``METHOD`` followed by its parameter values in the method's order, ``:``
-    separated; values left out take their defaults (``ce`` is ``ce:0``)."""
+    separated; values left out take their defaults on a dataset of ``family``
+    (``Method.defaults_for``; ``ce`` is ``ce:0``)."""
     out = set()
     for item in (s.strip() for s in spec.split(",")):
         if not item:
@@ -69,7 +76,7 @@ def parse_cells(spec: str) -> list[Cell]:
         except ValueError:
             raise ValueError(f"cell {item!r}: a parameter value is not a number") from None
         try:
-            out.add(cell(method, given + method.defaults[len(given):]))
+            out.add(cell(method, given + method.defaults_for(family)[len(given):]))
         except ValueError as exc:
             raise ValueError(f"cell {item!r}: {exc}") from None
     if not out:
@@ -82,14 +89,15 @@ def format_cells(cells: Iterable[Cell]) -> str:
     return ",".join(":".join([c.method, *(fmt_rate(v) for v in c.values)]) for c in cells)
 
 
-def cells_of(name: str, items: list, where: str = "") -> list[Cell]:
-    """The cells of one ``methods:`` entry of params.yaml (see ``Method.settings``)."""
+def cells_of(name: str, items: list, where: str = "", family: str | None = None) -> list[Cell]:
+    """The cells of one ``methods:`` entry of params.yaml on a dataset of ``family`` (see
+    ``Method.settings``)."""
     method = get(name)
     out = []
     for i, item in enumerate(items):
         at = f"{where or name}[{i}]"
         try:
-            out.append(cell(method, method.settings(item, at)))
+            out.append(cell(method, method.settings(item, at, family)))
         except ValueError as exc:
             text = str(exc)
             raise ValueError(text if text.startswith(at) else f"{at}: {text}") from None
@@ -100,29 +108,49 @@ def params_text(c: Cell) -> str:
     return get(c.method).params_text(c.values)
 
 
+def noise_note(method: str) -> str:
+    """What a method is told of the noise, as tables mark it: "oracle T", "estimated T",
+    "oracle rate", "estimated rate", or "" (nothing)."""
+    return get(method).noise
+
+
 def label(c: Cell, fmt: str = "plain") -> str:
     """``LS (r=0.2)``, ``forward-T (oracle T)``, ``CE``."""
     m = get(c.method)
-    notes = [m.label_params(c.values, fmt)] + (["oracle T"] if m.oracle else [])
-    notes = [n for n in notes if n]
+    notes = [n for n in (m.label_params(c.values, fmt), m.noise) if n]
     return m.label + (f" ({'; '.join(notes)})" if notes else "")
 
 
+def literature_text(m: Method) -> list[str]:
+    """The lines of ``smoothbench methods`` on a method's per-family defaults and their sources."""
+    out = []
+    for lit in m.literature:
+        values = ", ".join(f"{p.name} {fmt_rate(lit.values[p.name])}" for p in m.params if p.name in lit.values)
+        out.append(f"{'':<12}default on {', '.join(lit.families)}: {values} — {lit.source}")
+    return out
+
+
 def describe() -> str:
-    """``smoothbench methods``: every registered method, its parameters and its reference."""
+    """``smoothbench methods``: every registered method, its parameters, its defaults per
+    dataset family with their sources, the convention it follows, and its reference."""
     lines = []
     for m in REGISTRY.values():
         base = f"baseline {m.baseline}" if m.baseline else "a baseline"
-        flags = ", ".join(x for x in (m.output + " outputs" if m.output != "softmax" else "",
-                                      "oracle T" if m.oracle else "", "per-sample state" if m.state else "",
-                                      "label transform" if m.transform else "") if x)
+        flags = ", ".join(x for x in (m.output + " outputs" if m.output != "softmax" else "", m.noise,
+                                      "per-sample state" if m.state else "",
+                                      "label transform" if m.transform else "", "peer samples" if m.peer else "",
+                                      f"{m.models} models per cell" if m.models > 1 else "") if x)
         lines.append(f"{m.name:<10} {m.label} — {m.description} [{m.group}; {base}{'; ' + flags if flags else ''}]")
         for p in m.params:
             name = p.name if p.symbol == p.name else f"{p.name} ({p.symbol})"
             lines.append(f"{'':<12}{name} in {p.range_text}, default {fmt_rate(p.default)}: {p.meaning}")
         if not m.params:
             lines.append(f"{'':<12}no parameters (params.yaml: {m.name}: [default])")
+        lines += literature_text(m)
+        if m.convention:
+            lines.append(f"{'':<12}convention: {m.convention}")
         lines.append(f"{'':<12}reference: {m.reference}")
+    lines += ["", f"default: the values on the dataset's family (smoothbench data --list); {FALLBACK_WHY}."]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..core.lazy import torch
 
-from .registry import Batch, Method, Param, register
+from .registry import Batch, Literature, Method, Param, register
 
 ELR_CLAMP = 1e-4
 
@@ -35,6 +35,12 @@ register(Method("elr", "ELR", (Param("lam", "λ", 3.0, "weight of the regularize
                                      tex="\\lambda"),
                                Param("beta", "β", 0.7, "momentum of the running targets", low=0.0, high=1.0,
                                      high_open=True, tex="\\beta")), elr,
-                "Liu et al., Early-Learning Regularization Prevents Memorization of Noisy Labels, NeurIPS 2020 "
-                "(CIFAR-10: λ = 3, β = 0.7)", "CE + λ log(1 - <p, t>) with running per-sample targets t",
-                family="elr", state=True))
+                "Liu et al., Early-Learning Regularization Prevents Memorization of Noisy Labels, NeurIPS 2020",
+                "CE + λ log(1 - <p, t>) with running per-sample targets t", family="elr", state=True,
+                convention="the authors' code: p clamped to [1e-4, 1 - 1e-4] in the regularizer and the targets (not "
+                           "in the paper's formula), the targets renormalised and updated before the loss, a sample's "
+                           "target updated only when it is in the batch",
+                literature=(Literature(("cifar10",), {"lam": 3.0, "beta": 0.7},
+                                       "the authors' code (shengliu66/ELR), ELR/config_cifar10.json"),
+                            Literature(("cifar100",), {"lam": 7.0, "beta": 0.9},
+                                       "the authors' code (shengliu66/ELR), ELR/config_cifar100.json"))))

@@ -4,9 +4,14 @@ A **method** is one registry entry (``register(Method(...))``): its name and lab
 parameters (symbol, range, default, meaning), the method it is compared against, its
 vectorised per-sample loss over stacked logits ``(..., B, K)`` with one parameter set per
 model (``params`` of shape ``(..., P)``), and where it needs them a per-step label
-transform (flipping), per-sample state (ELR) or the noise's true transition matrix
-(loss correction, "oracle T"). Everything else (schema, grid, engine, collector, tables,
-figures, findings, ``smoothbench methods``) reads these entries.
+transform (flipping), per-sample state (ELR), what it is told of the noise (the true
+transition matrix, "oracle T", or one estimated from a CE model, "estimated T"; the true
+noise rate, "oracle rate", or an estimated one), peer samples (peer loss) or several
+models per cell (sample selection). It states the convention it follows where the
+authors' public code and their paper differ, and its parameters' values in the
+literature per dataset family (what ``default`` resolves to). Everything else (schema,
+grid, engine, collector, tables, figures, findings, ``smoothbench methods``) reads these
+entries.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from ..core.vocabulary import Cell, fmt_rate
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 OUTPUTS = ("softmax", "sigmoid")
+# what a method is told of the noise, as the tables mark it ("" : nothing)
+NOISE_INFO = ("", "oracle T", "estimated T", "oracle rate", "estimated rate")
+# the dataset family whose literature values a family without its own takes (the families are
+# the dataset registry's, ``smoothbench.data.FAMILIES``), then the next of this order
+FALLBACK_FAMILIES = ("cifar10", "mnist", "cifar100")
+FALLBACK_WHY = ("a family without the authors' value (tabular data, say) takes their CIFAR-10 value, the one "
+                "benchmark every one of these papers reports, else their MNIST value")
 
 
 @dataclass(frozen=True)
@@ -37,10 +49,13 @@ class Param:
     low_open: bool = False         # low itself excluded
     high_open: bool = False
     tex: str | None = None         # LaTeX of the symbol (default: the symbol)
+    choices: tuple[tuple[float, str], ...] = ()   # a switch: its allowed values, each with its label text
 
     def contains(self, value: float) -> bool:
         if value != value:
             return False
+        if self.choices:
+            return float(value) in {v for v, _ in self.choices}
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             return False
         if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
@@ -49,6 +64,8 @@ class Param:
 
     @property
     def range_text(self) -> str:
+        if self.choices:
+            return "{" + ", ".join(f"{fmt_rate(v)}: {text}" for v, text in self.choices) + "}"
         if self.low is not None and self.low == self.high:
             return f"{{{fmt_rate(self.low)}}}"
         lo = "(-∞" if self.low is None else ("(" if self.low_open else "[") + fmt_rate(self.low)
@@ -58,22 +75,49 @@ class Param:
     def schema(self) -> dict:
         """The JSON-schema node of one value (type and bounds)."""
         node: dict = {"type": "number", "description": f"{self.symbol}: {self.meaning}", "default": self.default}
+        if self.choices:
+            node["enum"] = [v for v, _ in self.choices]
+            return node
         if self.low is not None:
             node["exclusiveMinimum" if self.low_open else "minimum"] = self.low
         if self.high is not None:
             node["exclusiveMaximum" if self.high_open else "maximum"] = self.high
         return node
 
+    def value_label(self, value: float, fmt: str = "plain") -> str:
+        """How a table shows this parameter at ``value``: ``q=0.7``; a switch by its choice's text,
+        nothing at its default."""
+        if self.choices:
+            return "" if float(value) == self.default else dict(self.choices).get(float(value), fmt_rate(value))
+        sym = f"${self.tex or self.symbol}$" if fmt == "tex" else self.symbol
+        return f"{sym}={fmt_rate(value)}"
+
+
+@dataclass(frozen=True)
+class Literature:
+    """A method's parameter values as its authors ran them on datasets of ``families``
+    (``smoothbench.data.FAMILIES``), and where they are written (paper section or table, or
+    the authors' configuration file)."""
+
+    families: tuple[str, ...]
+    values: dict[str, float]
+    source: str
+
 
 @dataclass
 class Batch:
     """What a method's loss sees of one step, for its slice of the stack (leading dims ``...``).
 
-    ``logits`` (..., B, K) in float32 or float64; ``labels`` (..., B) int64 (after the
-    method's label transform); ``transition`` (..., K, K) the noise's true T of each model
-    (loss correction); ``index`` (..., B) the samples' positions in the training set and
-    ``state`` (..., N, K) the method's per-sample state (ELR); ``draw_key`` (...) int64 keys
-    and ``step`` the global step, for the method's own random draws (``smoothbench.draws``).
+    ``logits`` (..., B, K) in float32 or float64 (a method of k models per cell: (S, n, k, B, K),
+    the cell's models side by side); ``labels`` likewise without K, int64 (after the method's
+    label transform); ``transition`` (..., K, K) the T the method is given of each model (the
+    noise's true one, or the one estimated for its seed); ``noise_rate`` (S, n) the noise rate it
+    is given (true or estimated); ``index`` (..., B) the samples' positions in the training set
+    and ``state`` (..., N, K) the method's per-sample state (ELR); ``draw_key`` (...) int64 keys
+    and ``step`` the global step, for the method's own random draws (``smoothbench.draws``);
+    ``peer_logits`` and ``peer_labels`` the predictions for the step's peer inputs and the peer
+    labels (peer loss); ``epoch`` the epochs of the phase trained so far and ``epochs`` its
+    length (schedules by epoch).
     """
 
     logits: torch.Tensor
@@ -84,6 +128,11 @@ class Batch:
     state: torch.Tensor | None = None
     draw_key: torch.Tensor | None = None
     step: int = 0
+    noise_rate: torch.Tensor | None = None
+    peer_logits: torch.Tensor | None = None
+    peer_labels: torch.Tensor | None = None
+    epoch: int = 0
+    epochs: int = 1
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -121,9 +170,20 @@ Transform = Callable[["torch.Tensor", "torch.Tensor", Batch], "torch.Tensor"]  #
 
 @dataclass(frozen=True)
 class Method:
-    """One registry entry. ``loss`` returns the per-sample loss ``(..., B)``; methods that
-    share a ``loss`` function are computed in one call for all their models (``loss_args``
-    maps a method's parameter values to that function's arguments)."""
+    """One registry entry. ``loss`` returns the per-sample loss ``(..., B)`` (``(S, n, k, B)`` for
+    a method of k models per cell); methods that share a ``loss`` function are computed in one
+    call for all their models (``loss_args`` maps a method's parameter values to that
+    function's arguments).
+
+    ``noise``: what it is told of the noise (``NOISE_INFO``); with ``transition`` it gets T
+    (``transition`` maps T to what the loss gets), with "... rate" the noise rate; "estimated"
+    ones get them from a CE model's softmax (``correction.anchor_transition``; the parameter
+    ``quantile`` picks the anchor points). ``models``: the models a cell trains (the first is
+    the one evaluated). ``peer``: it needs the step's peer samples (the engine's second forward
+    pass). ``convention``: which one it follows where the authors' public code differs from
+    their paper, and why. ``literature``: its parameter values per dataset family with their
+    sources (``default`` resolves to them).
+    """
 
     name: str
     label: str
@@ -141,6 +201,11 @@ class Method:
     # checked with it before any job); a ValueError says why T does not suit the method
     transition: Callable[[np.ndarray], np.ndarray] | None = None
     dataset_check: Callable[[tuple, int], str | None] | None = None  # (values, K) -> why not, or None
+    noise: str = ""                              # what it is told of the noise (NOISE_INFO)
+    models: int = 1                              # models per cell
+    peer: bool = False                           # needs peer samples
+    convention: str = ""
+    literature: tuple[Literature, ...] = ()
 
     def __post_init__(self) -> None:
         import re
@@ -155,11 +220,37 @@ class Method:
         for p in self.params:
             if not p.contains(p.default):
                 raise ValueError(f"method {self.name}: default {p.name} = {p.default} is outside {p.range_text}")
+        if self.noise not in NOISE_INFO:
+            raise ValueError(f"method {self.name}: noise {self.noise!r}; allowed: {', '.join(map(repr, NOISE_INFO))}")
+        if self.noise.endswith(" T") != (self.transition is not None):
+            raise ValueError(f"method {self.name}: a method told T has a transition map, and only such a method")
+        if self.estimated and "quantile" not in names:
+            raise ValueError(f"method {self.name}: an estimated-noise method has a parameter 'quantile'")
+        if not isinstance(self.models, int) or self.models < 1:
+            raise ValueError(f"method {self.name}: models must be an integer >= 1")
+        for lit in self.literature:
+            unknown = sorted(set(lit.values) - set(names))
+            if unknown:
+                raise ValueError(f"method {self.name}: literature values of unknown parameter(s) {', '.join(unknown)}")
+            values = tuple(float(lit.values.get(p.name, p.default)) for p in self.params)
+            for p, v in zip(self.params, values):
+                if not p.contains(v):
+                    raise ValueError(f"method {self.name}: literature {p.name} = {v} is outside {p.range_text}")
+        seen = [f for lit in self.literature for f in lit.families]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"method {self.name}: a family has two literature entries")
 
     @property
     def oracle(self) -> bool:
-        """Whether it uses the noise's TRUE transition matrix (tables mark it "oracle T")."""
-        return self.transition is not None
+        """Whether it is told the noise's TRUE transition matrix or rate (tables mark it "oracle T"
+        or "oracle rate"): no real method knows them."""
+        return self.noise.startswith("oracle")
+
+    @property
+    def estimated(self) -> bool:
+        """Whether it estimates T (and from it the noise rate) from a CE model's softmax: the
+        warm-up model of its protocol variant, so it needs one."""
+        return self.noise.startswith("estimated")
 
     @property
     def group(self) -> str:
@@ -167,12 +258,29 @@ class Method:
 
     @property
     def defaults(self) -> tuple[float, ...]:
+        """The parameters' registry defaults (the fallback family's literature values)."""
         return tuple(float(p.default) for p in self.params)
+
+    def literature_for(self, family: str | None) -> Literature | None:
+        """The literature entry ``default`` resolves to on a dataset of ``family`` (None: a
+        family of none): the family's own, else the first of ``FALLBACK_FAMILIES`` with one."""
+        for want in ((family,) if family else ()) + FALLBACK_FAMILIES:
+            for lit in self.literature:
+                if want in lit.families:
+                    return lit
+        return None
+
+    def defaults_for(self, family: str | None) -> tuple[float, ...]:
+        """The parameter values ``default`` means on a dataset of ``family``: the literature's
+        (``literature_for``), the registry defaults for parameters it does not set."""
+        lit = self.literature_for(family)
+        given = lit.values if lit is not None else {}
+        return tuple(float(given.get(p.name, p.default)) for p in self.params)
 
     @property
     def tunable(self) -> bool:
         """Whether the method has a parameter value to choose (CE's fixed r = 0 has none)."""
-        return any(p.low is None or p.low != p.high for p in self.params)
+        return any(len(p.choices) > 1 or (not p.choices and (p.low is None or p.low != p.high)) for p in self.params)
 
     def args(self, values: tuple) -> tuple[float, ...]:
         return tuple(self.loss_args(values)) if self.loss_args else tuple(values)
@@ -186,12 +294,14 @@ class Method:
             if not p.contains(float(v)):
                 raise ValueError(f"{self.name} {p.name} ({p.symbol}) must lie in {p.range_text}, got {fmt_rate(v)}")
 
-    def settings(self, item: Any, where: str = "") -> tuple[float, ...]:
+    def settings(self, item: Any, where: str = "", family: str | None = None) -> tuple[float, ...]:
         """One params.yaml setting -> its parameter values: a number (the first parameter,
         the others at their defaults), a mapping {parameter: value} (missing ones default)
-        or ``default`` (every parameter at its default)."""
+        or ``default`` (every parameter at its default); the defaults are those of the
+        dataset's ``family`` (``defaults_for``)."""
+        defaults = self.defaults_for(family)
         if item == "default":
-            return self.defaults
+            return defaults
         if isinstance(item, bool) or not isinstance(item, (int, float, dict)):
             raise ValueError(f"{where or self.name}: a setting is a number, a mapping of "
                              f"{', '.join(p.name for p in self.params) or 'no parameters'}, or 'default'")
@@ -200,21 +310,17 @@ class Method:
             if unknown:
                 raise ValueError(f"{where or self.name}: unknown parameter {unknown[0]}; allowed: "
                                  f"{', '.join(p.name for p in self.params) or 'none'}")
-            return tuple(float(item.get(p.name, p.default)) for p in self.params)
+            return tuple(float(item.get(p.name, d)) for p, d in zip(self.params, defaults))
         if not self.params:
             raise ValueError(f"{where or self.name}: {self.name} has no parameters; write 'default'")
-        return (float(item),) + self.defaults[1:]
+        return (float(item),) + defaults[1:]
 
     def label_params(self, values: tuple, fmt: str = "plain") -> str:
         """``r=0.2``, ``α=0.1, β=1`` (``fmt``: plain, md or tex); empty for a method with
         nothing to choose."""
         if not self.tunable:
             return ""
-        parts = []
-        for p, v in zip(self.params, values):
-            sym = f"${p.tex or p.symbol}$" if fmt == "tex" else p.symbol
-            parts.append(f"{sym}={fmt_rate(v)}")
-        return ", ".join(parts)
+        return ", ".join(x for x in (p.value_label(v, fmt) for p, v in zip(self.params, values)) if x)
 
     def params_text(self, values: tuple) -> str:
         """The canonical machine-readable text of a parameter set: ``alpha=0.1;beta=1``."""

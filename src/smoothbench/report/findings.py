@@ -13,7 +13,7 @@ from ..core.selection import metric as selection_metric
 from .seedstats import REPORT_SELECTIONS, Setting, choose, table_row, t_interval
 from .tables import SUBJECT, entry_name, pct, subject, winner_label
 
-ROBUST = ("robust", "correction", "peer", "elr")  # the registry families of the field's robust losses
+ROBUST = ("robust", "correction", "peer", "elr", "selection")  # the registry families of the field's baselines
 
 Settings = dict[tuple[str, str, str], list[Setting]]
 MARK = {claims.HOLDS: "✅ holds", claims.FAILS: "❌ does not hold", claims.INCONCLUSIVE: "❔ inconclusive",
@@ -67,7 +67,8 @@ def _pooling() -> str:
 
 def nls_vs_robust(s: Setting, selection: str = "selected") -> dict | None:
     """NLS at its best rate against the best robust baseline of a setting (the one with the
-    best mean among the ROBUST families at their best parameters; oracle-T methods left out),
+    best mean among the ROBUST families at their best parameters; methods told the true T or
+    noise rate left out),
     paired by seed: the mean difference in points and its 95% interval. None: no NLS or no
     robust baseline."""
     nls = choose(s, "nls", selection)
@@ -95,7 +96,7 @@ def _nls_vs_robust(settings: Settings) -> list[str]:
                 lines = ["## NLS against the best robust baseline", "",
                          "Per noise rate, under the honest selection: NLS at its best rate minus the robust baseline "
                          "with the best mean (GCE, SCE, NCE+RCE, MAE, focal, bootstrapping, peer loss, ELR at their "
-                         "best parameters; the oracle-T corrections left out), paired by seed, mean and 95% interval "
+                         "best parameters; the methods told the true T or noise rate left out), paired by seed, mean and 95% interval "
                          "in points. A comparison of this study's methods, not a claim of the paper.", ""]
             ci = c["ci"]
             text = "fewer than two paired seeds" if ci is None else \

@@ -7,8 +7,9 @@ settings, and of the protocol variants when a study has several (as the paper re
 the better of direct training and warm-up); the mean and the 95% Student-t interval of
 that accuracy over seeds (the seed is the unit of replication); and, beside it, the same
 method's best-on-test figure (its parameters chosen by that selection, as the reference
-code does) and its final-epoch figure. Methods that use the noise's true transition
-matrix are marked "oracle T": no real method knows it.
+code does) and its final-epoch figure. Methods told the noise's true transition matrix or
+rate are marked "oracle T" or "oracle rate" (no real method knows them; the ``oracle``
+column), those that estimate them "estimated T" or "estimated rate".
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ def md(board: list[dict]) -> list[str]:
              "Ranked by the honest selection (the epoch best on the held-out noisy labels; parameters and protocol "
              "variant chosen by its mean): mean test accuracy (%) and its 95% interval over seeds (Student t, the "
              "seed as the unit of replication). Beside it: the method's best-on-test figure (parameters chosen by "
-             "clean test accuracy, the reference code's selection; optimistic) and its final epoch. \"oracle T\": "
-             "uses the noise's true transition matrix, which no real method knows.", ""]
+             "clean test accuracy, the reference code's selection; optimistic) and its final epoch. \"oracle T\", "
+             "\"oracle rate\": told the noise's true transition matrix or rate, which no real method knows; "
+             "\"estimated T\", \"estimated rate\": estimated from the CE warm-up model.", ""]
     keys = list(dict.fromkeys((r["dataset"], r["noise_kind"], r["noise_rate"]) for r in board))
     for ds, kind, rate in keys:
         lines += [f"### {ds} / {kind} {rate}", "",
@@ -84,7 +86,7 @@ def md(board: list[dict]) -> list[str]:
                   "|---|---|---|---|---|---|---|---|"]
         for r in (x for x in board if (x["dataset"], x["noise_kind"], x["noise_rate"]) == (ds, kind, rate)):
             m = registry.get(r["method"])
-            label = m.label + (" (oracle T)" if m.oracle else "")
+            label = m.label + (f" ({m.noise})" if m.noise else "")
             params = m.label_params(m.parse_params_text(r["params"])) if r["params"] is not None else ""
             params += (f"; {r['variant']}" if r["variant"] and len({x["variant"] for x in board}) > 1 else "")
             ci = "—" if r["honest_low_pct"] is None else f"[{r['honest_low_pct']:.2f}, {r['honest_high_pct']:.2f}]"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import findings, leaderboard, tables
+from . import findings, leaderboard, noise_estimates, tables
 from .. import methods as registry
 from ..core.files import write_json, write_text
 from ..core.selection import SELECTION_TITLES, SELECTIONS
@@ -26,12 +26,13 @@ class TableFile:
     path: str                                   # relative to the report folder
     write: Callable[[Results], Any]             # the content: text, or an object written as JSON
     needs: frozenset[str] = field(default_factory=frozenset)   # methods the study must have
+    needs_any: frozenset[str] = field(default_factory=frozenset)   # of which the study must have one (empty: none)
     category: str | None = None                 # its category in `snakemake --report` (None: not shown)
     caption: str = ""                           # what it holds, for `snakemake --report`
 
     def wanted(self, methods: set[str]) -> bool:
         """Whether a study with these methods (all its settings together) has this file."""
-        return self.needs <= methods
+        return self.needs <= methods and (not self.needs_any or bool(self.needs_any & methods))
 
     def write_into(self, results: Results, out: Path) -> None:
         content = self.write(results)
@@ -45,7 +46,7 @@ def register(entry: TableFile) -> TableFile:
     """Add a table file (ValueError naming it when its path is taken or a method is unknown)."""
     if entry.path in TABLE_FILES:
         raise ValueError(f"table file {entry.path!r} is registered already")
-    unknown = sorted(entry.needs - set(registry.names()))
+    unknown = sorted((entry.needs | entry.needs_any) - set(registry.names()))
     if unknown:
         raise ValueError(f"table file {entry.path!r}: method(s) {', '.join(unknown)} are not registered")
     TABLE_FILES[entry.path] = entry
@@ -71,13 +72,18 @@ def _selection_table(selection: str) -> TableFile:
 
 
 register(TableFile(f"{FOLDER}/tables.md",
-                   lambda r: tables.md_tables(r.settings, r.references) + "\n".join(leaderboard.md(r.leaderboard))))
+                   lambda r: tables.md_tables(r.settings, r.references) + "\n".join(leaderboard.md(r.leaderboard)
+                                                                                    + noise_estimates.md(r.settings))))
 register(TableFile(f"{FOLDER}/tables.tex", lambda r: tables.tex_tables(r.settings, r.references)))
 for _selection in SELECTIONS:
     register(_selection_table(_selection))
 register(TableFile(f"{FOLDER}/reproduction.csv", lambda r: tables.reproduction_csv(r.settings, r.references)))
 register(TableFile(f"{FOLDER}/claims.csv", lambda r: tables.claims_csv(r.claim_rows)))
 register(TableFile(f"{FOLDER}/leaderboard.csv", lambda r: leaderboard.csv(r.leaderboard)))
+register(TableFile(f"{FOLDER}/noise_estimates.csv", lambda r: noise_estimates.csv(r.settings),
+                   needs_any=noise_estimates.ESTIMATED, category="Tables",
+                   caption="The error of T estimated by anchor points from the warm-up model, per setting: mean "
+                           "absolute error against the true T and the noise rate it implies."))
 register(TableFile("summary.json", lambda r: findings.summary(r.settings, r.claim_rows)))
 register(TableFile("findings.md", lambda r: findings.findings(r.settings, r.claim_rows), category="Findings",
                    caption="The findings computed from the results: the claims' verdicts first, then per setting the "

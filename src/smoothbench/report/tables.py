@@ -93,13 +93,13 @@ def pct(x: float) -> str:
 
 
 def rate_label(method: str, values: tuple | float | None, fmt: str) -> str:
-    """A method's parameters as a table shows them (``r=0.2``, ``α=0.1, β=1``), and "oracle T"
-    for the methods that use the noise's true transition matrix; empty for CE."""
+    """A method's parameters as a table shows them (``r=0.2``, ``α=0.1, β=1``), and what it is
+    told of the noise ("oracle T", "estimated T", "oracle rate", "estimated rate"); empty for CE."""
     m = registry.get(method)
     if isinstance(values, (int, float)):
         values = (float(values),) + m.defaults[1:]
     label = m.label_params(values, fmt) if values is not None else ""
-    return ", ".join(x for x in (label, "oracle T" if m.oracle else "") if x)
+    return ", ".join(x for x in (label, m.noise) if x)
 
 
 def method_label(method: str) -> str:

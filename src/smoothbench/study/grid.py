@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .. import methods as registry
 from ..core.vocabulary import Cell, group_id
-from .params import annotation_files, deep_merge, load_params, method_grid, noise_grid, noise_rates, protocol_for, read_study, study_from_command_line, study_schema, typed, validate_params
+from .params import annotation_files, deep_merge, family_of, load_params, method_grid, noise_grid, noise_rates, protocol_for, read_study, setting_method_grids, study_from_command_line, study_schema, typed, validate_params
 
 # --------------------------------------------------------------------------- groups
 
@@ -113,10 +113,14 @@ def expand_jobs(params: dict) -> list[Job]:
     return [Job(tuple(gs)) for gs in by.values()]
 
 
-def study_cells(params: dict, dataset: str) -> list[Cell]:
-    """The cells of every group of ``dataset``: its methods x settings, in registry order."""
-    return registry.sort_cells(c for name, items in method_grid(params, dataset).items()
-                               for c in registry.cells_of(name, items))
+def study_cells(params: dict, dataset: str, kind: str | None = None, rate: str | None = None) -> list[Cell]:
+    """The cells of the groups of ``dataset`` (of its setting ``kind``, ``rate`` when given: with
+    the cells ``setting_methods`` adds to it): its methods x settings, the defaults those of its
+    family, in registry order."""
+    family = family_of(params, dataset)
+    grids = [method_grid(params, dataset)] + (setting_method_grids(params, dataset, kind, rate) if kind else [])
+    return registry.sort_cells(c for grid_ in grids for name, items in grid_.items()
+                               for c in registry.cells_of(name, items, family=family))
 
 
 def expand_groups(params: dict) -> list[Group]:
@@ -126,9 +130,9 @@ def expand_groups(params: dict) -> list[Group]:
     results_dir = str((params.get("output") or {}).get("results_dir", "results"))
     groups = []
     for dataset in params["datasets"]:
-        cells = tuple(study_cells(params, dataset))
         variants = tuple(protocol_for(params, dataset)["variants"])
         for kind, rate in noise_rates(params, dataset):
+            cells = tuple(study_cells(params, dataset, kind, rate))
             for seed in params["seeds"]:
                 groups.append(Group(dataset, kind, rate, int(seed), cells, results_dir, variants))
     return groups
@@ -146,12 +150,15 @@ def report_keys(params: dict) -> dict[tuple[str, str, str], set[str]]:
 
 def model_epochs(params: dict) -> int:
     """The study's training cost in model-epochs (one model, one pass over its training set):
-    per group, each distinct warm-up once (one model) plus every variant's own phase for
-    every cell. Evaluation passes are not counted."""
+    per group, each distinct warm-up once (as many models as its widest cell has) plus every
+    variant's own phase for every model of every cell (peer cells twice: their second forward
+    and backward pass). Evaluation passes are not counted."""
     total = 0
     for g in expand_groups(params):
         variants = protocol_for(params, g.dataset)["variants"].values()
         warmups = {json.dumps({k: v for k, v in var["warmup"].items() if k != "branch"}, sort_keys=True):
                    var["warmup"]["epochs"] for var in variants}
-        total += sum(warmups.values()) + len(g.cells) * sum(var["epochs"] for var in variants)
+        methods = [registry.get(c.method) for c in g.cells]
+        models = sum(m.models * (2 if m.peer else 1) for m in methods)
+        total += max(m.models for m in methods) * sum(warmups.values()) + models * sum(var["epochs"] for var in variants)
     return total

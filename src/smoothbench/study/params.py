@@ -222,14 +222,15 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
     clean_labels = _clean_labels_of(p)
     num_classes, input_shapes = _check_own_files(p, source, fail, clean_labels)
 
-    # methods: each setting through the registry, no duplicates, at least one cell per dataset
+    # methods: each setting through the registry (its defaults those of each dataset's family), no
+    # duplicates, at least one cell per dataset, a warm-up for the methods that estimate the noise from it
     for ds in p["dataset_methods"]:
         if ds not in p["datasets"]:
             fail(f"dataset_methods.{ds}", p["dataset_methods"][ds], f"{ds} is not in datasets ({', '.join(p['datasets'])})")
     grids = [("methods", p["methods"], [d for d in p["datasets"] if d not in p["dataset_methods"]])] + \
         [(f"dataset_methods.{ds}", g, [ds]) for ds, g in p["dataset_methods"].items()]
     for where_, method_grid, datasets in grids:
-        _check_methods(where_, method_grid, datasets, fail, num_classes)
+        _check_methods(p, where_, method_grid, datasets, fail, num_classes)
 
     # noise: rate ranges per kind and dataset, CIFAR-N label sets per dataset
     for ds in p["dataset_noise"]:
@@ -241,6 +242,7 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
         _check_noise(p, where_, noise_grid, datasets, fail, num_classes, clean_labels)
     if not any(noise_rates(p, ds) for ds in p["datasets"]):
         fail("noise", p["noise"], "the grid is empty; give at least one rate to one of " + ", ".join(noise.names()))
+    _check_setting_methods(p, fail, num_classes)
 
     # protocols: what the schema cannot say, checked on every dataset's merged protocol
     for ds in [d for d in [*root["$defs"]["dataset"]["enum"], *p["dataset_files"]]
@@ -271,28 +273,68 @@ def _semantic_checks(p: dict, source: str, root: dict) -> None:
             fail(where(key), value, f"for {ds}, {why}")
 
 
-def _check_methods(where: str, method_grid: dict, datasets: list[str], fail: Any,
-                   num_classes: dict[str, int]) -> None:
-    """One method grid: every setting valid for its method (and each dataset's K, ``num_classes``),
-    no cell twice, at least one cell when a dataset uses it."""
-    seen: dict[Cell, str] = {}
-    for name, items in method_grid.items():
-        for i, item in enumerate(items):
-            at = f"{where}.{name}[{i}]"
-            try:
-                (c,) = registry.cells_of(name, [item], at)
-            except ValueError as exc:
-                fail(at, item, _GOT_SUFFIX.sub("", str(exc).split(": ", 1)[-1]))
-            if c in seen:
-                fail(at, item, f"the same cell as {seen[c]}")
-            seen[c] = at
-            check = registry.get(name).dataset_check
-            for ds in datasets:
-                why = check(c.values, num_classes[ds]) if check else None
+def _check_methods(p: dict, where: str, method_grid: dict, datasets: list[str], fail: Any,
+                   num_classes: dict[str, int], seen: dict[Cell, str] | None = None) -> None:
+    """One method grid: every setting valid for its method (with the defaults of each dataset's
+    family, and each dataset's K, ``num_classes``), no cell twice (nor one of ``seen``), a
+    protocol variant with a warm-up for a dataset whose grid has a method that estimates the
+    noise, at least one cell when a dataset uses it."""
+    for ds in datasets or [None]:
+        found: dict[Cell, str] = dict(seen or {})
+        family = family_of(p, ds) if ds is not None else None
+        for name, items in method_grid.items():
+            method = registry.get(name)
+            for i, item in enumerate(items):
+                at = f"{where}.{name}[{i}]"
+                try:
+                    (c,) = registry.cells_of(name, [item], at, family)
+                except ValueError as exc:
+                    fail(at, item, _GOT_SUFFIX.sub("", str(exc).split(": ", 1)[-1]))
+                if c in found:
+                    fail(at, item, f"the same cell as {found[c]}")
+                found[c] = at
+                why = method.dataset_check(c.values, num_classes[ds]) if method.dataset_check and ds else None
                 if why:
                     fail(at, item, f"{why} on {ds}")
-    if datasets and not seen:
-        fail(where, method_grid, f"the grid is empty; give at least one setting to one of {', '.join(registry.names())}")
+                if method.estimated and ds is not None:
+                    variants = protocol_for(p, ds)["variants"]
+                    if all(var["warmup"]["epochs"] == 0 for var in variants.values()):
+                        fail(at, item, f"{name} estimates T from a CE warm-up model, and no protocol variant of {ds} "
+                                       f"has a warm-up (warmup.epochs 0): give one a warm-up or drop {name}")
+        if ds is not None and not found and seen is None:
+            fail(where, method_grid, f"the grid is empty; give at least one setting to one of {', '.join(registry.names())}")
+
+
+def _check_setting_methods(p: dict, fail: Any, num_classes: dict[str, int]) -> None:
+    """setting_methods: each entry's dataset in the study, its noise settings among the dataset's,
+    its cells valid on the dataset and none already in the dataset's grid (or an earlier entry's)."""
+    for i, entry in enumerate(p["setting_methods"]):
+        where, ds = f"setting_methods[{i}]", entry["dataset"]
+        if ds not in p["datasets"]:
+            fail(f"{where}.dataset", ds, f"{ds} is not in datasets ({', '.join(p['datasets'])})")
+        own = noise_rates(p, ds)
+        for kind, rates in entry["noise"].items():
+            for j, rate in enumerate(rates):
+                if (kind, fmt_rate(rate)) not in own:
+                    fail(f"{where}.noise.{kind}[{j}]", rate, f"{ds} has no such noise setting; its settings: "
+                         + ", ".join(f"{k} {r}" for k, r in own))
+        family = family_of(p, ds)
+        grid_cells = {c: f"{('dataset_methods.' + ds) if ds in p['dataset_methods'] else 'methods'}.{name}"
+                      for name, items in method_grid(p, ds).items() for c in registry.cells_of(name, items, "", family)}
+        for k, earlier in enumerate(p["setting_methods"][:i]):
+            if earlier["dataset"] == ds:
+                grid_cells.update({c: f"setting_methods[{k}].methods.{name}" for name, items in earlier["methods"].items()
+                                   for c in registry.cells_of(name, items, "", family)})
+        _check_methods(p, f"{where}.methods", entry["methods"], [ds], fail, num_classes, seen=grid_cells)
+
+
+def family_of(params: dict, dataset: str) -> str | None:
+    """The benchmark family of a dataset (``smoothbench.data.FAMILIES``), what a method's
+    ``default`` resolves by: a registered dataset's own, a dataset of your own files the one its
+    ``dataset_files`` entry names (None without one: the methods' fallback family's values)."""
+    if dataset in data.DATASETS:
+        return data.get_spec(dataset).family
+    return ((params.get("dataset_files") or {}).get(dataset) or {}).get("family")
 
 
 def _clean_labels_of(p: dict) -> Any:
@@ -500,3 +542,9 @@ def noise_rates(params: dict, dataset: str) -> list[tuple[str, str]]:
 def method_grid(params: dict, dataset: str) -> dict:
     """The method grid (method -> settings) of ``dataset``: its own in dataset_methods, else ``methods``."""
     return (params.get("dataset_methods") or {}).get(dataset, params["methods"])
+
+
+def setting_method_grids(params: dict, dataset: str, kind: str, rate: str) -> list[dict]:
+    """The method grids ``setting_methods`` adds to one setting (dataset, noise kind, rate text)."""
+    return [e["methods"] for e in params.get("setting_methods") or []
+            if e["dataset"] == dataset and any(fmt_rate(r) == rate for r in (e["noise"].get(kind) or []))]

@@ -62,7 +62,7 @@ def fig_curves(key: Key, sets: list[Setting], results: Results):
         if i % ncols == 0:
             ax.set_ylabel("test accuracy (%)")
     ordered = [m for m in registry.names() if m in drawn]
-    fig.legend([drawn[m] for m in ordered], [method_label(m) + (" (oracle T)" if registry.get(m).oracle else "")
+    fig.legend([drawn[m] for m in ordered], [method_label(m) + (f" ({registry.noise_note(m)})" if registry.noise_note(m) else "")
                                              for m in ordered], loc="center right", frameon=False,
                bbox_to_anchor=(1.0, 0.5), fontsize=7)
     fig.suptitle(f"{title(key)}: test accuracy per epoch, mean over non-diverged seeds\n(each method at its "

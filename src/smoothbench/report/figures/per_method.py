@@ -87,7 +87,7 @@ def fig_leaderboard(key: Key, sets: list[Setting], results: Results):
             b = rows_b.get(m)
             if b is not None and b.stat is not None:
                 ax.plot([100 * b.stat.mean], [i], ls="none", marker=marker, ms=5, mfc="none", color=color)
-        ax.set_yticks(range(len(methods)), [method_label(m) + (" (oracle T)" if registry.get(m).oracle else "")
+        ax.set_yticks(range(len(methods)), [method_label(m) + (f" ({registry.noise_note(m)})" if registry.noise_note(m) else "")
                                             for m in methods] if j == 0 else [])
         ax.set_ylim(len(methods) - 0.5, -0.5)
         ax.set_title(f"noise {s.noise_rate}")
