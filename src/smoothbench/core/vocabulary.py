@@ -91,6 +91,14 @@ def group_id(dataset: str, kind: str, rate: float | str, seed: int) -> str:
     return f"{dataset}-{kind}-{fmt_rate(rate)}-s{seed}"
 
 
+# A group's per-test-sample correctness, in its folder beside group.json (the engine writes
+# it, the collector gathers every group's into one file beside results.csv): per cell and
+# selection, whether the cell's prediction of each test sample is right at the epoch the
+# selection chose, 8 samples a byte. The test set is the same for every seed of a dataset, so
+# its sampling error does not average out over seeds; the report resamples it from these bits.
+TEST_CORRECT_FILE = "test_correct.npz"
+
+
 # --------------------------------------------------------------------------- shared columns
 #
 # The engine writes these (group.json cells, curves.csv) and the collector reads them:
