@@ -112,8 +112,9 @@ class Analysis:
     def margin_points(self, dataset: str) -> float | None:
         """The equivalence margin of a dataset in points: ``equivalence_margin`` x the binomial
         standard error of one test accuracy, 100 sqrt(a (1 - a) / n), at the dataset's test-set
-        size n and accuracy level a (the mean final-epoch test accuracy of its cells). None:
-        the test set's size is unknown (no per-sample correctness)."""
+        size n and accuracy level a (the mean final-epoch test accuracy of its cells; a (1 - a) at
+        least 1/n, so that a perfect accuracy keeps a margin). None: the test set's size is
+        unknown (no per-sample correctness)."""
         n = self.panel.test_samples.get(dataset)
         a = self._accuracy_level.get(dataset)
         if n is None or a is None:

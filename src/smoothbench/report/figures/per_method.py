@@ -33,7 +33,7 @@ def has_gains(shape: Shape) -> bool:
 def fig_claims(key: Key, sets: list[Setting], results: Results):
     """The claims at a glance: per noise rate, each smoothing method at its best rate minus its
     baseline (LS, NLS, flip - CE; BCE-LS, BCE-NLS - BCE), mean paired difference over seeds with
-    its 95% t interval; one panel per selection."""
+    its 95% interval of every source; one panel per selection."""
     from matplotlib.lines import Line2D
 
     methods = _gain_methods(sets)
