@@ -8,7 +8,7 @@ cli._reproducible_cpu()  # the CPU kernels every `smoothbench` command uses, bef
 
 import pytest  # noqa: E402
 
-from smoothbench.report import collect, build as report  # noqa: E402
+from smoothbench.report import choices, collect, build as report  # noqa: E402
 from toy_results import write_refs, write_toy
 
 
@@ -18,6 +18,7 @@ def collected(tmp_path_factory):
     paths = write_toy(root) + write_toy(root, kind="pairflip")
     results, curves = root / "results.csv", root / "curves.csv"
     collect.collect(paths, results, curves)
+    choices.write_choices(results, root / "choices.csv")
     return root, paths, results, curves
 
 

@@ -106,6 +106,8 @@ def kill_and_resume(cmd: list[str], tmp_path: Path, epochs: int, cell_ids: list[
     assert "resumed from epoch" in resumed.stderr
     for i in range(outs):
         assert (tmp_path / f"ref{i}/group.json").read_text() == (tmp_path / f"killed{i}/group.json").read_text()
+        assert (tmp_path / f"ref{i}/test_correct.npz").read_bytes() == \
+            (tmp_path / f"killed{i}/test_correct.npz").read_bytes()
         for cell in cell_ids:
             assert (tmp_path / f"ref{i}/cells/{variant}" / cell / "curves.csv").read_bytes() == \
                 (tmp_path / f"killed{i}/cells/{variant}" / cell / "curves.csv").read_bytes(), cell

@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from smoothbench.report import claims, seedstats as stats
+from smoothbench.report import claims, inference, results as study_results
 from smoothbench import methods as registry
 from smoothbench.core.vocabulary import RESULT_COLUMNS
 
 
 def rows_of(spec: dict, num_classes: int = 10) -> list[dict]:
-    """{noise rate: {(method, rate): [accuracy per seed]}} -> results rows (every selection equal)."""
+    """{noise rate: {(method, rate): [accuracy per seed]}} -> results rows (every selection equal,
+    the held-out accuracy too: every choice is the one the accuracy makes)."""
     rows = []
     for noise_rate, cells in spec.items():
         for (method, rate), accs in cells.items():
@@ -23,22 +24,36 @@ def rows_of(spec: dict, num_classes: int = 10) -> list[dict]:
                            method=method, rate=rate, values=(rate,),
                            params=registry.get(method).params_text((rate,)),
                            status="ok" if acc is not None else "diverged",
-                           num_classes=num_classes,
-                           test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc)
+                           num_classes=num_classes, test_acc_best=acc, test_acc_selected=acc, test_acc_final=acc,
+                           val_acc_selected=acc, val_acc_final=acc)
                 rows.append(row)
     return rows
 
 
-def verdicts(spec: dict, selection: str = "selected", **kw) -> dict[str, claims.Verdict]:
-    (sets,) = stats.settings_of(rows_of(spec, **kw)).values()
-    return {v.claim: v for v in claims.check(sets, selection)}
+TEST_SAMPLES = 1500   # the equivalence margin: one binomial SE of an accuracy a, 100 sqrt(a (1 - a) / 1500)
+
+
+def margin(spec: dict) -> float:
+    """The equivalence margin by its formula: a = the mean accuracy of the study's cells."""
+    accs = [a for cells in spec.values() for v in cells.values() for a in v if a is not None]
+    a = sum(accs) / len(accs)
+    return 100 * math.sqrt(a * (1 - a) / TEST_SAMPLES)
+
+
+def verdicts(spec: dict, selection: str = "selected", bootstrap: int = 2000, **kw) -> dict[str, claims.Verdict]:
+    """The claims' verdicts on a study without per-sample correctness: the seeds are the only
+    source of variance (and the choices, made again in each bootstrap replicate)."""
+    results = study_results.from_rows(rows_of(spec, **kw), params={"bootstrap": bootstrap},
+                                      test_samples={"d": TEST_SAMPLES})
+    (verdict_list,) = claims.check(results.analysis, selection).values()
+    return {v.claim: v for v in verdict_list}
 
 
 def test_t_interval_closed_form():
-    mean, low, high = claims.t_interval([1.0, 2.0, 3.0])
+    mean, low, high = inference.t_interval([1.0, 2.0, 3.0])
     half = 4.302652729911275 / math.sqrt(3)           # t(0.975, 2) * sd / sqrt(n), sd = 1
     assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
-    assert claims.t_interval([1.0]) is None
+    assert inference.t_interval([1.0]) is None
 
 
 # the paper's picture: LS helps at low noise and not at high; NLS helps at high noise, its best
@@ -61,7 +76,7 @@ def test_claims_hold_on_the_papers_picture():
         "a": claims.HOLDS, "b": claims.HOLDS, "c": claims.HOLDS, "c'": claims.HOLDS, "d": claims.HOLDS,
         "e": claims.HOLDS}
     assert v["a"].mean == pytest.approx(100 * (0.84 + 0.855 + 0.85 - 0.80 - 0.82 - 0.81) / 3)
-    assert v["c'"].detail == "best r -0.4 at noise 0, -2 at 0.6"
+    assert v["c'"].test.detail == "best r -0.4 at noise 0, -2 at 0.6; on the grid's edge at noise 0 and noise 0.6"
     # pooled claims: each seed's pairs (2 noise rates; x 2 for e) averaged first, n = 3 seeds
     assert v["d"].n == 3 and v["e"].n == 3
     per_seed = [((0.842 - 0.84) + (0.493 - 0.49)) / 2, ((0.853 - 0.855) + (0.512 - 0.515)) / 2,
@@ -92,12 +107,19 @@ def test_noisy_seeds_are_inconclusive_and_one_seed_is_not_tested():
     assert one["a"].verdict == claims.NOT_TESTED and one["b"].verdict == claims.NOT_TESTED
 
 
-def test_equivalence_needs_the_whole_interval_inside_the_margin():
+def test_equivalence_is_two_one_sided_tests_against_the_margin():
+    """The margin (about 1 point here) is one binomial SE of an accuracy at the test set's size;
+    TOST on the primary SE; a difference inside the margin whose interval excludes 0 is
+    "equivalent but different"."""
     base = {"0": {("ls", 0.4): [0.80, 0.81, 0.82, 0.83]}}
     close = {"0": {**base["0"], ("flip", 0.36): [0.803, 0.806, 0.823, 0.827]}}       # within 0.5 points
+    offset = {"0": {**base["0"], ("flip", 0.36): [0.803, 0.814, 0.823, 0.834]}}      # +0.35 every seed, nearly
     far = {"0": {**base["0"], ("flip", 0.36): [0.83, 0.84, 0.85, 0.86]}}             # 3 points apart
     wide = {"0": {**base["0"], ("flip", 0.36): [0.79, 0.83, 0.80, 0.85]}}            # spans the margin
-    assert verdicts(close)["d"].verdict == claims.HOLDS
+    v = verdicts(close)["d"]
+    assert v.verdict == claims.HOLDS and v.test.margin == pytest.approx(margin(close))
+    assert 0.9 < v.test.margin < 1.1
+    assert verdicts(offset)["d"].verdict == claims.EQUIVALENT_BUT_DIFFERENT
     assert verdicts(far)["d"].verdict == claims.FAILS
     assert verdicts(wide)["d"].verdict == claims.INCONCLUSIVE
 
@@ -139,11 +161,14 @@ def test_pooled_intervals_cover_a_planted_effect_with_the_seed_as_the_unit(effec
     studies, covered, naive = 400, 0, 0
     for _ in range(studies):
         spec = _synthetic(rng, seeds=5, effect=effect, seed_sd=1.0, noise_sd=0.3)
-        v = verdicts(spec)["d"]
-        assert v.n == 5
-        covered += v.low <= effect <= v.high
+        results = study_results.from_rows(rows_of(spec))
+        ((_, sets),) = results.settings.items()
+        per_seed = claims.CLAIMS["d"].quantity(sets, results.analysis.view("selected")).values[0]
+        assert per_seed.shape == (5,)                                          # one value per seed
+        _, low, high = inference.t_interval(per_seed.tolist())                 # the t interval over seeds
+        covered += low <= effect <= high
         rows = [100 * (spec[r][("flip", 0.36)][s] - spec[r][("ls", 0.4)][s]) for r in spec for s in range(5)]
-        _, lo, hi = claims.t_interval(rows)
+        _, lo, hi = inference.t_interval(rows)
         naive += lo <= effect <= hi
     tol = 3.5 * math.sqrt(0.95 * 0.05 / studies)
     assert abs(covered / studies - 0.95) < tol, covered / studies

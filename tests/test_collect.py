@@ -22,11 +22,36 @@ def test_collect_results_columns_rows_and_order(collected):
     assert keys == sorted(keys)                                # methods in registry order, then by rate
     assert rows[0]["noise_kind"] == "pairflip" and rows[0]["method"] == "ce"
     # exact text of one row: floats as repr, null as empty, ints as ints
-    expected = ("toy,symmetric,0.6,1,direct,flip,eps=0.18,0.18,flip_0.18,ok,,0.41,0.55,0.43,2,3,0.5,,,0.882,0.618,"
-                "1.25,0.059,0.75,,,10,0.597")
+    # (val_acc_final, 0.36: the held-out accuracy of the cell's last epoch, read off its curves)
+    expected = ("toy,symmetric,0.6,1,direct,flip,eps=0.18,0.18,flip_0.18,ok,,0.41,0.55,0.43,2,3,0.38,,,0.882,0.618,"
+                "1.25,0.059,0.75,,,0.36,10,0.597")
     assert expected in lines
     diverged = [r for r in rows if r["status"] == "diverged"]
     assert len(diverged) == 2 * 3 and all(r["diverged_epoch"] == "2" for r in diverged)
+
+
+def test_collect_gathers_each_rows_test_correctness_beside_results(collected, tmp_path):
+    """test_correct.npz has one entry per row of results.csv, in its order, and each cell's bits
+    count its test accuracy under each selection (the toy groups: right on round(acc n) samples)."""
+    import numpy as np
+
+    _, paths, results, _ = collected
+    rows = collect.read_results(results)
+    z = collect.read_test_correct(results.with_name(vocab.TEST_CORRECT_FILE), rows)
+    assert list(z["selections"]) == ["best", "selected", "final"] and z["bits"].shape[0] == len(rows)
+    for row, bits, n in zip(rows, z["bits"], z["test_samples"]):
+        for j, sel in enumerate(z["selections"]):
+            right = np.unpackbits(bits[j], bitorder="little")[:n].sum()
+            assert right == round(row[f"test_acc_{sel}"] * n), (row["cell_id"], sel)
+    # a results table that is not the one beside it is refused
+    with pytest.raises(ValueError, match="not the correctness of the cells of the results table"):
+        collect.read_test_correct(results.with_name(vocab.TEST_CORRECT_FILE), rows[1:])
+    (paths[0].parent / vocab.TEST_CORRECT_FILE).rename(tmp_path / "moved.npz")
+    try:
+        with pytest.raises(ValueError, match="per-test-sample correctness file is missing"):
+            collect.collect(paths, tmp_path / "r.csv", tmp_path / "c.csv")
+    finally:
+        (tmp_path / "moved.npz").rename(paths[0].parent / vocab.TEST_CORRECT_FILE)
 
 
 def test_collect_curves(collected):

@@ -306,8 +306,8 @@ def test_validate_does_not_mutate_its_input():
     (lambda p: p["seeds"].append(0), "params.yaml: seeds[2] = 0: listed twice (also at seeds[0])"),
     (lambda p: p["methods"]["ls"].append(0.2), "params.yaml: methods.ls[3] = 0.2: the same cell as methods.ls[0]"),
     (lambda p: p.pop("seeds"), "params.yaml: seeds: missing; this key is required"),
-    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: data, dataset_files, dataset_methods, "
-     "dataset_noise, datasets, methods"),
+    (lambda p: p.update(epochs=3), "params.yaml: epochs: unknown key; allowed: analysis, data, dataset_files, "
+     "dataset_methods, dataset_noise, datasets"),
 ])
 def test_bad_value_gives_one_line_naming_the_key(mutate, expected):
     params = study()

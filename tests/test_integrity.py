@@ -20,8 +20,9 @@ from toy_results import write_toy
 
 from smoothbench.core import files as io
 from smoothbench.pipeline import integrity
-from smoothbench.pipeline.integrity import DATA, GROUP, LABELS, REPORT, STATS, TABLE
-from smoothbench.report import build, collect
+from smoothbench.core.vocabulary import TEST_CORRECT_FILE
+from smoothbench.pipeline.integrity import CORRECT, DATA, GROUP, LABELS, REPORT, STATS, TABLE
+from smoothbench.report import build, choices, collect
 from smoothbench.study import grid
 
 
@@ -30,12 +31,14 @@ def test_a_study_s_products_are_every_file_its_jobs_write():
                                   "methods": {"ce": [0.0], "ls": [0.4]}, "seeds": [0, 3],
                                   "output": {"results_dir": "res", "reports_dir": "rep/"}})
     products = integrity.study_products(study)
-    want = {"data/digits.npz": DATA, "rep/results.csv": TABLE, "rep/curves.csv": TABLE}
+    want = {"data/digits.npz": DATA, "rep/results.csv": TABLE, "rep/curves.csv": TABLE,
+            "rep/test_correct.npz": TABLE, "rep/choices.csv": TABLE}
     for rate in ("0.2", "0.4"):
         for seed in (0, 3):
             want[f"noisy/digits/symmetric-{rate}-s{seed}.npz"] = LABELS
             want[f"noisy/digits/symmetric-{rate}-s{seed}.json"] = STATS
             want[f"res/digits/symmetric-{rate}/seed{seed}/group.json"] = GROUP
+            want[f"res/digits/symmetric-{rate}/seed{seed}/test_correct.npz"] = CORRECT
     reports = {p: k for p, k in products.items() if k == REPORT}
     assert {p: k for p, k in products.items() if k != REPORT} == want
     assert "rep/findings.md" in reports and "rep/tables/table_best.csv" in reports
@@ -94,9 +97,11 @@ def _study_products(root: Path) -> dict[str, str]:
             io.write_json(group.parent / "cells" / cell["variant"] / cell["cell_id"] / "metrics.json", cell)
     reports = root / "reports"
     collect.collect(groups, reports / "results.csv", reports / "curves.csv")
+    choices.write_choices(reports / "results.csv", reports / "choices.csv")
     written = build.build_reports(reports / "results.csv", reports / "curves.csv", reports)
-    return {**{str(g): GROUP for g in groups}, str(reports / "results.csv"): TABLE,
-            str(reports / "curves.csv"): TABLE, **{p: REPORT for p in written}}
+    return {**{str(g): GROUP for g in groups}, **{str(g.parent / TEST_CORRECT_FILE): CORRECT for g in groups},
+            **{str(reports / name): TABLE for name in ("results.csv", "curves.csv", TEST_CORRECT_FILE, "choices.csv")},
+            **{p: REPORT for p in written}}
 
 
 @pytest.fixture(scope="module")
@@ -135,17 +140,31 @@ def test_a_group_whose_cell_files_do_not_read_back_cannot_be_used(study, name, d
     assert found.path == group and found.kind == GROUP and why in found.why, found
 
 
+def test_a_groups_correctness_file_that_does_not_read_back_cannot_be_used(study):
+    """test_correct.npz cut short: it is set aside, and its group with it (collect cannot read the
+    group without it), so the next run trains the group again."""
+    assert integrity.findings(study) == []
+    correct = next(p for p, k in study.items() if k == CORRECT)
+    Path(correct).write_bytes(Path(correct).read_bytes()[:200])
+    found = {f.path: (f.kind, f.why) for f in integrity.findings(study)}
+    group = str(Path(correct).with_name("group.json"))
+    assert set(found) == {correct, group} and found[correct][0] == CORRECT and found[group][0] == GROUP
+
+
 def test_tables_and_reports_that_are_not_what_their_jobs_make_are_set_aside(study):
     """A table or report file is deterministic: edited, cut, or made by other code, it is not
     what collect/report make from the groups now. Many report files make one line."""
     results = next(p for p in study if p.endswith("results.csv"))
+    chosen = next(p for p in study if p.endswith("choices.csv"))
     findings_md = next(p for p in study if p.endswith("findings.md"))
     rows = Path(results).read_text().splitlines(keepends=True)
     Path(results).write_text("".join(rows[:-1]))                               # its last row lost: still readable
+    Path(chosen).write_text(Path(chosen).read_text().replace("val_acc_selected,r=0.2", "val_acc_selected,r=0.4", 1))
     Path(findings_md).write_text(Path(findings_md).read_text() + "\nedited by hand\n")
-    assert integrity.unreadable(results, TABLE) is None
+    assert integrity.unreadable(results, TABLE) is None and integrity.unreadable(chosen, TABLE) is None
     found = {f.path: f.why for f in integrity.findings(study)}
     assert found == {results: "not what collect makes from the study's groups",
+                     chosen: "not what choose makes from the study's groups",
                      findings_md: "not what report makes from the study's groups"}
     lines = integrity.check(study)
     assert sorted(lines) == sorted(f"{p}: {why}; moved to set-aside/{p}" for p, why in found.items())

@@ -9,20 +9,22 @@ import pytest
 
 from smoothbench.core import vocabulary as vocab
 from smoothbench.report import figures
-from smoothbench.report import build as report, table_files
+from smoothbench.report import build as report, collect, table_files
 from toy_results import D, K, metrics, read_csv_rows, write_group, write_refs  # noqa: F401
 
 
-def test_report_files_match_written(built):
+def test_report_files_match_written(built, tmp_path):
     out, written = built
     toy_methods = {"ce", "ls", "nls", "flip"}
-    names = report.report_files({("toy", "symmetric", "direct"): toy_methods, ("toy", "pairflip", "direct"): toy_methods})
+    refs = collect.read_references(write_refs(tmp_path / "refs"))      # the references the fixture's report used
+    names = report.report_files({("toy", "symmetric", "direct"): toy_methods, ("toy", "pairflip", "direct"): toy_methods},
+                                refs)
     assert [Path(p).relative_to(out).as_posix() for p in written] == names
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(names)
     assert "figures/fig_acc_vs_rate_toy_symmetric_direct.png" in names
     assert "figures-svg/fig_curves_toy_pairflip_direct.svg" in names
     assert "figures/fig_leaderboard_toy_pairflip_direct.png" in names
-    wanted = [e for e in table_files.TABLE_FILES.values() if e.wanted(toy_methods)]   # noise_estimates: not here
+    wanted = [e for e in table_files.TABLE_FILES.values() if not e.needs_any]   # noise_estimates: not here
     assert len(names) == len(wanted) + 2 * len(figures.FIGURES) * 2
 
 
@@ -97,4 +99,4 @@ def test_every_csv_loads_with_numeric_columns_where_the_values_are_numbers(built
     for col in ("selected_mean", "selected_low", "selected_high", "best_mean", "final_mean"):
         assert pd.api.types.is_float_dtype(claims_frame[col]), col
     board = pd.read_csv(out / "tables" / "leaderboard.csv")
-    assert pd.api.types.is_float_dtype(board["honest_mean_pct"]) and pd.api.types.is_integer_dtype(board["n_seeds"])
+    assert pd.api.types.is_float_dtype(board["test_mean_pct"]) and pd.api.types.is_integer_dtype(board["n_seeds"])

@@ -16,8 +16,8 @@ import pytest
 from scipy.stats import t as student_t
 
 from smoothbench.report import build as report, claims, figures, table_files
-from smoothbench.report import collect, seedstats
-from smoothbench.report.claims import Claim, Quantity, Verdict
+from smoothbench.report import choices, collect, seedstats
+from smoothbench.report.claims import Claim, Quantity, Test
 from smoothbench.report.figures import Figure
 from smoothbench.report.figures.style import new_figure
 from smoothbench.report.table_files import TableFile
@@ -33,7 +33,7 @@ def _spec() -> dict:
     rng = np.random.default_rng(11)
     means = {"0.2": {("ce", 0.0): 0.80, ("ls", 0.2): 0.83, ("ls", 0.4): 0.82, ("nls", -0.4): 0.78},
              "0.6": {("ce", 0.0): 0.50, ("ls", 0.2): 0.49, ("ls", 0.4): 0.47, ("nls", -0.4): 0.58}}
-    return {rate: {cell: [round(float(m + rng.normal(0, 0.01)), 4) for _ in range(SEEDS)]
+    return {rate: {cell: [round(float(m + rng.normal(0, 0.01)), 3) for _ in range(SEEDS)]
                    for cell, m in cells.items()} for rate, cells in means.items()}
 
 
@@ -53,6 +53,7 @@ def study(tmp_path_factory):
                         if m in methods]
                 paths.append(write_group(root, "toy", kind, rate, seed, rows))
     collect.collect(paths, root / "results.csv", root / "curves.csv")
+    choices.write_choices(root / "results.csv", root / "choices.csv")
     return root / "results.csv", root / "curves.csv"
 
 
@@ -65,9 +66,9 @@ def _draw_toy(key, sets, results):
     return fig
 
 
-def _nls_over_ls_high(sets, selection) -> Quantity:
+def _nls_over_ls_high(sets, view) -> Quantity:
     high = sets[-1]
-    return Quantity(seedstats.gain(high, "nls", "ls", selection), f"noise {high.noise_rate}")
+    return Quantity(view.best(high, "nls") - view.best(high, "ls"), f"noise {high.noise_rate}")
 
 
 @pytest.fixture
@@ -92,16 +93,16 @@ def _rows(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _expected_z() -> tuple[float, float, float, str]:
+def _expected_z() -> tuple[float, float, float]:
     """Claim z on the symmetric setting, from SPEC by the formula: per seed, NLS at its best rate
-    minus LS at its best (best: the highest mean), in points; mean ± t(0.975, n-1) sd / sqrt(n)."""
+    minus LS at its best (best: the highest mean held-out accuracy, which the toy puts 5 points
+    below the honest one), in points; mean ± t(0.975, n-1) sd / sqrt(n): the interval over seeds."""
     cells = SPEC["0.6"]
     best_ls = max((c for c in cells if c[0] == "ls"), key=lambda c: (statistics.fmean(cells[c]), -abs(c[1])))
     diffs = [100 * (n - ls) for n, ls in zip(cells[("nls", -0.4)], cells[best_ls])]
     mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
     half = student_t.ppf(0.975, SEEDS - 1) * sd / math.sqrt(SEEDS)
-    verdict = "holds" if mean - half > 0 else "does not hold" if mean + half < 0 else "inconclusive"
-    return mean, mean - half, mean + half, verdict
+    return mean, mean - half, mean + half
 
 
 def test_a_toy_figure_is_one_entry_that_reaches_the_report(study, toy_entries, tmp_path):
@@ -127,18 +128,20 @@ def test_a_toy_claim_is_one_entry_that_reaches_claims_findings_and_summary(study
     report.build_reports(results_csv, curves_csv, tmp_path / "out")
     out = tmp_path / "out"
     rows = {(r["noise_kind"], r["claim"]): r for r in _rows(out / "tables" / "claims.csv")}
-    mean, low, high, verdict = _expected_z()
+    mean, low, high = _expected_z()
     z = rows[("symmetric", "z")]
-    assert z["text"] == "NLS beats LS at the highest noise" and z["selected"] == verdict == "holds"
-    assert (float(z["selected_mean"]), float(z["selected_low"]), float(z["selected_high"])) == pytest.approx(
+    assert z["text"] == "NLS beats LS at the highest noise" and z["selected"] == "holds"
+    assert (float(z["selected_mean"]), float(z["selected_seed_low"]), float(z["selected_seed_high"])) == pytest.approx(
         (mean, low, high), abs=1e-4)
-    assert z["selected_n"] == str(SEEDS) and z["selected_evidence"].endswith("; noise 0.6")
+    # the primary interval (every source) holds the interval over seeds' mean, and the family's size is stated
+    assert float(z["selected_low"]) < mean < float(z["selected_high"]) and int(z["selected_family"]) >= 1
+    assert z["selected_n"] == str(SEEDS) and "; noise 0.6; p_adj = " in z["selected_evidence"]
     # its need: the pairflip setting has no NLS cells
     assert rows[("pairflip", "z")]["selected"] == "not tested"
     assert rows[("pairflip", "z")]["selected_evidence"] == "no cells of NLS"
     findings = (out / "findings.md").read_text()
     assert "| toy | symmetric | direct | (z) NLS beats LS at the highest noise | ✅ holds |" in findings
-    assert "(z): holds when the interval lies above 0" in findings     # the rule of its kind, read out
+    assert "(z): holds when the effect is above 0" in findings       # the rule of its kind, read out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["claims_hold"] == sum(r["selected"] == "holds" for r in rows.values())
     assert _rows(out / "tables" / "toy.csv") == [{"dataset": "toy", "noise_kind": "pairflip", "z": "not tested"},
@@ -152,35 +155,44 @@ def test_a_table_file_is_written_only_for_a_study_with_what_it_needs(toy_entries
     assert len(with_nls) - len(without) == 1 + 2            # the table file and the toy figure's two formats
 
 
+def _analysis(results_csv):
+    from smoothbench.report import results as study_results
+
+    rows = collect.read_results(results_csv)
+    return study_results.from_rows(rows, params={"bootstrap": 200}).analysis
+
+
 def test_the_verdict_rule_is_one_function_per_kind_applied_to_every_entry(study, toy_entries, monkeypatch):
     """Replacing the sign rule changes every sign claim (the toy one too) and no other."""
     results_csv, _ = study
-    (sets,) = [s for k, s in seedstats.settings_of(collect.read_results(results_csv)).items() if k[1] == "symmetric"]
+    analysis = _analysis(results_csv)
+    key = ("toy", "symmetric", "direct")
 
-    def counted(claim: str, q: Quantity) -> Verdict:
-        return Verdict(claim, claims.INCONCLUSIVE, detail=f"{len(q.per_seed)} seeds")
+    def counted(q, margin, test_samples) -> Test:
+        return Test(None, None, why_not=f"{(~np.isnan(q.observed.values[0])).sum()} seeds")
 
-    before = {v.claim: v for v in claims.check(sets, "selected")}
-    monkeypatch.setitem(claims.RULES, "sign", claims.Rule(counted, "replaced"))
-    after = {v.claim: v for v in claims.check(sets, "selected")}
+    before = {v.claim: v for v in claims.check(analysis, "selected")[key]}
+    monkeypatch.setitem(claims.RULES, "sign", claims.Rule(counted, claims.RULES["sign"].decide, "replaced"))
+    after = {v.claim: v for v in claims.check(analysis, "selected")[key]}
     sign = {c.id for c in claims.CLAIMS.values() if c.kind == "sign"}
     assert sign == {"a", "b", "c", "z"}
-    assert {c: after[c].detail for c in sign} == {c: f"{SEEDS} seeds" for c in sign}
-    assert {c: after[c] for c in after if c not in sign} == {c: before[c] for c in before if c not in sign}
+    assert {c: after[c].evidence for c in sign} == {c: f"{SEEDS} seeds" for c in sign}
+    assert {c: after[c].test for c in after if c not in sign} == {c: before[c].test for c in before if c not in sign}
     assert claims.rules_reading().startswith("(a)-(c): replaced; ")
 
 
 def test_unmet_needs_say_why_a_claim_is_not_tested(study, monkeypatch):
     results_csv, _ = study
-    (sets,) = [s for k, s in seedstats.settings_of(collect.read_results(results_csv)).items() if k[1] == "symmetric"]
+    analysis = _analysis(results_csv)
+    sets = analysis.settings[("toy", "symmetric", "direct")]
     for claim, why in ((Claim("g", "GCE helps", "t", "sign", _nls_over_ls_high, methods=("gce", "ce")),
                         "no cells of GCE"),
                        (Claim("k", "many classes", "t", "sign", _nls_over_ls_high, min_classes=11),
                         "K = 10: needs K ≥ 11 classes"),
                        (Claim("r", "three rates", "t", "sign", _nls_over_ls_high, noise_rates=3),
                         "2 noise rates; needs 3")):
-        v = claims.verdict(claim, sets, "selected")
-        assert (v.verdict, v.evidence) == (claims.NOT_TESTED, why)
+        t, _ = claims.test(claim, sets, analysis, "selected")
+        assert (t.p, t.why_not) == (None, why)
 
 
 def test_a_bad_entry_is_refused_in_one_line():

@@ -172,6 +172,34 @@ def test_flip_cells_see_different_labels_than_ce(toy, tmp_path):
     assert ce["train_loss"] != flip["train_loss"]
 
 
+def _correct(out: Path) -> dict:
+    with np.load(out / cells.TEST_CORRECT_FILE) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_group_writes_each_cells_test_correctness_at_each_selections_epoch(toy, tmp_path):
+    """test_correct.npz: per cell and selection, the right/wrong of every test sample at the epoch
+    the selection chose; counted, it is the cell's test accuracy there (a diverged cell's too: its
+    last finite epoch's). A resumed run writes the same bytes (helpers.kill_and_resume)."""
+    d, _ = toy
+    summary = _run(toy, tmp_path, "ce:0,ls:0.4,nls:-1000000", proto=proto(epochs=4, lr=0.5), name="bits")
+    z = _correct(tmp_path / "bits")
+    n = int(z["test_samples"])
+    with np.load(d) as data:
+        assert n == data["y_test"].shape[0]
+    assert list(z["selections"]) == ["best", "selected", "final"] and z["has"].all()
+    assert [str(c) for c in z["cell_id"]] == [c["cell_id"] for c in summary["cells"]]
+    for i, cell in enumerate(summary["cells"]):
+        for j, sel in enumerate(z["selections"]):
+            right = np.unpackbits(z["bits"][i, j], bitorder="little")[:n]
+            assert right[n:].sum() == 0 and right.sum() == round(cell[f"test_acc_{sel}"] * n), (cell["cell_id"], sel)
+    assert summary["cells"][2]["status"] == "diverged"
+    # without a held-out split the honest selection chose no epoch: no bits for it
+    noval = _run(toy, tmp_path, "ce:0", proto=proto(val_fraction=0.0), name="bits-noval")
+    assert list(_correct(tmp_path / "bits-noval")["has"][0]) == [True, False, True]
+    assert noval["cells"][0]["test_acc_selected"] is None
+
+
 def test_diverging_cell_is_frozen_and_others_go_on(toy, tmp_path):
     p = proto(epochs=4, lr=0.5)
     s = _run(toy, tmp_path, "ce:0,nls:-1000000", proto=p, name="div")

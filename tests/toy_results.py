@@ -36,19 +36,31 @@ TOY = {
 }
 
 
-def metrics(method: str, rate: float, status: str, best: float, selected: float, variant: str = "direct") -> dict:
-    cell = registry.cell(method, (rate,))
-    return {
-        "variant": variant, "cell_id": cell.id, "method": method, "rate": rate,
+def metrics(method: str, rate: float | tuple, status: str, best: float, selected: float | None,
+            variant: str = "direct") -> dict:
+    """A cell's metrics as group.json holds them (``rate``: its first parameter, the others at
+    their defaults, or all its values; ``selected`` None: no held-out split)."""
+    m = registry.get(method)
+    cell = registry.cell(method, rate if isinstance(rate, tuple) else ((rate,) + m.defaults[1:] if m.params else ()))
+    rate = cell.rate if cell.rate is not None else 0.0
+    held_out = selected is not None
+    selected = selected if held_out else best
+    out = {
+        "variant": variant, "cell_id": cell.id, "method": method, "rate": cell.rate,
         "params": registry.params_text(cell),
         "branch": None if variant == "direct" else "last", "branch_epoch": None if variant == "direct" else 1,
         "status": status, "diverged_epoch": 2 if status == D else None, "epochs": 3,
         "test_acc_final": round(selected - 0.02, 6), "test_acc_best": best, "best_epoch": 2,
-        "test_acc_selected": selected, "selected_epoch": 3, "val_acc_selected": 0.5,
+        # the held-out (noisy) accuracy follows the honest test accuracy 5 points lower: honest choices
+        # are those the test accuracy would make, but made without it
+        "test_acc_selected": selected, "selected_epoch": 3, "val_acc_selected": round(selected - 0.05, 6),
         "clean_train_acc": round(0.9 - rate / 10, 6), "noisy_train_acc": round(0.6 + rate / 10, 6),
         "test_nll": 1.25, "ece": round(0.05 + abs(rate) / 20, 6), "train_loss": 0.75,
         "transition_mae": None, "noise_rate_hat": None,
     }
+    if not held_out:
+        out.update(test_acc_selected=None, selected_epoch=None, val_acc_selected=None)
+    return out
 
 
 def _realised(noise_rate: str) -> float | None:
@@ -56,6 +68,35 @@ def _realised(noise_rate: str) -> float | None:
         return round(float(noise_rate) - 0.003, 6)
     except ValueError:  # a human label-set name
         return None
+
+
+TEST_SAMPLES = 1_000  # the toy test set: every accuracy of 3 decimals is a whole number of samples
+
+
+def correct_bits(acc: float | None, n: int = TEST_SAMPLES) -> "np.ndarray":
+    """A cell's per-test-sample correctness at accuracy ``acc``: right on the first round(acc n)
+    samples of the test set (the easiest first, the same order for every cell), packed."""
+    import numpy as np
+
+    right = np.zeros(n, dtype=bool)
+    right[:int(round((acc or 0.0) * n))] = True
+    return np.packbits(right, bitorder="little")
+
+
+def write_test_correct(gdir: Path, cells: list[dict], n: int = TEST_SAMPLES) -> Path:
+    """The group's test_correct.npz, as the engine writes it (its format: core.vocabulary)."""
+    import numpy as np
+
+    from smoothbench.core.files import write_npz
+
+    sels = ("best", "selected", "final")
+    bits = np.array([[correct_bits(c.get(f"test_acc_{sel}"), n) for sel in sels] for c in cells], dtype=np.uint8)
+    has = np.array([[c.get(f"test_acc_{sel}") is not None for sel in sels] for c in cells], dtype=bool)
+    path = gdir / vocab.TEST_CORRECT_FILE
+    write_npz(path, {"variant": np.array([c["variant"] for c in cells]),
+                     "cell_id": np.array([c["cell_id"] for c in cells]), "selections": np.array(sels),
+                     "test_samples": np.array(n, dtype=np.int64), "bits": bits, "has": has})
+    return path
 
 
 def write_group(root: Path, dataset: str, kind: str, noise_rate: str, seed: int,
@@ -69,9 +110,12 @@ def write_group(root: Path, dataset: str, kind: str, noise_rate: str, seed: int,
         lines = [",".join(vocab.CURVE_COLUMNS)]
         for ep, phase in ((1, "warmup"), (2, "main"), (3, "main")):
             acc = c["test_acc_best"] - 0.01 * (3 - ep)
-            lines.append(f"{ep},{phase},0.1,{1.0 / ep},0.5,0.6,0.55,{acc},1.5,0.1")
+            # the held-out accuracy, the last epoch's final - 5 points (nan: no held-out split)
+            val = round(c["test_acc_final"] - 0.05 - 0.01 * (3 - ep), 6) if c["val_acc_selected"] is not None else "nan"
+            lines.append(f"{ep},{phase},0.1,{1.0 / ep},0.5,0.6,{val},{acc},1.5,0.1")
         (cdir / "curves.csv").write_text("\n".join(lines) + "\n")
     gdir.mkdir(parents=True, exist_ok=True)
+    write_test_correct(gdir, cells)
     group = {"group_id": f"{dataset}-{kind}-{noise_rate}-s{seed}", "dataset": dataset,
              "noise_kind": kind, "noise_rate": noise_rate, "seed": seed, "num_classes": K,
              "realised_noise_rate": _realised(noise_rate), "protocol": {"epochs": 3},

@@ -71,12 +71,16 @@ DATA = "data/{dataset}.npz"
 LABELS = "noisy/{dataset}/{kind}-{rate}-s{seed}.npz"
 LABEL_STATS = "noisy/{dataset}/{kind}-{rate}-s{seed}.json"
 GROUP_JSON = f"{RESULTS}/{{dataset}}/{{kind}}-{{rate}}/seed{{seed}}/group.json"
+TEST_CORRECT = os.path.join(os.path.dirname(GROUP_JSON), grid.TEST_CORRECT_FILE)
 # a setting's files, one per seed (patterns with the other wildcards left in)
 SEED_LABELS = expand(LABELS, seed=SEEDS, allow_missing=True)
 SEED_LABEL_STATS = expand(LABEL_STATS, seed=SEEDS, allow_missing=True)
 SEED_GROUP_JSONS = expand(GROUP_JSON, seed=SEEDS, allow_missing=True)
+SEED_TEST_CORRECT = expand(TEST_CORRECT, seed=SEEDS, allow_missing=True)
 RESULTS_CSV = f"{REPORTS}/results.csv"
 CURVES_CSV = f"{REPORTS}/curves.csv"
+CORRECT_NPZ = f"{REPORTS}/{grid.TEST_CORRECT_FILE}"
+CHOICES_CSV = f"{REPORTS}/choices.csv"
 
 
 def _log_folder(folder):
@@ -88,6 +92,7 @@ def _log_folder(folder):
 
 TRAIN_LOG = os.path.join(_log_folder(RESULTS), "train", "{dataset}", "{kind}-{rate}.log")
 COLLECT_LOG = os.path.join(_log_folder(REPORTS), "collect.log")
+CHOOSE_LOG = os.path.join(_log_folder(REPORTS), "choose.log")
 REPORT_LOG = os.path.join(_log_folder(REPORTS), "report.log")
 
 # The software of every job (used with --software-deployment-method conda only; by
@@ -182,7 +187,7 @@ from smoothbench.report import build as _report
 from smoothbench.report import figures as _figures
 from smoothbench.report import table_files as _table_files
 
-REPORT_KEYS = grid.report_keys(STUDY)
+REPORT_KEYS = grid.report_shapes(STUDY)
 REPORT_FILES = [f"{REPORTS}/{name}" for name in _report.report_files(REPORT_KEYS)]
 # every figure's and table's file has the same caption; the "shows" label is its own
 REPORT_CAPTION = "../report/caption.rst"
@@ -192,9 +197,9 @@ def _report_marks():
     """Report file -> (category, subcategory, labels) of the files `snakemake --report` shows:
     each figure's PNG, and the table files whose entry has a category."""
     marks = {}
-    for key, methods in REPORT_KEYS.items():
+    for key, shape in REPORT_KEYS.items():
         setting = " / ".join(key)
-        for fig in _figures.figures_for(methods):
+        for fig in _figures.figures_for(shape):
             marks[f"{REPORTS}/{fig.path(key, 'png')}"] = (
                 fig.title, setting, {"figure": fig.title, "setting": setting, "shows": fig.caption})
     for entry in _table_files.table_files(REPORT_KEYS):
@@ -227,7 +232,7 @@ EXPECTED = "expected"
 
 
 def _reproduction_check():
-    if not all(os.path.exists(f) for f in REPORT_FILES + [RESULTS_CSV, CURVES_CSV]):
+    if not all(os.path.exists(f) for f in REPORT_FILES + [RESULTS_CSV, CURVES_CSV, CORRECT_NPZ, CHOICES_CSV]):
         return
     copy_params = os.path.join(EXPECTED, "params.yaml")
     if not os.path.exists(copy_params):

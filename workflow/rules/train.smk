@@ -9,6 +9,7 @@ rule train:
         code=CODE["train"],
     output:
         SEED_GROUP_JSONS,
+        SEED_TEST_CORRECT,
     conda:
         SOFTWARE_ENV,
     log:
@@ -16,7 +17,7 @@ rule train:
     params:
         cells=lambda wc: job_of(wc).groups[0].cells_spec,
         protocol=lambda wc: protocol_json(wc.dataset),
-        out_dirs=lambda wc, output: " ".join(shlex.quote(os.path.dirname(f)) for f in output),
+        out_dirs=lambda wc, output: " ".join(shlex.quote(os.path.dirname(f)) for f in output[:len(SEEDS)]),
         checkpoint_dir=lambda wc: job_of(wc).checkpoint_dir,
     # CPU results are bit-reproducible for a fixed thread count: 1 by default (parallel
     # jobs use the cores); `--set-threads train=N` changes it

@@ -152,13 +152,34 @@ def _cmd_methods(args: argparse.Namespace) -> None:
 def _cmd_collect(args: argparse.Namespace) -> None:
     from ..report import collect
 
-    collect.collect(args.groups, results_out=args.out, curves_out=args.curves_out)
+    collect.collect(args.groups, results_out=args.out, curves_out=args.curves_out, correct_out=args.correct_out)
+
+
+def _cmd_choose(args: argparse.Namespace) -> None:
+    from ..report import choices
+
+    choices.write_choices(args.results, args.out)
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
     from ..report import build as report
 
-    report.build_reports(args.results, args.curves, args.out_dir, reference_dir=args.reference_dir)
+    analysis = None
+    if args.analysis is not None:
+        try:
+            analysis = json.loads(args.analysis)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--analysis {args.analysis!r}: not JSON ({exc.msg})") from None
+        if not isinstance(analysis, dict):
+            raise ValueError(f"--analysis {args.analysis!r}: must be a JSON object of params.yaml's analysis keys")
+    report.build_reports(args.results, args.curves, args.out_dir, reference_dir=args.reference_dir,
+                         choices_csv=args.choices, correct=args.correct, analysis=analysis)
+
+
+def _cmd_sources(args: argparse.Namespace) -> None:
+    from ..report import sources
+
+    print(sources.sources(args.reports, args.fixed_noise, args.bootstrap), end="")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -188,7 +209,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
                                                runner.config_overrides(args.config or []))
     study = grid.validate_params(raw, source=source)
     products = integrity.study_products(study)
-    lines = integrity.check(products, integrity.product_folders(study), act=not args.dry_run)
+    lines = integrity.check(products, integrity.product_folders(study), act=not args.dry_run,
+                            analysis=study["analysis"])
     for line in lines:
         print(f"smoothbench check: {line}")
     present = sum(os.path.isfile(p) for p in products)
@@ -342,20 +364,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("collect", help="gather group.json files into the tidy results table",
                        description="Gather every cell of the given group.json files into one tidy CSV (one row "
-                       "per cell) and their per-epoch curves into another.")
+                       "per cell), their per-epoch curves into another, and their per-test-sample correctness "
+                       "(each group's test_correct.npz) into one array file.")
     s.add_argument("groups", nargs="+", help="group.json files written by `smoothbench train`")
     s.add_argument("--out", required=True, help="results CSV")
     s.add_argument("--curves-out", required=True, help="curves CSV (all cells, all epochs)")
+    s.add_argument("--correct-out", default=None,
+                   help="per-test-sample correctness (default: test_correct.npz beside the results CSV)")
     s.set_defaults(func=_cmd_collect)
 
+    s = sub.add_parser("choose", help="every choice the report makes, from the results table (choices.csv)",
+                       description="Make every choice of the report in one place: per setting, variant, method and "
+                       "selection the chosen parameters (honest: by the mean held-out accuracy on the NOISY labels, "
+                       "no test label), the chosen variant and the ranks. The tables, leaderboard, claims, findings "
+                       "and figures read this table.")
+    s.add_argument("--results", required=True, help="results CSV from `smoothbench collect`")
+    s.add_argument("--out", required=True, help="choices CSV")
+    s.set_defaults(func=_cmd_choose)
+
     s = sub.add_parser("report", help="paper-style tables, figures and summary from the results table",
-                       description="Write Markdown/LaTeX/CSV tables, seaborn figures (PNG and SVG) and "
-                       "summary.json from the tidy results.")
+                       description="Write Markdown/LaTeX/CSV tables, seaborn figures (PNG and SVG), findings.md and "
+                       "summary.json from the tidy results, the choices table and the per-test-sample correctness.")
     s.add_argument("--results", required=True, help="results CSV from `smoothbench collect`")
     s.add_argument("--curves", required=True, help="curves CSV from `smoothbench collect`")
+    s.add_argument("--choices", default=None, help="choices CSV from `smoothbench choose` (default: choices.csv "
+                   "beside the results CSV)")
+    s.add_argument("--correct", default=None, help="per-test-sample correctness from `smoothbench collect` "
+                   "(default: test_correct.npz beside the results CSV)")
+    s.add_argument("--analysis", default=None, metavar="JSON",
+                   help="params.yaml's analysis keys as JSON (alpha, equivalence_margin, bootstrap, "
+                   "collapse_points; left out: their defaults)")
     s.add_argument("--out-dir", required=True, help="reports folder")
     s.add_argument("--reference-dir", default=None, help="folder of published reference numbers (CSV)")
     s.set_defaults(func=_cmd_report)
+
+    s = sub.add_parser("sources", help="where the uncertainty comes from: test sample, seeds, noise draw",
+                       description="Split the standard error of the mean over seeds into its sources, per setting, "
+                       "for CE's honest test accuracy and for NLS at its chosen rate minus CE: the test sample "
+                       "(the same test set for every seed) and the seeds (all they draw); with the reports of the same "
+                       "study run with noise_seed: N (--fixed-noise), the seeds' part is split into initialisation and "
+                       "batch order, and the noise draw. Points; prints a Markdown table.")
+    s.add_argument("reports", help="a reports folder (results.csv, curves.csv, choices.csv, test_correct.npz)")
+    s.add_argument("--fixed-noise", default=None, metavar="REPORTS",
+                   help="the reports of the same study with one noise draw for every seed (noise_seed: N)")
+    s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default: %(default)s)")
+    s.set_defaults(func=_cmd_sources)
 
     s = sub.add_parser("compare", help="compare built reports with a committed copy, byte for byte",
                        description="The reproduction check: compare every file of a report folder with a "

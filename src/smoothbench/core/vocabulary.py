@@ -94,6 +94,14 @@ def group_id(dataset: str, kind: str, rate: float | str, seed: int) -> str:
     return f"{dataset}-{kind}-{fmt_rate(rate)}-s{seed}"
 
 
+# A group's per-test-sample correctness, in its folder beside group.json (the engine writes
+# it, the collector gathers every group's into one file beside results.csv): per cell and
+# selection, whether the cell's prediction of each test sample is right at the epoch the
+# selection chose, 8 samples a byte. The test set is the same for every seed of a dataset, so
+# its sampling error does not average out over seeds; the report resamples it from these bits.
+TEST_CORRECT_FILE = "test_correct.npz"
+
+
 # --------------------------------------------------------------------------- shared columns
 #
 # The engine writes these (group.json cells, curves.csv) and the collector reads them:
@@ -114,14 +122,18 @@ CELL_METRIC_COLUMNS = (
     "best_epoch", "selected_epoch", "val_acc_selected", "branch", "branch_epoch", "clean_train_acc",
     "noisy_train_acc", "test_nll", "ece", "train_loss", "transition_mae", "noise_rate_hat",
 )
+# what the collector reads off a cell's curves: the held-out accuracy of its last epoch (what
+# the final-epoch selection chooses parameters by)
+CURVE_DERIVED_COLUMNS = ("val_acc_final",)
 # ``rate``: the first parameter's value (numeric; empty for a method without parameters)
-RESULT_COLUMNS = KEY_COLUMNS + ("rate", "cell_id") + CELL_METRIC_COLUMNS + ("num_classes", "realised_noise_rate")
+RESULT_COLUMNS = KEY_COLUMNS + ("rate", "cell_id") + CELL_METRIC_COLUMNS + CURVE_DERIVED_COLUMNS + (
+    "num_classes", "realised_noise_rate")
 CURVES_OUT_COLUMNS = KEY_COLUMNS + ("cell_id",) + CURVE_COLUMNS
 
 INT_COLUMNS = frozenset({"seed", "diverged_epoch", "best_epoch", "selected_epoch", "branch_epoch", "num_classes",
                          "epoch"})
 FLOAT_COLUMNS = frozenset({
-    "rate", "test_acc_final", "test_acc_best", "test_acc_selected", "val_acc_selected",
+    "rate", "test_acc_final", "test_acc_best", "test_acc_selected", "val_acc_selected", "val_acc_final",
     "clean_train_acc", "noisy_train_acc", "test_nll", "ece", "train_loss",
     "realised_noise_rate", "lr", "val_acc", "test_acc", "transition_mae", "noise_rate_hat",
 })

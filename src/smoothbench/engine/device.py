@@ -194,9 +194,10 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, index: torch.Tensor, 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, labels: list[torch.Tensor], sigmoid: torch.Tensor,
              ece_bins: int, batch: int, autocast: Callable,
-             index: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+             index: torch.Tensor | None = None, per_sample: bool = False) -> list[dict[str, torch.Tensor]]:
     """Per-model accuracy, NLL and ECE of a stacked model, in eval mode, against each label
-    set of ``labels``; tensors of shape (M,).
+    set of ``labels``; tensors of shape (M,). With ``per_sample`` each label set's dict also
+    holds ``correct``: (M, N) bool, whether each model's prediction of each sample is right.
 
     ``x``: (N, ...) shared by every model, or (G, N, ...) one set per input group (each shared
     by M/G consecutive models), or with ``index`` (G, N) the samples ``x[index[g]]`` of each
@@ -210,12 +211,14 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, labels: list[torch.Tensor]
     n = (index if index is not None else x).shape[1] if grouped else x.shape[0]
     if n == 0:
         nan = torch.full((m,), float("nan"), device=x.device)
-        return [{"acc": nan, "nll": nan, "ece": nan} for _ in labels]
+        empty = {"correct": torch.zeros(m, 0, dtype=torch.bool, device=x.device)} if per_sample else {}
+        return [{"acc": nan, "nll": nan, "ece": nan, **empty} for _ in labels]
     g = (index if index is not None else x).shape[0] if grouped else 1
     per_model = [(y if y.dim() == 2 else y.unsqueeze(0)).unsqueeze(1).expand(g, m // g, n).reshape(m, n)
                  for y in labels]
     one_vs_all = model.num_classes > 2 and bool(sigmoid.any())
     hits = [torch.zeros(m, device=x.device) for _ in labels]
+    right: list[list[torch.Tensor]] = [[] for _ in labels]
     nll = [torch.zeros(m, dtype=torch.float64, device=x.device) for _ in labels]
     gaps = [torch.zeros(m, ece_bins, dtype=torch.float64, device=x.device) for _ in labels]
     sig = sigmoid.to(x.device).view(m, 1, 1)
@@ -235,9 +238,15 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, labels: list[torch.Tensor]
         for j, y in enumerate(per_model):
             yb = y[:, i:i + batch]
             correct = (pred == yb).float()
+            if per_sample:
+                right[j].append(pred == yb)
             hits[j] += correct.sum(-1)
             nll[j] -= logp.gather(-1, yb.unsqueeze(-1)).squeeze(-1).double().sum(-1)
             gaps[j] += torch.einsum("mnb,mn->mb", onehot, (conf - correct).double())
     model.train()
-    return [{"acc": hits[j] / n, "nll": (nll[j] / n).float(), "ece": (gaps[j].abs().sum(-1) / n).float()}
-            for j in range(len(labels))]
+    out = [{"acc": hits[j] / n, "nll": (nll[j] / n).float(), "ece": (gaps[j].abs().sum(-1) / n).float()}
+           for j in range(len(labels))]
+    if per_sample:
+        for j, d in enumerate(out):
+            d["correct"] = torch.cat(right[j], dim=1)
+    return out

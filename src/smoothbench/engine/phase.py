@@ -172,6 +172,9 @@ class PhaseRun:
         # warm-up: the branch points seen so far, branch -> per seed {"epoch", "score", "state"}
         self.candidates: dict[str, list[dict | None]] = {}
         self.final: list[dict] | None = None  # per-model results, once complete
+        # a cell's own phase: per selection, each model's per-test-sample correctness at the
+        # epoch that selection chooses so far (TestCorrect); the warm-up keeps none
+        self.test_correct = None if self.warmup else TestCorrect(self.m, int(self.data.y_test.shape[0]), dev)
         self._host = _HostCopy(model)
 
     def seed_cell(self, i: int) -> tuple[int, int]:
@@ -212,7 +215,8 @@ class PhaseRun:
                  "history": self.history, "diverged_epoch": self.diverged_epoch, "final": self.final}
         if self.final is None:  # still training (or a warm-up whose branch points are needed)
             state.update(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-                         method_state=self.loss.state_dict(), candidates=self.candidates)
+                         method_state=self.loss.state_dict(), candidates=self.candidates,
+                         test_correct=None if self.test_correct is None else self.test_correct.state_dict())
         return state
 
     def _resume(self) -> bool:
@@ -226,6 +230,8 @@ class PhaseRun:
             self.optimizer.load_state_dict(state["optimizer"])
             self.loss.load_state_dict(state["method_state"])
             self.candidates = state["candidates"]
+            if self.test_correct is not None:
+                self.test_correct.load_state_dict(state["test_correct"])
         return True
 
     # -- training
@@ -342,21 +348,22 @@ class PhaseRun:
             if name in kept:
                 buf.copy_(torch.where(self.peer_slots.view(-1, *([1] * (buf.dim() - 1))), buf, kept[name]))
 
-    def evaluate(self, x: torch.Tensor, labels: list[torch.Tensor],
-                 index: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+    def evaluate(self, x: torch.Tensor, labels: list[torch.Tensor], index: torch.Tensor | None = None,
+                 per_sample: bool = False) -> list[dict[str, torch.Tensor]]:
         ctx = self.ctx
         return evaluate(self.model, x, labels, self.sigmoid, ctx.protocol.ece_bins, ctx.eval_batch, ctx.autocast,
-                        index)
+                        index, per_sample)
 
     def _record(self, stats: dict) -> None:
         d = self.data
-        test, = self.evaluate(d.x_test, [d.y_test])
+        test, = self.evaluate(d.x_test, [d.y_test], per_sample=self.test_correct is not None)
         val, = self.evaluate(d.x_train, [d.y_noisy.gather(1, d.val_idx)], index=d.val_idx)
         cols = {"train_loss": stats["train_loss"], "noisy_train_acc": stats["noisy_train_acc"],
                 "clean_train_acc": stats["clean_train_acc"], "val_acc": val["acc"], "test_acc": test["acc"],
                 "test_nll": test["nll"], "ece": test["ece"]}
         cols = {key: v.double().cpu().tolist() for key, v in cols.items()}
         epoch = self.epoch0 + self.done
+        live = []
         for i in range(self.m):
             if self.diverged_epoch[i] is not None and self.diverged_epoch[i] < epoch:
                 # frozen: repeat the figures of its last finite epoch, no new training loss
@@ -364,9 +371,12 @@ class PhaseRun:
                 last.update(epoch=epoch, phase=self.phase, lr=float(stats["lr"]), train_loss=float("nan"))
                 self.history[i].append(last)
                 continue
+            live.append(i)
             row = {"epoch": epoch, "phase": self.phase, "lr": float(stats["lr"])}
             row.update({key: float(v[i]) for key, v in cols.items()})
             self.history[i].append(row)
+        if self.test_correct is not None:
+            self.test_correct.update(test["correct"], live, cols["test_acc"], cols["val_acc"])
         if self.warmup:
             self._track_branch_points(epoch)
 
@@ -413,6 +423,57 @@ class PhaseRun:
                     mom[newly + frozen] = 0
         for i in newly:
             self.diverged_epoch[i] = epoch
+
+
+class TestCorrect:
+    """Each model's per-test-sample correctness at the epoch each selection chooses
+    (``core.selection``: ``best`` the first epoch of the highest test accuracy, ``selected``
+    of the highest held-out accuracy, ``final`` the last), kept as the epochs go by: the
+    report resamples the test set from it (the test set is the same for every seed). A
+    frozen (diverged) model keeps what it had, as its history repeats its last finite epoch."""
+
+    SCORES = {"best": "test_acc", "selected": "val_acc"}
+
+    def __init__(self, m: int, n: int, device: torch.device):
+        self.correct = {sel: torch.zeros(m, n, dtype=torch.bool, device=device)
+                        for sel in selection.SELECTIONS}
+        self.seen = {sel: [False] * m for sel in selection.SELECTIONS}
+        self.score = {sel: [-math.inf] * m for sel in self.SCORES}
+
+    def update(self, correct: torch.Tensor, live: list[int], test_acc: list[float], val_acc: list[float]) -> None:
+        """One epoch's correctness (M, N) of the models ``live`` (not frozen), with the
+        epoch's test and held-out accuracies (the figures of their history rows)."""
+        scores = {"test_acc": test_acc, "val_acc": val_acc}
+        for sel in selection.SELECTIONS:
+            key = self.SCORES.get(sel)
+            take = []
+            for i in live:
+                if key is None:
+                    take.append(i)
+                elif math.isfinite(scores[key][i]) and scores[key][i] > self.score[sel][i]:
+                    self.score[sel][i] = scores[key][i]
+                    take.append(i)
+            if take:
+                idx = torch.tensor(take, device=correct.device)
+                self.correct[sel][idx] = correct[idx]
+                for i in take:
+                    self.seen[sel][i] = True
+
+    def packed(self, i: int) -> dict[str, bytes | None]:
+        """Model i's correctness per selection, 8 samples a byte (numpy's packbits, little bit
+        order); None where the selection chose no epoch (no held-out split)."""
+        import numpy as np
+
+        return {sel: np.packbits(self.correct[sel][i].cpu().numpy(), bitorder="little").tobytes()
+                if self.seen[sel][i] else None for sel in selection.SELECTIONS}
+
+    def state_dict(self) -> dict:
+        return {"correct": {k: v.cpu() for k, v in self.correct.items()}, "seen": self.seen, "score": self.score}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = next(iter(self.correct.values())).device
+        self.correct = {k: v.to(device) for k, v in state["correct"].items()}
+        self.seen, self.score = state["seen"], state["score"]
 
 
 def _per_model_finite(state: dict[str, torch.Tensor], m: int) -> torch.Tensor:

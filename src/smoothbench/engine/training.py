@@ -30,7 +30,7 @@ import torch
 
 from ..core import files as io, selection
 from .models import measure
-from ..core.vocabulary import CURVE_COLUMNS, Cell, derive_seed, fmt_rate, group_id
+from ..core.vocabulary import CURVE_COLUMNS, TEST_CORRECT_FILE, Cell, derive_seed, fmt_rate, group_id
 from .checkpoints import CheckpointDir
 from .device import prepare_data, resolve_device, set_determinism
 from ..methods import get
@@ -39,6 +39,25 @@ from .phase import HISTORY_KEYS, SettingContext, PhaseRun
 from ..methods.stackloss import quantile_of
 
 MEMORY_BUDGET_ENV = "SMOOTHBENCH_MEMORY_BUDGET_MIB"
+
+
+def test_correct_arrays(cells: list[dict], packed: list[dict[str, bytes | None]], test_samples: int) -> dict:
+    """The arrays of a group's ``test_correct.npz``: per cell (the order of group.json's
+    ``cells``) and selection (``selections``), whether its prediction of each test sample is
+    right at the epoch that selection chose, 8 samples a byte (``bits``, numpy's packbits in
+    little bit order; ``has`` is False where the selection chose no epoch)."""
+    sels = list(selection.SELECTIONS)
+    width = -(-test_samples // 8)
+    bits = np.zeros((len(cells), len(sels), width), dtype=np.uint8)
+    has = np.zeros((len(cells), len(sels)), dtype=bool)
+    for i, per_sel in enumerate(packed):
+        for j, sel in enumerate(sels):
+            if per_sel[sel] is not None:
+                bits[i, j] = np.frombuffer(per_sel[sel], dtype=np.uint8)
+                has[i, j] = True
+    return {"variant": np.array([c["variant"] for c in cells]), "cell_id": np.array([c["cell_id"] for c in cells]),
+            "selections": np.array(sels), "test_samples": np.array(test_samples, dtype=np.int64), "bits": bits,
+            "has": has}
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -212,7 +231,7 @@ class SettingTrainer:
                     "transition_mae": None if estimate is None else
                     float((estimate[0][s] - d.transition[s].to(estimate[0].device)).abs().mean()),
                     "noise_rate_hat": None if estimate is None else float(estimate[1][s]),
-                    "curves": warm_rows + own,
+                    "curves": warm_rows + own, "test_correct": run.test_correct.packed(i),
                 })
         run.final = out
 
@@ -235,6 +254,7 @@ def _failed_cell(run: PhaseRun, v: VariantConfig, warm: PhaseRun | None, cell: C
         "clean_train_acc": None, "noisy_train_acc": None, "test_nll": None, "ece": None, "train_loss": None,
         "transition_mae": None, "noise_rate_hat": None,
         "curves": (warm.history[w] if warm is not None else []) + own,
+        "test_correct": {sel: None for sel in selection.SELECTIONS},
     }
 
 
@@ -309,14 +329,16 @@ def train_setting(data_path: str, labels_paths: list[str], cells: list[Cell], pr
 
 
 def _write_group(out: Path, gid: str, ds, lab: dict, proto: Protocol, dev: torch.device, rows: list[dict]) -> dict:
-    metrics = []
+    metrics, correct = [], []
     for res in rows:
         res = dict(res)
         curves = res.pop("curves")
+        correct.append(res.pop("test_correct"))
         cell_dir = out / "cells" / res["variant"] / res["cell_id"]
         io.write_json(cell_dir / "metrics.json", io.strict_json(res))
         io.write_rows(cell_dir / "curves.csv", CURVE_COLUMNS, curves)
         metrics.append(res)
+    io.write_npz(out / TEST_CORRECT_FILE, test_correct_arrays(metrics, correct, int(ds.y_test.shape[0])))
     summary = {
         "group_id": gid, "dataset": ds.name, "noise_kind": lab["kind"], "noise_rate": fmt_rate(lab["rate"]),
         "seed": lab["seed"], "noise_seed": lab["noise_seed"], "num_classes": int(ds.num_classes),

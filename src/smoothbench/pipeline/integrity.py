@@ -14,8 +14,10 @@ A product cannot be used when
 - it is a dataset, noisy-label, label-statistics or group file that does not read back (a
   dataset's content hash, a labels file's arrays, a group's cells and each cell's
   ``metrics.json`` and ``curves.csv``);
-- it is the results or curves table and is not what ``collect`` makes from the study's
-  groups (when every group is usable), or does not read back;
+- it is a group's per-test-sample correctness file (test_correct.npz) that does not read back;
+- it is the results or curves table or the gathered correctness file and is not what
+  ``collect`` makes from the study's groups (when every group is usable), or does not read
+  back; or the choices table and not what ``choose`` makes from them;
 - it is a report file and is not what ``report`` makes from the tables (when both are
   usable): the reports are deterministic, so any other byte is a damaged or edited file.
 
@@ -36,8 +38,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from ..core.vocabulary import TEST_CORRECT_FILE
+
 # what each product is, for choosing its reader
-DATA, LABELS, STATS, GROUP, TABLE, REPORT = "dataset", "noisy-label", "label-statistics", "group", "table", "report"
+DATA, LABELS, STATS, GROUP, CORRECT, TABLE, REPORT = ("dataset", "noisy-label", "label-statistics", "group",
+                                                       "correctness", "table", "report")
+CORRECT_FILE, CHOICES_FILE = TEST_CORRECT_FILE, "choices.csv"   # beside results.csv
 SET_ASIDE = Path("set-aside")
 CHECKPOINTS = "checkpoints"
 
@@ -59,9 +65,10 @@ def study_products(study: dict) -> dict[str, str]:
         out[g.labels_path] = LABELS
         out[str(Path(g.labels_path).with_suffix(".json"))] = STATS
     out.update({g.group_json: GROUP for g in groups})
+    out.update({g.test_correct: CORRECT for g in groups})
     reports = str(study["output"]["reports_dir"]).rstrip("/")
-    out.update({f"{reports}/results.csv": TABLE, f"{reports}/curves.csv": TABLE})
-    out.update({f"{reports}/{name}": REPORT for name in report_files(grid.report_keys(study))})
+    out.update({f"{reports}/{name}": TABLE for name in ("results.csv", "curves.csv", CORRECT_FILE, CHOICES_FILE)})
+    out.update({f"{reports}/{name}": REPORT for name in report_files(grid.report_shapes(study))})
     return out
 
 
@@ -127,10 +134,23 @@ def unreadable(path: str, kind: str) -> str | None:
                 return "not a JSON object"
         elif kind == GROUP:
             _group_problem(path)
-        elif kind == TABLE:
-            from ..report.collect import read_curves, read_results
+        elif kind == CORRECT or (kind == TABLE and Path(path).name == CORRECT_FILE):
+            import numpy as np
 
-            (read_curves if Path(path).name.startswith("curves") else read_results)(path)
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}  # reads every entry: a bad CRC or a cut shows here
+            missing = {"selections", "test_samples", "bits", "has"} - set(arrays)
+            if missing:
+                return f"lacks {', '.join(sorted(missing))}"
+        elif kind == TABLE:
+            from ..report.choices import COLUMNS as CHOICE_COLUMNS
+            from ..report.collect import read_csv, read_curves, read_results
+
+            name = Path(path).name
+            if name == CHOICES_FILE:
+                read_csv(path, CHOICE_COLUMNS, "choices")
+            else:
+                (read_curves if name.startswith("curves") else read_results)(path)
     except Exception as exc:  # every way a file can be bad: the reason, shortened
         return _first_line(exc, path)
     return None
@@ -147,8 +167,9 @@ def _differing(made: Path, paths: Iterable[str], base: Path) -> list[str]:
     return out
 
 
-def findings(products: dict[str, str]) -> list[Finding]:
-    """The products (path -> kind) that are there and cannot be used, with why."""
+def findings(products: dict[str, str], analysis: dict | None = None) -> list[Finding]:
+    """The products (path -> kind) that are there and cannot be used, with why (``analysis``:
+    the study's analysis keys, what its report was made with)."""
     out = []
     present = {p: k for p, k in products.items() if os.path.isfile(p)}
     for path, kind in present.items():
@@ -158,20 +179,23 @@ def findings(products: dict[str, str]) -> list[Finding]:
                 out.append(Finding(path, kind, f"unreadable: {why}"))
     bad = {f.path for f in out}
     groups = [p for p, k in products.items() if k == GROUP]
+    pieces = [p for p, k in products.items() if k == CORRECT]
     tables = sorted((p for p, k in products.items() if k == TABLE), key=lambda p: Path(p).name != "results.csv")
-    if not groups or len(tables) != 2 or not all(p in present and p not in bad for p in groups):
+    if not groups or len(tables) != 4 or not all(p in present and p not in bad for p in groups + pieces):
         return out  # a group to be made again first: the next run remakes what follows it
-    from ..report import build, collect
+    from ..report import build, choices, collect
 
     base = Path(tables[0]).parent
     reports = [p for p, k in present.items() if k == REPORT]
     with tempfile.TemporaryDirectory() as tmp:
         made = Path(tmp)
-        collect.collect(groups, made / "results.csv", made / "curves.csv")
-        out += [Finding(p, TABLE, "not what collect makes from the study's groups")
+        collect.collect(groups, made / "results.csv", made / "curves.csv", made / CORRECT_FILE)
+        choices.write_choices(made / "results.csv", made / CHOICES_FILE)
+        out += [Finding(p, TABLE, f"not what {'choose' if Path(p).name == CHOICES_FILE else 'collect'} makes from "
+                                  "the study's groups")
                 for p in _differing(made, [t for t in tables if t in present and t not in bad], base)]
         if reports:
-            build.build_reports(made / "results.csv", made / "curves.csv", made / "reports")
+            build.build_reports(made / "results.csv", made / "curves.csv", made / "reports", analysis=analysis)
             out += [Finding(p, REPORT, "not what report makes from the study's groups")
                     for p in _differing(made / "reports", reports, base)]
     return out
@@ -207,7 +231,7 @@ def stale_temp_files(folders: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def check(products: dict[str, str], folders: Iterable[str | os.PathLike] = (), act: bool = True,
-          aside_root: str | os.PathLike = SET_ASIDE) -> list[str]:
+          aside_root: str | os.PathLike = SET_ASIDE, analysis: dict | None = None) -> list[str]:
     """Find the products that cannot be used and the temporary files of killed jobs in
     ``folders``; when ``act``, move each aside. Returns one line per file (one for many
     report files)."""
@@ -217,7 +241,7 @@ def check(products: dict[str, str], folders: Iterable[str | os.PathLike] = (), a
         return f"{path}: {why}; without --dry-run it is moved to {aside_root}/"
 
     lines = [said(p, "left by an interrupted job") for p in stale_temp_files(folders)]
-    found = findings(products)
+    found = findings(products, analysis)
     reports = [f for f in found if f.kind == REPORT]
     if len(reports) > 3:  # a whole report folder: one line, not one per figure
         found = [f for f in found if f.kind != REPORT]

@@ -7,8 +7,8 @@ jobs that run it; dvc.yaml lists the same folders as its stages' deps (each stag
 of its own steps and of its upstream stages' steps). tests/test_pipeline.py checks both
 against the imports of the code itself.
 
-``collect`` and ``report`` are both in ``report/``: a change to any module of it (a figure,
-say) reruns the collect job as well as the report job.
+``collect``, ``choose`` and ``report`` are all in ``report/``: a change to any module of it (a
+figure, say) reruns the collect and choose jobs as well as the report job.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ STEP_CODE: dict[str, tuple[str, ...]] = {
     "noise": ("core", "data", "noise"),
     "train": ("core", "methods", "data", "noise", "engine"),
     "collect": ("core", "methods", "report"),
+    "choose": ("core", "methods", "report"),
     "report": ("core", "methods", "report"),
 }
 

@@ -3,8 +3,9 @@
 A report is its registries' entries: the table and text files (``table_files``: tables/,
 summary.json, findings.md) and, per (dataset, noise kind, variant), the figures
 (``figures``: figures/*.png and figures-svg/*.svg). ``report_files`` names them from the
-study alone (the workflow declares them before anything is trained); ``build_reports``
-reads the results once (``results.load``) and writes every entry.
+study's shape alone (the workflow declares them before anything is trained; a file with
+nothing to show is not among them); ``build_reports`` reads the results once
+(``results.load``: results.csv, curves.csv, choices.csv, test_correct.npz) and writes every entry.
 
 The folders hold exactly the files of the study just reported: a file left there by an
 earlier, different study is removed, so the reports describe one study and nothing else.
@@ -16,30 +17,38 @@ import os
 from pathlib import Path
 
 from . import figures, results as study_results
+from .shape import Shape
 from .table_files import FOLDER, table_files
 
 OWNED_FOLDERS = (FOLDER,) + tuple(figures.FOLDERS.values())
 
 
-def report_files(keys: dict[tuple[str, str, str], set[str]]) -> list[str]:
+def report_files(keys: dict[tuple[str, str, str], Shape | set[str]],
+                 references: list[dict] | None = None) -> list[str]:
     """The file names (relative to the report folder) written for these (dataset, noise kind,
-    variant) keys, each with the methods of its cells (some files need certain methods)."""
-    names = [entry.path for entry in table_files(keys)]
+    variant) keys, each with its shape (``shape.Shape``; or the methods of its cells, shorthand
+    for a shape with several noise rates and seeds and a held-out split). ``references``: the
+    published numbers compared with (default: the package's)."""
+    names = [entry.path for entry in table_files(keys, references)]
     for key in sorted(keys):
         names += figures.figure_files(key, keys[key])
     return names
 
 
 def build_reports(results_csv: str | os.PathLike, curves_csv: str | os.PathLike,
-                  out_dir: str | os.PathLike, reference_dir: str | os.PathLike | None = None) -> list[str]:
-    """Write the table and text files and the figures into ``out_dir``; return their paths."""
-    results = study_results.load(results_csv, curves_csv, reference_dir)
+                  out_dir: str | os.PathLike, reference_dir: str | os.PathLike | None = None,
+                  choices_csv: str | os.PathLike | None = None, correct: str | os.PathLike | None = None,
+                  analysis: dict | None = None) -> list[str]:
+    """Write the table and text files and the figures into ``out_dir``; return their paths.
+    ``choices_csv`` and ``correct`` default to choices.csv and test_correct.npz beside
+    results.csv; ``analysis``: params.yaml's analysis keys (default: the schema's defaults)."""
+    results = study_results.load(results_csv, curves_csv, reference_dir, choices_csv, correct, analysis)
     out = Path(out_dir)
-    keys = results.methods()
-    for entry in table_files(keys):
+    shapes = results.shapes()
+    for entry in table_files(shapes, results.references):
         entry.write_into(results, out)
     figures.write_figures(results, out)
-    written = report_files(keys)
+    written = report_files(shapes, results.references)
     _remove_stale(out, set(written))
     return [str(out / name) for name in written]
 

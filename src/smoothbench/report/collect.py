@@ -1,9 +1,13 @@
 """Results collector: group outputs -> the tidy results and curves tables; reading them back.
 
 ``collect`` gathers the cells of finished groups (``group.json`` plus each cell's
-``curves.csv``) into two tidy CSV files, one row per cell (``results.csv``) and one row
-per cell and epoch (``curves.csv``). ``read_results`` / ``read_curves`` read them back
-with their column types, ``read_references`` the published reference numbers.
+``curves.csv``, and the group's per-test-sample correctness ``test_correct.npz``) into two
+tidy CSV files, one row per cell (``results.csv``, with the held-out accuracy of each cell's
+last epoch read off its curves: ``val_acc_final``) and one row per cell and epoch
+(``curves.csv``), and one array file (``test_correct.npz``: per row of results.csv and
+selection, the cell's correctness on each test sample, 8 a byte). ``read_results`` /
+``read_curves`` / ``read_test_correct`` read them back with their types,
+``read_references`` the published reference numbers.
 
 Conventions (fixed, so that rebuilt files are byte-identical): CSV files are written
 with the ``csv`` module, ``\\n`` line ends; floats as Python's ``repr`` (shortest text
@@ -29,8 +33,10 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import methods as registry
-from ..core.vocabulary import CELL_METRIC_COLUMNS, CURVE_COLUMNS, CURVES_OUT_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, KEY_COLUMNS, RESULT_COLUMNS, STATUSES, VARIANT_PATTERN, Cell, fmt_rate
-from ..core.files import read_json, write_text
+from ..core.vocabulary import (CELL_METRIC_COLUMNS, CURVE_COLUMNS, CURVES_OUT_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS,
+                               KEY_COLUMNS, RESULT_COLUMNS, STATUSES, TEST_CORRECT_FILE, VARIANT_PATTERN, Cell,
+                               fmt_rate)
+from ..core.files import read_json, write_npz, write_text
 from ..core.selection import SELECTIONS
 
 SELECTION_NAMES = tuple(SELECTIONS)
@@ -202,9 +208,39 @@ def read_group(path: Path) -> tuple[list[dict], list[dict]]:
                 row[key] = _as_float(value, f"{where}: {key}")
         row["num_classes"] = num_classes
         row["realised_noise_rate"] = realised
+        curves = _read_cell_curves(path.parent / "cells" / variant / cell_id / "curves.csv", row)
+        row["val_acc_final"] = max(curves, key=lambda r: r["epoch"])["val_acc"]
         rows.append(row)
-        curve_rows.extend(_read_cell_curves(path.parent / "cells" / variant / cell_id / "curves.csv", row))
+        curve_rows.extend(curves)
+    _attach_test_correct(path.parent / TEST_CORRECT_FILE, rows)
     return rows, curve_rows
+
+
+def _attach_test_correct(path: Path, rows: list[dict]) -> None:
+    """Each row's per-test-sample correctness (``correct``: (selections, bytes) uint8, ``has``,
+    ``test_samples``) from its group's test_correct.npz (ValueError naming the file)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise ValueError(f"{path}: per-test-sample correctness file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("variant", "cell_id", "selections", "test_samples", "bits", "has")}
+    except Exception as exc:  # truncated, corrupted, a key missing
+        raise ValueError(f"{path}: not a readable correctness file ({type(exc).__name__}: {exc})") from None
+    if list(arrays["selections"]) != list(SELECTION_NAMES):
+        raise ValueError(f"{path}: selections {list(arrays['selections'])}; expected {list(SELECTION_NAMES)}")
+    n = int(arrays["test_samples"])
+    width = -(-n // 8)
+    index = {(str(v), str(c)): i for i, (v, c) in enumerate(zip(arrays["variant"], arrays["cell_id"]))}
+    if arrays["bits"].shape != (len(index), len(SELECTION_NAMES), width) or arrays["has"].shape != (
+            len(index), len(SELECTION_NAMES)):
+        raise ValueError(f"{path}: arrays of the wrong shape for {len(index)} cells and {n} test samples")
+    for row in rows:
+        i = index.get((row["variant"], row["cell_id"]))
+        if i is None:
+            raise ValueError(f"{path}: no correctness of cell {row['variant']}/{row['cell_id']}")
+        row["correct"], row["has_correct"], row["test_samples"] = arrays["bits"][i], arrays["has"][i], n
 
 
 def _read_cell_curves(path: Path, row: dict) -> list[dict]:
@@ -222,8 +258,10 @@ def _read_cell_curves(path: Path, row: dict) -> list[dict]:
 
 
 def collect(group_json_paths: Iterable[str | os.PathLike], results_out: str | os.PathLike,
-            curves_out: str | os.PathLike) -> None:
-    """Gather the cells of ``group.json`` files into ``results.csv`` and ``curves.csv``.
+            curves_out: str | os.PathLike, correct_out: str | os.PathLike | None = None) -> None:
+    """Gather the cells of ``group.json`` files into ``results.csv`` and ``curves.csv``, and
+    their per-test-sample correctness into ``correct_out`` (default: ``test_correct.npz``
+    beside ``results_out``).
 
     Raises ``ValueError`` (one line, naming the file) if a file is missing or malformed
     or a cell (dataset, noise_kind, noise_rate, seed, method, rate) appears twice.
@@ -246,10 +284,34 @@ def collect(group_json_paths: Iterable[str | os.PathLike], results_out: str | os
         curve_rows.extend(g_curves)
     rows.sort(key=_row_key)
     curve_rows.sort(key=lambda r: (_row_key(r), r["epoch"]))
+    by_dataset: dict[str, int] = {}
+    for row in rows:
+        if by_dataset.setdefault(row["dataset"], row["test_samples"]) != row["test_samples"]:
+            raise ValueError(f"dataset {row['dataset']}: its groups have test sets of different sizes "
+                             f"({by_dataset[row['dataset']]} and {row['test_samples']} samples)")
     results_text = csv_text(RESULT_COLUMNS, ([r[c] for c in RESULT_COLUMNS] for r in rows))
     curves_text = csv_text(CURVES_OUT_COLUMNS, ([r[c] for c in CURVES_OUT_COLUMNS] for r in curve_rows))
     write_text(results_out, results_text)
     write_text(curves_out, curves_text)
+    write_npz(Path(results_out).with_name(TEST_CORRECT_FILE) if correct_out is None else correct_out,
+              _correct_arrays(rows))
+
+
+def row_key(row: dict) -> str:
+    """A result row's coordinates as one text (what test_correct.npz names its rows by)."""
+    return "|".join(fmt_value(row[k]) for k in KEY_COLUMNS)
+
+
+def _correct_arrays(rows: list[dict]) -> dict:
+    import numpy as np
+
+    width = max(r["correct"].shape[-1] for r in rows)
+    bits = np.zeros((len(rows), len(SELECTION_NAMES), width), dtype=np.uint8)
+    for i, r in enumerate(rows):
+        bits[i, :, :r["correct"].shape[-1]] = r["correct"]
+    return {"row": np.array([row_key(r) for r in rows]), "selections": np.array(SELECTION_NAMES),
+            "test_samples": np.array([r["test_samples"] for r in rows], dtype=np.int64),
+            "has": np.array([r["has_correct"] for r in rows], dtype=bool), "bits": bits}
 
 
 # --------------------------------------------------------------------------- reading
@@ -286,6 +348,27 @@ def read_results(path: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{path}: line {i}: bad cell coordinates")
         _with_values(row, f"{path}: line {i}")
     return rows
+
+
+def read_test_correct(path: str | os.PathLike, rows: list[dict]) -> dict:
+    """test_correct.npz, checked against the rows of results.csv it belongs to (ValueError
+    naming the file): ``bits`` (rows, selections, bytes), ``has`` (rows, selections),
+    ``test_samples`` (rows,), ``selections``."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: per-test-sample correctness file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in ("row", "selections", "test_samples", "has", "bits")}
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable correctness file ({type(exc).__name__}: {exc})") from None
+    if list(out["selections"]) != list(SELECTION_NAMES) or len(out["row"]) != len(rows) or \
+            any(str(k) != row_key(r) for k, r in zip(out["row"], rows)):
+        raise ValueError(f"{path}: not the correctness of the cells of the results table beside it "
+                         "(collect writes both)")
+    return out
 
 
 def read_curves(path: str | os.PathLike) -> dict[tuple, list[dict]]:

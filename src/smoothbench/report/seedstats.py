@@ -1,20 +1,16 @@
-"""The statistics the tables, claims, findings and figures share: cells grouped into
-settings, a metric's mean and std over seeds, the best parameters of each method (one
-function, ``choose``), and the per-seed values and paired differences built on them.
+"""The descriptive statistics the tables and figures share: cells grouped into settings, a
+metric's mean and std over seeds, and each method at the parameters the choices table chose.
 
 - A **setting** is one (dataset, noise kind, noise rate) under one protocol variant; its
   cells are grouped by (method, parameter values), one entry per seed. ``settings_of`` keys them by
-  (dataset, noise kind, variant); ``better_row`` takes, per method, the better variant
-  (the paper reports the better of direct training and warm-up).
+  (dataset, noise kind, variant) and attaches to each the choices (``choices``) made for it.
 - Means are over seeds, std with ddof=1 (the sample standard deviation; with one
   contributing seed only the mean). Diverged cells (``status == "diverged"``) never
-  enter a mean; they are counted, and a rate whose seeds all diverged cannot be "best".
-- The best parameter set of a method in a setting (LS's r, GCE's q, ...) is the one with
-  the highest mean of the selection's figure (ties: the one closer to 0, then the smaller).
-  ``choose`` is the one place that choice is made; every report module asks it.
-- Per seed: a (method, parameters)'s figure in points (``by_seed``), a method at its best
-  parameters (``best_by_seed``), and a method's gain over its baseline (``gain``), paired
-  by seed (a seed's cells share noisy labels, initialisation and batches).
+  enter a mean; they are counted.
+- ``choose`` reads a method's chosen parameters from the choices table (under the honest
+  selection: by held-out NOISY accuracy); ``table_row`` / ``better_row`` put every method of
+  a setting at its chosen parameters (and, across variants, at its chosen variant), the one
+  the selection ranks first marked (honest: by held-out accuracy, not by test accuracy).
 """
 
 from __future__ import annotations
@@ -24,25 +20,13 @@ import statistics
 from dataclasses import dataclass, field
 
 from .. import methods as registry
+from . import choices as choosing
 from .collect import rate_key
 from ..core.selection import metric as selection_metric
 
-CONFIDENCE = 0.95
 # the selections the claims and the figures show side by side: the honest one and the final
 # epoch first, the reference code's best-on-test beside
 REPORT_SELECTIONS = ("selected", "final", "best")
-
-
-def t_interval(values: list[float]) -> tuple[float, float, float] | None:
-    """(mean, low, high) of the 95% Student-t interval of the mean of ``values``, one value per
-    independent seed (None: fewer than two)."""
-    if len(values) < 2:
-        return None
-    from scipy.stats import t
-
-    mean = statistics.fmean(values)
-    half = float(t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 @dataclass
@@ -74,6 +58,7 @@ class Setting:
     noise_rate: str
     variant: str
     cells: dict[tuple[str, tuple], list[dict]] = field(default_factory=dict)
+    chosen: dict[tuple[str, str], choosing.Choice] = field(default_factory=dict)   # (method, selection) ->
 
     @property
     def num_classes(self) -> int:
@@ -119,13 +104,17 @@ def _values(values: tuple | float) -> tuple:
     return tuple(values) if isinstance(values, tuple) else (float(values),)
 
 
-def settings_of(rows: list[dict]) -> dict[tuple[str, str, str], list[Setting]]:
-    """(dataset, kind, variant) -> its settings, noise rates in order."""
+def settings_of(rows: list[dict], choices: list[choosing.Choice] | None = None
+                ) -> dict[tuple[str, str, str], list[Setting]]:
+    """(dataset, kind, variant) -> its settings, noise rates in order, each with its choices
+    (``choices``: the choices table's; None: made here, by the same rule)."""
     by: dict[tuple[str, str, str, str], Setting] = {}
     for row in rows:
         key = (row["dataset"], row["noise_kind"], row["noise_rate"], row["variant"])
         s = by.setdefault(key, Setting(*key))
         s.cells.setdefault((row["method"], tuple(row["values"])), []).append(row)
+    for c in choosing.make_choices(rows) if choices is None else choices:
+        by[(c.dataset, c.noise_kind, c.noise_rate, c.variant)].chosen[(c.method, c.selection)] = c
     out: dict[tuple[str, str, str], list[Setting]] = {}
     for key in sorted(by, key=lambda k: (k[0], k[1], k[3], rate_key(k[2]))):
         out.setdefault((key[0], key[1], key[3]), []).append(by[key])
@@ -151,27 +140,30 @@ class Entry:
     n_diverged: int
     best: bool = False
     variant: str | None = None
+    choice: choosing.Choice | None = None     # the choices table's row it comes from
 
     @property
     def rate(self) -> float | None:
         return self.values[0] if self.values else None
 
+    @property
+    def edge(self) -> str:
+        return self.choice.edge if self.choice is not None else ""
+
 
 def choose(setting: Setting, method: str, selection: str) -> Entry | None:
-    """The method's best parameter set in this setting under a selection: the one with the
-    best mean of the selection's test accuracy (None: no cells)."""
-    metric = selection_metric(selection)
-    choices = setting.choices(method)
-    if not choices:
+    """The method at its chosen parameters in this setting under a selection (the choices
+    table's), with the selection's test accuracy there (None: no cells)."""
+    if not setting.choices(method):
         return None
-    stats = {v: setting.stat(method, v, metric) for v in choices}
-    usable = [v for v in choices if stats[v].mean is not None]
-    if not usable:
-        cells = [c for v in choices for c in setting.cells[(method, v)]]
-        return Entry(method, None, None, len(cells), sum(c["status"] == "diverged" for c in cells),
-                     variant=setting.variant)
-    v = min(usable, key=lambda x: (-stats[x].mean, sum(abs(a) for a in x), x))
-    return Entry(method, v, stats[v], stats[v].n_seeds, stats[v].n_diverged, variant=setting.variant)
+    c = setting.chosen[(method, selection)]
+    if c.values is None:
+        cells = [x for v in setting.choices(method) for x in setting.cells[(method, v)]]
+        return Entry(method, None, None, len(cells), sum(x["status"] == "diverged" for x in cells),
+                     variant=setting.variant, choice=c)
+    st = setting.stat(method, c.values, selection_metric(selection))
+    return Entry(method, c.values, st if st.mean is not None else None, st.n_seeds, st.n_diverged,
+                 variant=setting.variant, choice=c)
 
 
 def by_seed(setting: Setting, method: str, values: tuple | float | None, selection: str) -> dict[int, float]:
@@ -179,44 +171,29 @@ def by_seed(setting: Setting, method: str, values: tuple | float | None, selecti
     return {s: 100 * v for s, v in setting.seed_values(method, values, selection_metric(selection)).items()}
 
 
-def best_by_seed(setting: Setting, method: str, selection: str) -> dict[int, float]:
-    """seed -> the selection's test accuracy in points of ``method`` at its best parameters."""
-    e = choose(setting, method, selection)
-    return by_seed(setting, method, None if e is None else e.values, selection)
+def mark_best(entries: dict[str, Entry | None], overall: bool = False) -> dict[str, Entry | None]:
+    """Mark the entry the selection ranks first among ``entries`` (by its choosing score: the
+    choices table's ranks; ``overall``: the rank across variants, else within its variant)."""
+    def rank(e: Entry) -> int | None:
+        return None if e.choice is None else (e.choice.rank if overall else e.choice.rank_in_variant)
 
-
-def paired(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
-    """seed -> a - b, for the seeds in both."""
-    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
-
-
-def gain(setting: Setting, method: str, baseline: str, selection: str) -> dict[int, float]:
-    """seed -> points of ``method`` at its best parameters over ``baseline`` at its best (a
-    baseline without a parameter to choose has one cell)."""
-    return paired(best_by_seed(setting, method, selection), best_by_seed(setting, baseline, selection))
-
-
-def mark_best(entries: dict[str, Entry | None]) -> dict[str, Entry | None]:
-    means = [e.stat.mean for e in entries.values() if e is not None and e.stat is not None]
-    if means:
-        top = max(means)
-        for e in entries.values():
-            if e is not None and e.stat is not None and e.stat.mean == top:
-                e.best = True
+    ranked = [e for e in entries.values() if e is not None and e.stat is not None and rank(e) is not None]
+    if ranked:
+        min(ranked, key=rank).best = True
     return entries
 
 
 def table_row(setting: Setting, selection: str) -> dict[str, Entry | None]:
-    """Every method at its best parameters in one setting, the best one(s) marked."""
+    """Every method at its chosen parameters in one setting, the one ranked first marked."""
     return mark_best({m: choose(setting, m, selection) for m in registry.names()})
 
 
 def better_row(variant_settings: list[Setting], selection: str) -> dict[str, Entry | None]:
-    """Like ``table_row`` for one noise rate, each method at the better of its variants'
-    best parameters (the higher mean; ties: the first variant), the entry naming the variant."""
+    """Like ``table_row`` for one noise rate, each method at its chosen variant (the one whose
+    chosen parameters score best; the choices table's), the entry naming the variant."""
     entries: dict[str, Entry | None] = {}
     for m in registry.names():
         cands = [e for e in (choose(s, m, selection) for s in variant_settings) if e is not None]
-        usable = [e for e in cands if e.stat is not None]
-        entries[m] = max(usable, key=lambda e: e.stat.mean) if usable else (cands[0] if cands else None)
-    return mark_best(entries)
+        chosen = [e for e in cands if e.choice is not None and e.choice.variant_chosen]
+        entries[m] = chosen[0] if chosen else (cands[0] if cands else None)
+    return mark_best(entries, overall=True)

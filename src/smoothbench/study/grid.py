@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from .. import methods as registry
-from ..core.vocabulary import Cell, group_id
+from ..core.vocabulary import TEST_CORRECT_FILE, Cell, group_id
 from .params import annotation_files, deep_merge, family_of, load_params, method_grid, noise_grid, noise_rates, protocol_for, read_study, setting_method_grids, study_from_command_line, study_schema, typed, validate_params
 
 # --------------------------------------------------------------------------- groups
@@ -50,6 +50,11 @@ class Group:
     @property
     def group_json(self) -> str:
         return f"{self.out_dir}/group.json"
+
+    @property
+    def test_correct(self) -> str:
+        """The group's per-test-sample correctness, beside its group.json."""
+        return f"{self.out_dir}/{TEST_CORRECT_FILE}"
 
     @property
     def data_path(self) -> str:
@@ -146,6 +151,21 @@ def report_keys(params: dict) -> dict[tuple[str, str, str], set[str]]:
         for v in g.variants:
             keys.setdefault((g.dataset, g.noise_kind, v), set()).update(c.method for c in g.cells)
     return dict(sorted(keys.items()))
+
+
+def report_shapes(params: dict) -> dict:
+    """The (dataset, noise kind, protocol variant) triples of a study, sorted, each with its
+    ``report.shape.Shape``: its methods, noise rates, seeds and whether its dataset's protocol
+    holds out a split (what decides which report files there are)."""
+    from ..report.shape import Shape
+
+    rates: dict[tuple, set[str]] = {}
+    for g in expand_groups(params):
+        for v in g.variants:
+            rates.setdefault((g.dataset, g.noise_kind, v), set()).add(g.noise_rate)
+    return {key: Shape(frozenset(methods), len(rates[key]), len(params["seeds"]),
+                       protocol_for(params, key[0])["val_fraction"] > 0)
+            for key, methods in report_keys(params).items()}
 
 
 def model_epochs(params: dict) -> int:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ..seedstats import t_interval  # noqa: F401 (the interval the rules use)
 from .registry import (  # noqa: F401
-    CLAIMS, EQUIVALENCE_MARGIN, FAILS, HOLDS, INCONCLUSIVE, NOT_TESTED, RULES, Claim, Quantity, Rule, Verdict,
-    check, claims_table, register, rules_reading, verdict,
+    CLAIMS, EQUIVALENT_BUT_DIFFERENT, FAILS, HOLDS, INCONCLUSIVE, NOT_TESTED, RULES, VERDICTS, Claim, Quantity, Rule,
+    Test, Verdict, check, claims_table, family, register, rules_reading, test,
 )
 
 _INFRASTRUCTURE = {"registry"}

@@ -27,8 +27,9 @@ def fig_curves(key: Key, sets: list[Setting], results: Results):
         ax.set_axis_off()
     if not sets:
         no_data(axes[0])
+    sel = results.analysis.ranked_by(key[0])
     for i, (ax, s) in enumerate(zip(axes, sets)):
-        entries = table_row(s, "best")
+        entries = table_row(s, sel)
         any_data = False
         warm_end = 0
         for m in s.methods():
@@ -65,11 +66,13 @@ def fig_curves(key: Key, sets: list[Setting], results: Results):
     fig.legend([drawn[m] for m in ordered], [method_label(m) + (f" ({registry.noise_note(m)})" if registry.noise_note(m) else "")
                                              for m in ordered], loc="center right", frameon=False,
                bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    how = "honest" if sel == "selected" else "best-on-test"
     fig.suptitle(f"{title(key)}: test accuracy per epoch, mean over non-diverged seeds\n(each method at its "
-                 "best-on-test parameters, which may differ per noise rate)")
+                 f"{how} parameters, which may differ per noise rate)")
     return fig
 
 
 register(Figure("curves", "Training curves",
-                "Test accuracy per epoch, mean over the non-diverged seeds, of every method at its best-on-test "
-                "parameters, one panel per noise rate; the shared warm-up shaded grey.", fig_curves))
+                "Test accuracy per epoch, mean over the non-diverged seeds, of every method at its honest "
+                "parameters (best-on-test without a held-out split), one panel per noise rate; the shared warm-up "
+                "shaded grey.", fig_curves))

@@ -15,8 +15,9 @@ from ...core.selection import SELECTION_TITLES, SELECTIONS
 from ...core.vocabulary import flip_to_smooth, fmt_rate
 from ..results import Key, Results
 from ..seedstats import Setting
+from ..shape import Shape
 from .registry import Figure, register
-from .style import FIGURE_SELECTIONS, LEGEND_WIDTH, PANEL, errorbars, new_figure, no_data, noise_legend, palette
+from .style import FIGURE_SELECTIONS, LEGEND_WIDTH, PANEL, empty_text, errorbars, new_figure, no_data, noise_legend, palette
 from .style import title as key_title
 
 
@@ -31,6 +32,16 @@ def rate_families() -> dict[str, tuple[str, ...]]:
 
 
 FAMILY_TITLES = {"gls": "softmax (CE, LS, NLS)", "bce": "BCE (BCE, -LS, -NLS)"}
+
+
+def has_rates(shape: Shape) -> bool:
+    """Cells of a method whose first parameter is the smooth rate r (CE, LS, NLS, the BCE family)."""
+    return any(m in fam for fam in rate_families().values() for m in shape.methods)
+
+
+def has_gls(shape: Shape) -> bool:
+    """Cells of CE, LS or NLS (the softmax family's smooth rates)."""
+    return any(m in rate_families().get("gls", ()) for m in shape.methods)
 
 
 def family_method(family: tuple[str, ...], r: float) -> str | None:
@@ -112,7 +123,7 @@ def fig_acc_vs_rate(key: Key, sets: list[Setting], results: Results):
         if rates:
             _rate_axis(ax, rates)
         if not any_data:
-            no_data(ax)
+            no_data(ax, empty_text(results, key, selection))
         ax.set_title(SELECTION_TITLES[selection])
     axes[0].set_ylabel("test accuracy (%)")
     extra = [Line2D([], [], color="0.3", ls="none", marker="x", ms=5, label="all seeds diverged")]
@@ -129,10 +140,10 @@ def fig_heatmap(key: Key, sets: list[Setting], results: Results):
     import seaborn as sns
 
     rates = _all_gls_rates(sets)
-    width = min(12.0, max(5.0, 0.62 * len(rates) + 2.4))
+    width = min(12.0, max(5.5, 0.62 * len(rates) + 2.4))
     panel_h = 0.34 * len(sets) + 0.4
-    fig, axes = new_figure(width, 3 * panel_h + 3.0, 3, 1, left=0.9, right=0.3, top=0.8,
-                            bottom=0.8, hspace=0.7)
+    fig, axes = new_figure(width, 3 * panel_h + 3.6, 3, 1, left=0.9, right=0.3, top=1.15,
+                            bottom=1.0, hspace=0.7)
     for ax, selection in zip(axes, FIGURE_SELECTIONS):
         metric = SELECTIONS[selection][0]
         data = np.full((len(sets), len(rates)), np.nan)
@@ -157,11 +168,11 @@ def fig_heatmap(key: Key, sets: list[Setting], results: Results):
             ax.tick_params(axis="y", rotation=0)
             ax.grid(False)
         else:
-            no_data(ax)
+            no_data(ax, empty_text(results, key, selection))
         ax.set_title(SELECTION_TITLES[selection])
         ax.set_ylabel("noise rate")
-    axes[-1].set_xlabel("smooth rate r of CE (0), LS (> 0) and NLS (< 0); one column per rate, not to scale")
-    fig.suptitle(f"{key_title(key)}: mean test accuracy (%), noise rate × r (div: all seeds diverged)")
+    axes[-1].set_xlabel("smooth rate r of CE (0), LS (> 0) and NLS (< 0);\none column per rate, not to scale")
+    fig.suptitle(f"{key_title(key)}:\nmean test accuracy (%), noise rate × r\n(div: all seeds diverged)", fontsize=10)
     return fig
 
 
@@ -232,7 +243,7 @@ def fig_flip_vs_ls(key: Key, sets: list[Setting], results: Results):
                 errorbars(ax, fx, fy, fe, color, marker="s", mfc="none", ls="none")
             xs_all += xs + fx
         if not any_data:
-            no_data(ax)
+            no_data(ax, empty_text(results, key, selection))
         ax.set_title(SELECTION_TITLES[selection])
         ax.set_xlabel("r of LS  =  εK/(K−1) of flip (linear scale)")
     axes[0].set_ylabel("test accuracy (%)")
@@ -246,22 +257,23 @@ def fig_flip_vs_ls(key: Key, sets: list[Setting], results: Results):
 register(Figure("acc_vs_rate", "Accuracy vs smooth rate",
                 "Test accuracy against the smooth rate r (CE at r = 0, LS above, NLS below; the BCE family dashed "
                 "where the study has it), one line per noise rate, mean ± std over seeds, one panel per selection. "
-                "A cross marks a rate whose seeds all diverged.", fig_acc_vs_rate))
+                "A cross marks a rate whose seeds all diverged.", fig_acc_vs_rate, wants=has_rates))
 register(Figure("heatmap", "Accuracy heatmaps",
                 "Mean test accuracy (%) over noise rate × smooth rate r, one panel per selection; \"div\" marks a "
-                "rate whose seeds all diverged.", fig_heatmap))
+                "rate whose seeds all diverged.", fig_heatmap, wants=has_gls))
 register(Figure("memorisation", "Memorisation",
                 "Memorisation of the noisy labels: final training accuracy against the clean and against the noisy "
                 "training labels by smooth rate r, one line per noise rate. A model that fits the noisy labels loses "
                 "clean training accuracy.",
                 partial(fig_metric_vs_rate, series=[("clean_train_acc", "vs clean labels"),
                                                     ("noisy_train_acc", "vs noisy labels")],
-                        ylabel="final training accuracy (%)", title="memorisation")))
+                        ylabel="final training accuracy (%)", title="memorisation"), wants=has_gls))
 register(Figure("calibration", "Calibration",
                 "Calibration at the last epoch: the expected calibration error (15 bins) by smooth rate r, one line "
                 "per noise rate (LS pushes predictions towards uniform, NLS away from it).",
                 partial(fig_metric_vs_rate, series=[("ece", "ECE")],
-                        ylabel="ECE × 100 (15 bins, final epoch; BCE family: its own sigmoids)", title="calibration")))
+                        ylabel="ECE × 100 (15 bins, final epoch; BCE family: its own sigmoids)", title="calibration"),
+                wants=has_gls))
 register(Figure("flip_vs_ls", "Flipping vs LS",
                 "Label flipping at rate ε (open squares, drawn at r = εK/(K−1)) against LS and CE at r (circles): "
                 "equal in expectation; the figure shows whether training agrees. One panel per selection.",

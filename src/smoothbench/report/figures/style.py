@@ -102,6 +102,11 @@ def palette(n: int) -> list:
     return list(sns.color_palette("viridis", max(n, 1)))
 
 
+def empty_text(results, key: tuple[str, str, str], selection: str) -> str:
+    """What an empty panel of a selection says: no held-out split, or no data."""
+    return "no held-out split" if results.analysis.unavailable(key[0], selection) else "no data"
+
+
 def no_data(ax, text: str = "no data") -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center")
 
