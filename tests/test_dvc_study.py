@@ -34,7 +34,8 @@ from smoothbench.study import grid
 # a study of the required keys (and a tiny protocol): every key with a default left out
 MINIMAL = {"datasets": ["digits"], "noise": {"symmetric": [0.4]}, "methods": {"ce": [0.0], "ls": [0.4]},
            "seeds": [0], "protocol": copy.deepcopy(TINY_PARAMS["protocol"])}
-LEFT_OUT = {"noise_options", "data", "dataset_noise", "dataset_methods", "dataset_files", "noise_seed", "output"}
+LEFT_OUT = {"noise_options", "data", "dataset_noise", "dataset_methods", "dataset_files", "noise_seed", "output",
+            "analysis", "setting_methods"}
 # ... and with the output folders DVC's templating reads from params.yaml (it has no defaults)
 WITH_OUTPUT = dict(MINIMAL, output={"results_dir": "results", "reports_dir": "reports"})
 
