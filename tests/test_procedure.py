@@ -100,3 +100,20 @@ def test_family_wise_error_fast_twin():
     seeds_only = run(studies, seed=7, seeds_only=True, sd_interaction=0.6, test=200)
     assert ours["family_errors"] <= bound(studies)
     assert sum(seeds_only["raw"].values()) > sum(ours["raw"].values())
+
+
+def test_the_optimism_gap_pairs_its_two_arms_in_every_bootstrap_pass():
+    """A method with one setting, where every selection sees the same epoch (the synthetic
+    study), has the same cells under best-on-test and honest: its gap is 0 for every seed in
+    every replicate of every pass (seeds and test samples, seeds alone, test samples alone)
+    only if both arms draw the same seeds and the same test samples."""
+    from smoothbench.report import leaderboard
+
+    rows, correct = syn.study(np.random.default_rng(3), seeds=5, test=200)
+    res = study_results.from_rows(rows, correct=correct, params={"bootstrap": 200}, test_samples={"syn": 200})
+    a = res.analysis
+    sets = a.settings[KEY][0:1]
+    for seeds, test in ((True, True), (True, False), (False, True)):
+        honest = a.view("selected", replicates=True, seeds=seeds, test=test)
+        gap = leaderboard._gap(a, honest, sets, "ce")
+        assert gap.shape[0] == 200 and np.all(gap == 0), (seeds, test)

@@ -121,7 +121,8 @@ def _gap(analysis, honest_view, sets, method: str) -> np.ndarray:
     """(R, S) best-on-test minus honest, per seed: the method at its test-chosen variant and
     parameters (best-on-test epochs) minus at its honest ones (honest epochs), the same
     replicates (seeds and test samples) for both."""
-    best_view = analysis.view("best", replicates=not honest_view.observed, test=honest_view.test)
+    best_view = analysis.view("best", replicates=not honest_view.observed, seeds=honest_view.seeds,
+                              test=honest_view.test)
     return best_view.best_variant(sets, method) - honest_view.best_variant(sets, method)
 
 
