@@ -90,7 +90,8 @@ def _how(results, claim_rows: list[dict]) -> list[str]:
         "- **Uncertainty.** Differences are paired by seed (a seed's cells share noisy labels, initialisation and "
         "batches) and what a claim pools is averaged within each seed first: the seed is the unit of replication. "
         "Each interval is the mean ± t(0.975, df) standard errors. " + _sources(a) + " Beside it (claims.csv): the "
-        "t interval over seeds and the exact sign-flip test over seeds, which hold the test set fixed.",
+        "t interval over seeds and the sign-flip test over seeds (exact up to 13 seeds, 9,999 random sign patterns "
+        "above), which hold the test set fixed.",
         ("- **One primary family.** The claims under the honest selection are one family of "
          f"{_count(size, 'test')}, Holm-corrected at α = {a.alpha:g}; a verdict reads the adjusted p-value (p_adj). "
          "The final-epoch and best-on-test verdicts are exploratory, each corrected within its own family."

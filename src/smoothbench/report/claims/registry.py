@@ -16,7 +16,8 @@ that kind, and the claims of a selection form ONE family, corrected family-wise 
 (``inference.holm``); a verdict is decided on the adjusted p-value at ``alpha``:
 
 - ``sign``: an effect above 0. Two-sided test of mean = 0 (``inference.estimate``: every
-  source of variance, Student's t on n - 1): **holds** when the adjusted p < alpha and the
+  source of variance, Student's t on Welch-Satterthwaite's degrees of freedom; n - 1
+  without per-sample correctness): **holds** when the adjusted p < alpha and the
   mean is above 0, **does not hold** when below 0, else **inconclusive**; fewer than two
   seeds: **not tested**.
 - ``equivalence``: "behaves like", within +- the margin (``margin_points``: ``equivalence_margin``
@@ -29,7 +30,8 @@ that kind, and the claims of a selection form ONE family, corrected family-wise 
   highest noise rate minus the one at the lowest). The bootstrap probability that it moves
   more negative, P, with the choices made again in each replicate: p = 1 - P where the study's
   own move is negative (then it **holds** when adjusted p < alpha), p = P where it is not
-  (then it **does not hold**); else **inconclusive** (P between 5% and 95% when alone).
+  (then it **does not hold**); else **inconclusive**. The p-value is (replicates against the study's move + 1) / (replicates + 1),
+  Holm-adjusted in the family: 95% is the bar of a lone test at alpha = 0.05, higher in the family.
 
 A claim whose needs the study does not meet is **not tested**, with the reason as its
 evidence, and is no member of the family.
