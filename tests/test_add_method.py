@@ -1,4 +1,4 @@
-"""Adding a method is one place: the README's worked example, written into a fresh clone as
+"""Adding a method is one place: docs/extending.md's worked example, written into a fresh clone as
 the one new file it names, shows up in `smoothbench methods`, the schema's checks, results.csv,
 the tables, the leaderboard and the figures of a tiny study run by the real Snakemake."""
 
@@ -16,9 +16,9 @@ from test_pipeline import TINY_PARAMS, _env, clone_repo, run
 pytestmark = pytest.mark.slow
 
 
-def readme_example(readme: str) -> tuple[str, str]:
-    """(path, code) of the first python block of the README's "Add a method" section."""
-    section = readme.split("## Add a method", 1)[1].split("\n## ", 1)[0]
+def docs_example(doc: str) -> tuple[str, str]:
+    """(path, code) of the first python block of docs/extending.md's "Add a method" section."""
+    section = doc.split("## Add a method", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     path = re.match(r"# (\S+\.py)\n", code).group(1)
     return path, code
@@ -26,7 +26,7 @@ def readme_example(readme: str) -> tuple[str, str]:
 
 def test_a_method_added_in_one_file_reaches_every_report(tmp_path):
     repo = clone_repo(tmp_path / "clone")
-    path, code = readme_example((repo / "README.md").read_text())
+    path, code = docs_example((repo / "docs" / "extending.md").read_text())
     assert path.startswith("src/smoothbench/methods/") and not (repo / path).exists()
     (repo / path).write_text(code)
 
