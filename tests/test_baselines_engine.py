@@ -136,9 +136,9 @@ def test_a_variant_without_warm_up_estimates_t_from_another_variants_warm_up(see
 def test_killed_run_with_two_model_peer_and_estimated_cells_resumes_to_the_uninterrupted_result(tmp_path):
     """Co-teaching, JoCoR, peer and estimated-T cells after a warm-up, two seeds in one stack:
     SIGKILL inside the cells' own phase (after its first checkpoint), resume, the same bytes."""
-    d = write_dataset(tmp_path / "big.npz", n_train=3000, n_test=300, d=64)
+    d = write_dataset(tmp_path / "big.npz", n_train=1500, n_test=300, d=64)
     labels = [write_labels(tmp_path, d, seed=s) for s in (0, 1)]
-    protocol_json = json.dumps(proto(epochs=5, warmup=1, model_args={"hidden": [256, 256]}, batch_size=32))
+    protocol_json = json.dumps(proto(epochs=5, warmup=1, model_args={"hidden": [128, 128]}, batch_size=32))
     cells = "ce:0,forward_est,peer:0.5,coteach:2,jocor_est"
     cmd = train_command(d, labels[0], cells, protocol_json)
     cmd[cmd.index("--labels") + 1:cmd.index("--labels") + 2] = [str(x) for x in labels]

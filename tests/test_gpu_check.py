@@ -131,23 +131,25 @@ def test_a_fresh_copy_leaves_out_products_and_caches(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_the_tiny_cpu_check_runs_every_stage_and_none_fails(tmp_path):
-    r = _run("--device", "cpu", "--tiny", "--out", str(tmp_path), timeout=1450)    # its own budget: 1200 s
+def test_the_tiny_cpu_check_runs_every_stage_but_cost_and_none_fails(tmp_path):
+    # every stage but cost, whose command tests/test_cost.py runs on a preset (its 54-model ResNet
+    # stacks take minutes on a CPU without oneDNN; on the GPU machine they are the point)
+    gc = _tool()
+    stages = [s.name for s in gc.STAGES if s.name != "cost"]
+    r = _run("--device", "cpu", "--tiny", "--out", str(tmp_path), "--stages", ",".join(stages),
+             timeout=1450)                                                          # its own budget: 1200 s
     md = (tmp_path / "gpu-check.md").read_text()
     assert r.returncode == 0, r.stdout + r.stderr + md[:3000]
-    gc = _tool()
-    assert _summary(md) == {s.name: "passed" for s in gc.STAGES}
-    for stage in gc.STAGES:
+    assert _summary(md) == {name: "passed" for name in stages}
+    ran = [s for s in gc.STAGES if s.name in stages]
+    for stage in ran:
         assert f"\n## {stage.title}\n" in md
-    sections = {t: md.split(f"\n## {t}\n", 1)[1].split("\n## ", 1)[0] for t in (s.title for s in gc.STAGES)}
+    sections = {t: md.split(f"\n## {t}\n", 1)[1].split("\n## ", 1)[0] for t in (s.title for s in ran)}
     step = sections["Training step: stacked vs loop, bf16 and fp32"]
     assert re.search(r"\| +resnet34 \| +stacked \| +bf16 \|", step) and re.search(r"\| +resnet34 \| +loop \| +fp32 \|", step)
     variants = sections["Alternatives to grouped convolutions"]
     assert re.search(r"\| +vmap \| +fp32 \| .*\| +yes \|", variants)
     assert re.search(r"\| +graphs \| +bf16 \| +2 \| +16 \| n/a on CPU \|", variants)
-    assert "CPU smoke run, NOT the presets' cost" in sections["Cost of the presets (measured)"]
-    # 6 jobs (settings) of 3 seeds: 18 groups, 648 cells, as `smoothbench validate` counts them
-    assert re.search(r"\| +paper-cifar10 \| +6 \| +18 \| +648 \| +99,360 \|", sections["Cost of the presets (measured)"])
     assert re.search(r"is byte-identical to .*study-b/reports/ \((\d+) files\)",
                      sections["A tiny study twice: identical reports"])
     assert "stacked+compile" in sections["torch.compile"]

@@ -424,7 +424,7 @@ def test_committed_params_validate():
     mnist = {c.method for c in groups[0].cells}
     bc = {c.method for g in groups if g.dataset == "breast_cancer" for c in g.cells}
     # seed notes 000 and 001 and the robust baselines of the method registry issue
-    assert mnist == {"ce", "ls", "nls", "flip", "bce", "bls", "bnls", "gce", "sce", "forward"}
+    assert mnist == {"ce", "ls", "nls", "flip", "bce", "bls", "bnls", "gce", "sce", "forward", "forward_est", "coteach_est"}
     assert bc == mnist - {"bce", "bls", "bnls"}          # K = 2: the BCE family is softmax GLS
 
 

@@ -321,8 +321,8 @@ def test_lint_clean(smk_repo):
 def test_dry_run_lists_the_jobs(smk_repo):
     proc = run(smk_repo, "snakemake", "-n")
     njobs = len(grid.expand_jobs(grid.validate_params(TINY_PARAMS)))   # one per setting, all its seeds
-    assert job_counts(proc.stdout) == {"data": 1, "noise": njobs, "train": njobs, "collect": 1, "report": 1,
-                                       "all": 1}
+    assert job_counts(proc.stdout) == {"data": 1, "noise": njobs, "train": njobs, "collect": 1, "choose": 1,
+                                       "report": 1, "all": 1}
     proc = run(smk_repo, "snakemake", "-n", "train_all")
     assert job_counts(proc.stdout) == {"data": 1, "noise": njobs, "train": njobs, "train_all": 1}
 
@@ -396,9 +396,9 @@ def test_full_run_then_a_changed_study_then_a_changed_module(smk_repo):
     got = result_cells(results)
     assert got == expected_cells(TINY_PARAMS)
     assert len(set(got)) == len(got)
-    files = report.report_files(grid.report_keys(grid.validate_params(TINY_PARAMS)))
+    files = report.report_files(grid.report_shapes(grid.validate_params(TINY_PARAMS)))
     assert sorted(p.relative_to(smk_repo / "reports").as_posix() for p in (smk_repo / "reports").rglob("*")
-                  if p.is_file()) == sorted(files + ["results.csv", "curves.csv"])
+                  if p.is_file()) == sorted(files + ["results.csv", "curves.csv", "choices.csv", "test_correct.npz"])
     assert not any((smk_repo / "checkpoints").rglob("*.pt"))  # removed once a group is complete
     assert nothing_to_do(run(smk_repo, "snakemake", "-n"))
     # a changed protocol reruns the train jobs (params trigger), and only what follows them
@@ -418,15 +418,15 @@ def test_full_run_then_a_changed_study_then_a_changed_module(smk_repo):
     with open(smk_repo / "reports" / "tables" / "table_best.csv", newline="") as fh:
         assert {row["noise_rate"] for row in csv.DictReader(fh)} == {"0.4"}                 # noise 0 is gone
     # a changed library module reruns exactly the jobs that run it: a figure module is report/'s,
-    # whose code both the collect and the report step run (smoothbench.pipeline.steps)
+    # whose code the collect, choose and report steps run (smoothbench.pipeline.steps)
     (smk_repo / "src" / "smoothbench" / "report" / "figures" / "per_method.py").write_text(
         (smk_repo / "src" / "smoothbench" / "report" / "figures" / "per_method.py").read_text() + "\n# a change\n")
-    assert job_counts(run(smk_repo, "snakemake", "-n").stdout) == {"collect": 1, "report": 1, "all": 1}
+    assert job_counts(run(smk_repo, "snakemake", "-n").stdout) == {"collect": 1, "choose": 1, "report": 1, "all": 1}
     run(smk_repo, "snakemake", "--cores", "2")
     # ... and a new file in a subpackage (a method module, say) reruns every job whose step runs it
     (smk_repo / "src" / "smoothbench" / "methods" / "newloss.py").write_text('"""A new module."""\n')
     counts = job_counts(run(smk_repo, "snakemake", "-n").stdout)
-    assert counts == {"train": 1, "collect": 1, "report": 1, "all": 1}, counts
+    assert counts == {"train": 1, "collect": 1, "choose": 1, "report": 1, "all": 1}, counts
     (smk_repo / "src" / "smoothbench" / "methods" / "newloss.py").unlink()
     assert deleted_tracked_files(smk_repo) == []
     _git(smk_repo, "checkout", "-q", "--", "src", "params.yaml")
@@ -532,13 +532,14 @@ def test_dvc_round_trip(dvc_repo, tmp_path):
     # ... Snakemake's records are those of this study: a changed protocol reruns the train jobs
     counts = job_counts(run(clone, "snakemake", "-n", "--config",
                             "protocol={default: {variants: {direct: {epochs: 3}}}}").stdout)
-    assert counts == {"train": len(TINY_PARAMS["noise"]["symmetric"]), "collect": 1, "report": 1, "all": 1}
+    assert counts == {"train": len(TINY_PARAMS["noise"]["symmetric"]), "collect": 1, "choose": 1, "report": 1,
+                      "all": 1}
     # ... a pulled file edited into another readable one is the user's: what depends on it reruns
     victim = sorted((clone / "results").rglob("group.json"))[0]
     pulled = victim.read_text()
     victim.write_text(pulled.replace('"seed": 0', '"seed": 0 '))
     counts = job_counts(run(clone, "snakemake", "-n").stdout)
-    assert counts == {"collect": 1, "report": 1, "all": 1}
+    assert counts == {"collect": 1, "choose": 1, "report": 1, "all": 1}
     victim.write_text(pulled)
     # ... and another study is not the locked one: what it needs runs
     counts = job_counts(run(clone, "snakemake", "-n", "--config", "seeds=[0, 1]").stdout)

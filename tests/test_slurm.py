@@ -117,9 +117,9 @@ def test_study_through_the_slurm_profile(cluster, tmp_path):
     assert "SLURM status is: 'CANCELLED'" in text and "Trying to restart job" in text
     resumed = "\n".join(p.read_text() for p in (repo / "logs" / "results" / "train").rglob("*.log"))
     assert "resumed from epoch" in resumed
-    # every job through sbatch: the DAG's 7 jobs (data, 2 noise, 2 train, collect, report) + the retry
+    # every job through sbatch: the DAG's 8 jobs (data, 2 noise, 2 train, collect, choose, report) + the retry
     sbatch = [line for line in text.splitlines() if "sbatch call:" in line]
-    assert len(sbatch) == 8, "\n".join(sbatch)
+    assert len(sbatch) == 9, "\n".join(sbatch)
     train_calls = [line for line in sbatch if "rule_train" in line]
     assert len(train_calls) == 3 and not any("--gpus" in line for line in sbatch)   # a CPU study asks no GPU
     # the reports equal a local run's, byte for byte
