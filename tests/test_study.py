@@ -66,6 +66,9 @@ def assert_reproduction_check(repo: Path, out: str) -> None:
 
 # --------------------------------------------------------------------------- the paper presets
 
+# the settings run: one of each noise kind the preset has (the paper has numbers for each)
+NOISE = {"paper-cifar10": "{symmetric: [0.4], pairflip: [0.2]}", "paper-cifar100": "{symmetric: [0.4]}",
+         "paper-cifarn": "{human: [aggre, noisy100]}"}
 SHRINK = {
     # the reference's protocol, shrunk: ResNet-34 at 1/16 width, 2 epochs per phase, CPU, one seed
     "paper-cifar10": "{default: {device: cpu, batch_size: 32, model_args: {width: 0.0625}, variants: "
@@ -89,7 +92,8 @@ def preset_repo(tmp_path_factory):
 @pytest.mark.parametrize("preset", sorted(SHRINK))
 def test_paper_preset_runs_on_a_cifar_fixture(preset_repo, preset):
     repo = preset_repo
-    args = ["--configfile", f"config/{preset}.yaml", "--config", "seeds=[0]", f"protocol={SHRINK[preset]}"]
+    args = ["--configfile", f"config/{preset}.yaml", "--config", "seeds=[0]", f"protocol={SHRINK[preset]}",
+            f"noise={NOISE[preset]}"]
     proc = run(repo, "snakemake", "--cores", "2", *args, timeout=900)
     out = proc.stdout + proc.stderr
     study = grid.validate_params(grid.study_from_command_line(None, [repo / f"config/{preset}.yaml"], {})[0])
