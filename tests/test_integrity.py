@@ -289,3 +289,15 @@ def test_the_study_products_are_the_workflow_s_outputs(tmp_path):
     made = [line.split("\t")[0] for line in lines[lines.index(next(x for x in lines if x.startswith("output_file"))) + 1:]]
     products = integrity.study_products(grid.validate_params(study))
     assert sorted(made) == sorted(products)
+
+
+def test_an_npz_product_without_its_arrays_is_unreadable_and_says_which(tmp_path):
+    """Noisy labels and per-test-sample correctness are read whole; one that lacks arrays names
+    them, and a complete one passes."""
+    labels, correct = tmp_path / "l.npz", tmp_path / TEST_CORRECT_FILE
+    np.savez(labels, noisy_labels=np.zeros(3, dtype=np.int64), kind="symmetric", rate=0.2)
+    np.savez(correct, selections=np.array(["best"]), test_samples=np.array(8), has=np.ones((1, 1), dtype=bool))
+    assert integrity.unreadable(str(labels), integrity.LABELS) == "lacks seed"
+    assert integrity.unreadable(str(correct), integrity.CORRECT) == "lacks bits"
+    np.savez(labels, noisy_labels=np.zeros(3, dtype=np.int64), kind="symmetric", rate=0.2, seed=0)
+    assert integrity.unreadable(str(labels), integrity.LABELS) is None

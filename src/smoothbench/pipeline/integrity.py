@@ -108,6 +108,18 @@ def _group_problem(path: str) -> None:
             raise ValueError(f"{metrics}: not a JSON object")
 
 
+def _npz_lacks(path: str, required: set[str]) -> str | None:
+    """Reads every entry of an .npz (a bad CRC or a cut shows here): "lacks ..." naming the
+    ``required`` arrays it has not, or None."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as z:
+        for name in z.files:
+            z[name]                       # decompresses the entry: a bad CRC or a cut raises here
+        missing = required - set(z.files)
+    return f"lacks {', '.join(sorted(missing))}" if missing else None
+
+
 def unreadable(path: str, kind: str) -> str | None:
     """Why the product at ``path`` cannot be read as a ``kind``, in a few words, or None."""
     try:
@@ -116,13 +128,7 @@ def unreadable(path: str, kind: str) -> str | None:
 
             load_dataset(path)
         elif kind == LABELS:
-            import numpy as np
-
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}  # reads every entry: a bad CRC or a cut shows here
-            missing = {"noisy_labels", "kind", "rate", "seed"} - set(arrays)
-            if missing:
-                return f"lacks {', '.join(sorted(missing))}"
+            return _npz_lacks(path, {"noisy_labels", "kind", "rate", "seed"})
         elif kind == STATS:
             from ..core.files import read_json
 
@@ -135,13 +141,7 @@ def unreadable(path: str, kind: str) -> str | None:
         elif kind == GROUP:
             _group_problem(path)
         elif kind == CORRECT or (kind == TABLE and Path(path).name == CORRECT_FILE):
-            import numpy as np
-
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}  # reads every entry: a bad CRC or a cut shows here
-            missing = {"selections", "test_samples", "bits", "has"} - set(arrays)
-            if missing:
-                return f"lacks {', '.join(sorted(missing))}"
+            return _npz_lacks(path, {"selections", "test_samples", "bits", "has"})
         elif kind == TABLE:
             from ..report.choices import COLUMNS as CHOICE_COLUMNS
             from ..report.collect import read_csv, read_curves, read_results
