@@ -19,6 +19,8 @@ from smoothbench import methods as registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "config").glob("*.yaml"))
+# the presets of the reference's CIFAR pipeline (the others: studies of the default study's data)
+CIFAR_PRESETS = [p for p in PRESETS if p.name.startswith(("paper-", "robust-"))]
 
 
 def study(**changes) -> dict:
@@ -433,6 +435,8 @@ def test_presets_validate(path):
     p = grid.load_params(path)
     groups = grid.expand_groups(p)
     assert groups
+    if path not in CIFAR_PRESETS:
+        return
     for ds in p["datasets"]:
         proto = grid.protocol_for(p, ds)
         # the reference's ResNet-34 pipeline on a GPU: fixed CIFAR constants, black padding, default init
@@ -491,3 +495,27 @@ def test_presets_cover_the_paper_settings():
     direct = grid.protocol_for(cn, "cifar10")["variants"]
     assert list(direct) == ["direct"] and direct["direct"]["optimizer"]["nesterov"] is False
     assert direct["direct"]["schedule"]["milestones"] == [60] and direct["direct"]["epochs"] == 100
+
+
+def test_protocol_sensitivity_preset_is_the_default_study_at_three_phase_lrs():
+    """docs/analysis.md reads config/protocol-sensitivity.yaml's variant `warmup` as the default
+    study's mnist5k cells, bit for bit, and its other variants as differing only in the phase's
+    learning rate: both hold as long as the two files agree."""
+    root = Path(__file__).resolve().parents[1]
+    default = grid.validate_params(yaml.safe_load((root / "params.yaml").read_text()))
+    preset = grid.validate_params(yaml.safe_load((root / "config" / "protocol-sensitivity.yaml").read_text()))
+    ours, theirs = grid.protocol_for(preset, "mnist5k"), grid.protocol_for(default, "mnist5k")
+    assert preset["datasets"] == ["mnist5k"]
+    for key in ("seeds", "noise", "noise_seed"):
+        assert preset[key] == default[key], key
+    assert {m: preset["methods"][m] for m in preset["methods"]} == {m: default["methods"][m] for m in preset["methods"]}
+    assert ours["variants"]["warmup"] == theirs["variants"]["warmup"]
+    assert {k: v for k, v in ours.items() if k != "variants"} == {k: v for k, v in theirs.items() if k != "variants"}
+    lrs = {}
+    for name, variant in ours["variants"].items():
+        variant = copy.deepcopy(variant)
+        lrs[name] = variant["optimizer"].pop("lr")
+        base = copy.deepcopy(ours["variants"]["warmup"])
+        base["optimizer"].pop("lr")
+        assert variant == base, name
+    assert lrs == {"warmup": 0.1, "lrhundredth": 0.01, "lrthousandth": 0.001}
