@@ -50,11 +50,18 @@ def sources(reports: str | os.PathLike, fixed_noise: str | os.PathLike | None = 
             replicates: int = 2000) -> str:
     """The table of sources of a study's reports folder (and of its twin with one noise draw)."""
     first = _load(reports, replicates)
-    second = _load(fixed_noise, replicates) if fixed_noise is not None else None
+    return table(first, _load(fixed_noise, replicates) if fixed_noise is not None else None)
+
+
+def table(first: Results, second: Results | None = None) -> str:
+    """The Markdown table of a study's sources (``second``: its twin with one noise draw). A
+    setting is named ``dataset / noise kind rate``, with its protocol variant in brackets where
+    the study has several (each variant is its own setting: its own cells, its own choices)."""
     head = ["setting", "quantity", "test sample", "seeds (all they draw)"]
     if second is not None:
         head += ["initialisation and batch order", "noise draw"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    several = len({key[2] for key in first.settings}) > 1
     for key, sets in first.settings.items():
         for s in sets:
             for name in QUANTITIES:
@@ -62,7 +69,8 @@ def sources(reports: str | os.PathLike, fixed_noise: str | os.PathLike | None = 
                 if parts is None:
                     continue
                 v_s, v_t = parts
-                cells = [f"{' / '.join(key[:2])} {s.noise_rate}", name, f"{math.sqrt(v_t):.2f}", f"{math.sqrt(v_s):.2f}"]
+                where = f"{' / '.join(key[:2])} {s.noise_rate}" + (f" ({key[2]})" if several else "")
+                cells = [where, name, f"{math.sqrt(v_t):.2f}", f"{math.sqrt(v_s):.2f}"]
                 if second is not None:
                     other = _parts(second, key, s.noise_rate, name)
                     cells += ["—", "—"] if other is None else [f"{math.sqrt(other[0]):.2f}",
