@@ -73,3 +73,25 @@ def test_a_study_of_several_variants_has_a_named_row_per_variant_each_its_own():
     for (setting, quantity), parts in alone.items():
         assert both[(f"{setting} (direct)", quantity)] == parts
     assert any(both[(f"{s} (warmup)", q)] != v for (s, q), v in alone.items())
+
+
+def test_the_fixed_noise_twin_splits_the_seeds_part():
+    """With a twin study (one noise draw for every seed), the seeds' part splits into the twin's
+    own (initialisation and batch order) and what the first study has beyond it (the noise
+    draw): the two add as variances; a setting the twin lacks shows dashes."""
+    rows, _ = rows_of(5, sd_seed=0.4)
+    twin_rows, _ = rows_of(6, sd_seed=0.1)
+    twin_rows = [r for r in twin_rows if r["noise_rate"] == syn.RATES[0]]      # the twin has one rate
+    first = study_results.from_rows(rows, params=PARAMS, test_samples={"syn": 400})
+    twin = study_results.from_rows(twin_rows, params=PARAMS, test_samples={"syn": 400})
+    lines = table(first, twin).splitlines()
+    assert lines[0].endswith("| initialisation and batch order | noise draw |")
+    seeds_alone = parse(table(twin))
+    for line in lines[2:]:
+        setting, quantity, _test, seeds, init, noise = [c.strip() for c in line.strip("|").split("|")]
+        if setting.endswith(f" {syn.RATES[0]}"):
+            assert float(init) == seeds_alone[(setting, quantity)][1]
+            expected = math.sqrt(max(float(seeds) ** 2 - float(init) ** 2, 0.0))
+            assert abs(float(noise) - expected) <= 0.02, (setting, quantity, noise, expected)
+        else:
+            assert (init, noise) == ("—", "—")
