@@ -501,21 +501,20 @@ def test_protocol_sensitivity_preset_is_the_default_study_at_three_phase_lrs():
     """docs/analysis.md reads config/protocol-sensitivity.yaml's variant `warmup` as the default
     study's mnist5k cells, bit for bit, and its other variants as differing only in the phase's
     learning rate: both hold as long as the two files agree."""
-    root = Path(__file__).resolve().parents[1]
-    default = grid.validate_params(yaml.safe_load((root / "params.yaml").read_text()))
-    preset = grid.validate_params(yaml.safe_load((root / "config" / "protocol-sensitivity.yaml").read_text()))
+    default = grid.load_params(ROOT / "params.yaml")
+    preset = grid.load_params(ROOT / "config" / "protocol-sensitivity.yaml")
     ours, theirs = grid.protocol_for(preset, "mnist5k"), grid.protocol_for(default, "mnist5k")
     assert preset["datasets"] == ["mnist5k"]
     for key in ("seeds", "noise", "noise_seed"):
         assert preset[key] == default[key], key
-    assert {m: preset["methods"][m] for m in preset["methods"]} == {m: default["methods"][m] for m in preset["methods"]}
+    assert preset["methods"] == {m: default["methods"][m] for m in preset["methods"]}
     assert ours["variants"]["warmup"] == theirs["variants"]["warmup"]
     assert {k: v for k, v in ours.items() if k != "variants"} == {k: v for k, v in theirs.items() if k != "variants"}
+    base = copy.deepcopy(ours["variants"]["warmup"])
+    base["optimizer"].pop("lr")
     lrs = {}
     for name, variant in ours["variants"].items():
         variant = copy.deepcopy(variant)
         lrs[name] = variant["optimizer"].pop("lr")
-        base = copy.deepcopy(ours["variants"]["warmup"])
-        base["optimizer"].pop("lr")
         assert variant == base, name
     assert lrs == {"warmup": 0.1, "lrhundredth": 0.01, "lrthousandth": 0.001}
